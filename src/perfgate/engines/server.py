@@ -1,0 +1,259 @@
+"""Engine server lifecycle shared by every engine: spawn, readiness, teardown.
+
+The server runs in its own process group on a free loopback port with its
+output in a log file. Readiness is /health *and* one real 1-token generation
+(health alone turns green before the first request can be served on some
+engines). Any failure raises :class:`ServerError`: one line of reason, then the
+last lines of the server log. Teardown signals the whole group (SIGTERM, grace,
+SIGKILL) and checks that nothing of it is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from .base import EngineAdapter, EngineConfig, LaunchPlan, ModelRef
+
+LOG_TAIL_LINES = 30
+# Environment variables worth recording with a result (engine tuning knobs).
+_RECORDED_ENV_PREFIXES = ("VLLM_", "SGLANG_", "CUDA_", "OMP_", "HF_HUB_OFFLINE", "PERFGATE_")
+
+
+class ServerError(RuntimeError):
+    """An engine server failed to start, died, or could not be stopped cleanly."""
+
+    def __init__(self, reason: str, log_path: Path | None = None):
+        self.reason = reason
+        self.log_path = log_path
+        tail = log_tail(log_path) if log_path else ""
+        message = reason
+        if log_path:
+            message += f"\n--- last {LOG_TAIL_LINES} lines of {log_path} ---\n{tail}"
+        super().__init__(message)
+
+
+def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
+    if path is None or not Path(path).exists():
+        return "(no log)"
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 64 * 1024))
+        text = fh.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _http(method: str, url: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class EngineServer:
+    """A running (or about to run) engine process. Use as a context manager."""
+
+    adapter: EngineAdapter
+    config: EngineConfig
+    model: ModelRef
+    python: Path
+    log_path: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    grace_s: float = 15.0
+    proc: subprocess.Popen | None = None
+    plan: LaunchPlan | None = None
+    cold_start_s: float | None = None
+    version: str | None = None
+    recorded_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "EngineServer":
+        """Spawn the server and block until it serves a real request (or fail)."""
+        self.port = self.port or free_port(self.host)
+        self.plan = self.adapter.launch_plan(self.python, self.model, self.host, self.port, self.config)
+        env = {**os.environ, **self.plan.env}
+        self.recorded_env = {
+            k: v for k, v in sorted(env.items()) if k in self.plan.env or k.startswith(_RECORDED_ENV_PREFIXES)
+        }
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        log.write(f"$ {' '.join(self.plan.command)}\n".encode())
+        log.flush()
+        t0 = time.perf_counter()
+        try:
+            self.proc = subprocess.Popen(
+                self.plan.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,  # own process group: teardown reaches every child
+            )
+        except OSError as exc:
+            raise ServerError(f"{self.config.id}: cannot execute {self.plan.command[0]}: {exc}", self.log_path) from exc
+        finally:
+            log.close()
+        try:
+            self._wait_ready(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self.cold_start_s = time.perf_counter() - t0
+        self.version = self._probe_version()
+        return self
+
+    def _check_alive(self) -> None:
+        assert self.proc is not None
+        rc = self.proc.poll()
+        if rc is not None:
+            raise ServerError(f"{self.config.id}: server exited with code {rc} during boot", self.log_path)
+
+    def _wait_ready(self, t0: float) -> None:
+        assert self.plan is not None
+        deadline = t0 + self.config.boot_timeout_s
+        health = self.base_url + self.plan.health_path
+        while True:
+            self._check_alive()
+            if time.perf_counter() > deadline:
+                raise ServerError(
+                    f"{self.config.id}: not healthy after {self.config.boot_timeout_s:.0f}s boot timeout", self.log_path
+                )
+            try:
+                status, _ = _http("GET", health, timeout=2.0)
+                if status == 200:
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        # One real generation: proves the model is loaded and the scheduler runs.
+        while True:
+            self._check_alive()
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise ServerError(f"{self.config.id}: healthy but first generation did not finish before boot timeout", self.log_path)
+            try:
+                status, body = _http(
+                    "POST", self.base_url + "/v1/completions",
+                    {"model": self.model.name, "prompt": "Hello", "max_tokens": 1, "temperature": 0},
+                    timeout=min(remaining, 120.0),
+                )
+            except (urllib.error.URLError, OSError, TimeoutError):
+                time.sleep(0.5)
+                continue
+            if status == 200:
+                return
+            if status in (502, 503):  # still warming up behind a proxy
+                time.sleep(0.5)
+                continue
+            raise ServerError(
+                f"{self.config.id}: first generation returned HTTP {status}: {body[:200].decode(errors='replace')}",
+                self.log_path,
+            )
+
+    def _probe_version(self) -> str | None:
+        for path in self.adapter.version_paths():
+            try:
+                status, body = _http("GET", self.base_url + path, timeout=5.0)
+                if status == 200:
+                    data = json.loads(body)
+                    version = data.get("version") if isinstance(data, dict) else None
+                    if version:
+                        return str(version)
+            except (urllib.error.URLError, OSError, ValueError):
+                continue
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM the group, wait ``grace_s``, SIGKILL; raise if any process survives."""
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: pgid == pid
+        members = _group_members(pgid) | _descendants(self.proc.pid)
+        _signal_all(pgid, members, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=self.grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + self.grace_s
+        while _alive(members | _group_members(pgid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _alive(members | _group_members(pgid))
+        if left:
+            _signal_all(pgid, left, signal.SIGKILL)
+            if self.proc.poll() is None:
+                self.proc.wait(timeout=10)
+            time.sleep(0.2)
+        self.proc.poll()
+        left = _alive(members | _group_members(pgid))
+        self.proc = None
+        if left:
+            raise ServerError(f"{self.config.id}: processes {sorted(left)} survived SIGKILL", self.log_path)
+
+    def __enter__(self) -> "EngineServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _group_members(pgid: int) -> set[int]:
+    found = set()
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                found.add(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """PIDs that still exist and are not zombies (a zombie holds no resources)."""
+    alive = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def _signal_all(pgid: int, pids: set[int], sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+    for pid in pids:  # children that left the group (setsid) still get the signal
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass

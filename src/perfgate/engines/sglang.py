@@ -1,0 +1,31 @@
+"""SGLang's server (``python -m sglang.launch_server``).
+
+SGLang has no CPU build on PyPI, so this adapter is written to SGLang's
+documented CLI and HTTP API and is exercised here only through its launch plan
+and recorded responses; it runs for real on GPU runners.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import EngineConfig, LaunchPlan, ModelRef
+
+
+class SglangAdapter:
+    name = "sglang"
+    distribution = "sglang"
+
+    def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
+        command = [
+            str(python), "-m", "sglang.launch_server",
+            "--model-path", model.path, "--served-model-name", model.name,
+            "--host", host, "--port", str(port),
+            "--enable-metrics",  # exposes /metrics (sglang:* names)
+            *config.flags,
+        ]
+        env = {"HF_HUB_OFFLINE": "1", **config.env_dict}
+        return LaunchPlan(command=command, env=env, health_path="/health")
+
+    def version_paths(self) -> tuple[str, ...]:
+        return ("/get_server_info", "/version")

@@ -1,0 +1,28 @@
+"""The reference engine ``perfgate.sim``: a test instrument with exactly known timing.
+
+It starts through the same lifecycle as real engines so that the spawn,
+readiness and teardown code it exercises is the code real engines use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .base import EngineConfig, LaunchPlan, ModelRef
+
+
+class SimAdapter:
+    name = "sim"
+    distribution = None
+
+    def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
+        command = [
+            sys.executable, "-m", "perfgate.sim",
+            "--host", host, "--port", str(port), "--model-name", model.name,
+            *config.flags,
+        ]
+        return LaunchPlan(command=command, env=config.env_dict, health_path="/health")
+
+    def version_paths(self) -> tuple[str, ...]:
+        return ("/version",)

