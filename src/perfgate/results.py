@@ -62,6 +62,7 @@ class Workload(_Model):
     temperature: float = 0.0
     slo_ttft_ms: float | None = None  # goodput thresholds
     slo_tpot_ms: float | None = None
+    prompt_tokens_verified: bool = False  # counted by the engine's own /tokenize
 
 
 class EngineInfo(_Model):

@@ -1,0 +1,98 @@
+"""One trial: prepare the workload, drive load, turn raw timelines into a Result.
+
+Order matters for honest numbers: every prompt is built and verified and every
+body serialized *before* the window; ``/metrics`` is scraped just outside it;
+SSE parsing and metric computation happen after it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import __version__
+from .client import run_load
+from .environment import detect_hardware, git_commit, host_info, now_iso
+from .matrix import Scenario
+from .metrics import client_health, request_record, summarize
+from .results import RESULT_SUFFIX, Environment, Hardware, Result, write_result
+from .servermetrics import delta, scrape
+from .sse import parse_stream
+from .targets import Target
+from .workload import CountFn, prepare, tokenize_count_fn
+
+
+class NoTokenizerError(RuntimeError):
+    pass
+
+
+def _local_count_fn(model_path: str) -> CountFn | None:
+    """Count with the model's own tokenizer.json when the endpoint has no /tokenize."""
+    tok = Path(model_path) / "tokenizer.json"
+    if not tok.exists():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tok))
+    return lambda text: len(tokenizer.encode(text).ids)
+
+
+def result_path(results_dir: Path, test_id: str, trial: int) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._=,-]+", "_", test_id).strip("_")
+    return results_dir / "results" / f"{slug}.trial{trial}{RESULT_SUFFIX}"
+
+
+def run_trial(
+    target: Target,
+    scenario: Scenario,
+    *,
+    trial: int,
+    test_id: str,
+    results_dir: Path,
+    hardware: Hardware | None = None,
+) -> Result:
+    """Run one complete load run and write its result file; returns the Result."""
+    workload = scenario.workload()
+    count = tokenize_count_fn(target.base_url, target.model.name, workload.api)
+    verified = count is not None
+    if count is None:
+        count = _local_count_fn(target.model.path)
+    if count is None:
+        raise NoTokenizerError(
+            f"{target.base_url}: no /tokenize endpoint and no local tokenizer.json for {target.model.path}; "
+            "cannot build exact-length prompts"
+        )
+    return_ids = target.engine.name in ("vllm", "sim")
+    prepared = prepare(workload, target.model.name, count, verified, return_token_ids=return_ids)
+    workload = workload.model_copy(update={"prompt_tokens_verified": verified})
+
+    before = scrape(target.base_url)
+    started_at = now_iso()
+    run = run_load(
+        target.base_url, prepared.specs,
+        concurrency=workload.concurrency, request_rate=workload.request_rate,
+        burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
+        timeout_s=scenario.spec.timeout_s,
+    )
+    after = scrape(target.base_url)
+
+    records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start) for r in run.requests]
+    summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms)
+    health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms_max)
+    status = "client_bound" if health.client_bound else "ok"
+    failure = None
+    if summary.completed == 0:
+        status, failure = "failed", f"all {summary.failed} requests failed: {summary.errors}"
+    info = host_info()
+    env = Environment(
+        engine=target.engine, model=target.model.name, model_path=target.model.path,
+        hardware=hardware or detect_hardware(), perfgate_version=__version__,
+        git_commit=git_commit(), python=info["python"], hostname=info["hostname"], started_at=started_at,
+    )
+    result = Result(
+        test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
+        environment=env, workload=workload, summary=summary, client_health=health,
+        server_metrics=delta(before, after), requests=records,
+    )
+    write_result(result, result_path(results_dir, test_id, trial))
+    return result

@@ -1,0 +1,117 @@
+"""Targets: something to send load to, started by perfgate or already running.
+
+:class:`TargetPool` is the session-level owner of engine servers. It boots one
+server per (engine configuration, model), keeps it while consecutive tests use
+it, and stops it before booting the next, so a small box never holds two
+engines at once. Provisioned venvs and built models are cached across sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engines import EngineConfig, ModelRef, get_adapter
+from .engines.provision import EngineVenv, ensure_engine_venv, installed_version
+from .engines.server import EngineServer, ServerError
+from .matrix import ModelSpec
+from .results import EngineInfo
+
+
+@dataclass
+class Target:
+    """A ready endpoint plus what we know about the engine behind it."""
+
+    base_url: str
+    model: ModelRef
+    engine: EngineInfo
+    server: EngineServer | None = None  # None for an external endpoint
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:
+    """Build a tiny recipe model into the cache, or pass a path/HF id through."""
+    if model.recipe is not None:
+        from .tinymodel import ensure_tiny_model
+
+        return ModelRef(model.name, str(ensure_tiny_model(model.recipe, cache_dir / "models")))
+    assert model.path is not None
+    return ModelRef(model.name, model.path)
+
+
+def _external_version(base_url: str) -> str | None:
+    for path in ("/version", "/get_server_info"):
+        try:
+            with urllib.request.urlopen(base_url + path, timeout=5) as resp:
+                data = json.loads(resp.read())
+                if isinstance(data, dict) and data.get("version"):
+                    return str(data["version"])
+        except (urllib.error.URLError, OSError, ValueError):
+            continue
+    return None
+
+
+class TargetPool:
+    def __init__(self, cache_dir: Path, log_dir: Path):
+        self.cache_dir = cache_dir
+        self.log_dir = log_dir
+        self._current: tuple[tuple, Target] | None = None
+        self._failed: dict[tuple, str] = {}
+
+    def get(self, engine: EngineConfig, model: ModelSpec, fresh: bool = False) -> Target:
+        """A ready target for (engine, model); ``fresh`` restarts it (engine restart between trials)."""
+        key = (engine, model)
+        if key in self._failed:  # don't pay a 10-minute boot timeout once per test
+            raise ServerError(f"{engine.id}: not retried, boot failed earlier in this session: {self._failed[key]}")
+        if self._current and self._current[0] == key and not fresh:
+            return self._current[1]
+        self.release()
+        try:
+            target = self._start(engine, model)
+        except Exception as exc:
+            self._failed[key] = str(exc).splitlines()[0]
+            raise
+        self._current = (key, target)
+        return target
+
+    def _start(self, engine: EngineConfig, model: ModelSpec) -> Target:
+        if engine.kind == "external":
+            assert engine.base_url
+            ref = ModelRef(model.name, model.path or model.name)
+            info = EngineInfo(name="external", version=_external_version(engine.base_url), base_url=engine.base_url)
+            return Target(engine.base_url.rstrip("/"), ref, info)
+        adapter = get_adapter(engine.kind)
+        venv: EngineVenv | None = None
+        python = Path("python")
+        if engine.spec:
+            venv = ensure_engine_venv(engine.spec, self.cache_dir)
+            python = venv.python
+        ref = resolve_model(model, self.cache_dir)
+        log_path = self.log_dir / f"{_slug(engine.id)}--{_slug(model.name)}.log"
+        server = EngineServer(adapter, engine, ref, python, log_path).start()
+        assert server.plan is not None
+        version = server.version or (installed_version(venv, adapter.distribution) if venv and adapter.distribution else None)
+        if venv and engine.spec and version is None:
+            version = engine.spec.split("==")[-1]
+        info = EngineInfo(
+            name=adapter.name, version=version, spec=engine.spec, command=server.plan.command,
+            env=server.recorded_env, flags=list(engine.flags), cold_start_s=server.cold_start_s,
+            base_url=server.base_url, log_path=str(log_path),
+        )
+        return Target(server.base_url, ref, info, server)
+
+    def release(self) -> None:
+        """Stop the current server (if perfgate started it)."""
+        if self._current is None:
+            return
+        _, target = self._current
+        self._current = None
+        if target.server is not None:
+            target.server.stop()
