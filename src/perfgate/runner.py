@@ -66,15 +66,17 @@ def run_trial(
     prepared = prepare(workload, target.model.name, count, verified, return_token_ids=return_ids)
     workload = workload.model_copy(update={"prompt_tokens_verified": verified})
 
-    before = scrape(target.base_url)
+    scraped: dict[str, dict | None] = {}
     started_at = now_iso()
     run = run_load(
         target.base_url, prepared.specs,
         concurrency=workload.concurrency, request_rate=workload.request_rate,
         burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
         timeout_s=scenario.spec.timeout_s,
+        on_measure_start=lambda: scraped.__setitem__("before", scrape(target.base_url)),
     )
     after = scrape(target.base_url)
+    before = scraped.get("before")
 
     records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start) for r in run.requests]
     summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms)

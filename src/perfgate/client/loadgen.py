@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -186,7 +187,9 @@ async def run_load_async(
     seed: int = 0,
     warmup_specs: list[RequestSpec] | None = None,
     timeout_s: float = 600.0,
+    on_measure_start: Callable[[], object] | None = None,
 ) -> LoadRun:
+    """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load."""
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency (closed loop) or request_rate (open loop)")
     limit = concurrency or max_concurrency or 0
@@ -196,6 +199,8 @@ async def run_load_async(
         warm = []
         if warmup_specs:
             warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True)
+        if on_measure_start is not None:
+            on_measure_start()
         stop = asyncio.Event()
         lag: list[float] = []
         probe = asyncio.create_task(_loop_probe(stop, lag))

