@@ -19,6 +19,7 @@ from .results import RESULT_SUFFIX, Environment, Hardware, Result, write_result
 from .servermetrics import delta, scrape
 from .sse import parse_stream
 from .targets import Target
+from .telemetry import HostSampler, TelemetryRecorder, gpu_sampler
 from .workload import CountFn, prepare, tokenize_count_fn
 
 
@@ -35,6 +36,17 @@ def _local_count_fn(model_path: str) -> CountFn | None:
 
     tokenizer = Tokenizer.from_file(str(tok))
     return lambda text: len(tokenizer.encode(text).ids)
+
+
+def telemetry_summary(series: dict[str, list[list[float]]]) -> dict[str, float]:
+    """Peak and mean of each telemetry series, e.g. ``gpu0.memory_used_mib.max``."""
+    out = {}
+    for name, points in series.items():
+        values = [v for _, v in points]
+        if values:
+            out[f"{name}.max"] = max(values)
+            out[f"{name}.mean"] = sum(values) / len(values)
+    return out
 
 
 def result_path(results_dir: Path, test_id: str, trial: int) -> Path:
@@ -67,19 +79,30 @@ def run_trial(
     workload = workload.model_copy(update={"prompt_tokens_verified": verified})
 
     scraped: dict[str, dict | None] = {}
+    samplers: list = [s for s in (gpu_sampler(),) if s is not None]
+    if target.server is not None and target.server.proc is not None:
+        samplers.append(HostSampler(target.server.proc.pid))
+    recorder = TelemetryRecorder(samplers)
+
+    def measure_start() -> None:
+        scraped["before"] = scrape(target.base_url)
+        recorder.start()
+
     started_at = now_iso()
     run = run_load(
         target.base_url, prepared.specs,
         concurrency=workload.concurrency, request_rate=workload.request_rate,
         burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
         timeout_s=scenario.spec.timeout_s,
-        on_measure_start=lambda: scraped.__setitem__("before", scrape(target.base_url)),
+        on_measure_start=measure_start,
     )
+    telemetry = recorder.stop()
     after = scrape(target.base_url)
     before = scraped.get("before")
 
     records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start) for r in run.requests]
     summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms)
+    summary.metrics.update(telemetry_summary(telemetry))
     health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms_max)
     status = "client_bound" if health.client_bound else "ok"
     failure = None
@@ -94,7 +117,7 @@ def run_trial(
     result = Result(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
         environment=env, workload=workload, summary=summary, client_health=health,
-        server_metrics=delta(before, after), requests=records,
+        server_metrics=delta(before, after), telemetry=telemetry, requests=records,
     )
     write_result(result, result_path(results_dir, test_id, trial))
     return result
