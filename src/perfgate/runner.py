@@ -19,7 +19,7 @@ from .results import RESULT_SUFFIX, Environment, Hardware, Result, write_result
 from .servermetrics import delta, scrape
 from .sse import parse_stream
 from .targets import Target
-from .telemetry import HostSampler, TelemetryRecorder, gpu_sampler
+from .telemetry import HostSampler, TelemetryRecorder, gpu_sampler, telemetry_summary
 from .workload import CountFn, prepare, tokenize_count_fn
 
 
@@ -36,17 +36,6 @@ def _local_count_fn(model_path: str) -> CountFn | None:
 
     tokenizer = Tokenizer.from_file(str(tok))
     return lambda text: len(tokenizer.encode(text).ids)
-
-
-def telemetry_summary(series: dict[str, list[list[float]]]) -> dict[str, float]:
-    """Peak and mean of each telemetry series, e.g. ``gpu0.memory_used_mib.max``."""
-    out = {}
-    for name, points in series.items():
-        values = [v for _, v in points]
-        if values:
-            out[f"{name}.max"] = max(values)
-            out[f"{name}.mean"] = sum(values) / len(values)
-    return out
 
 
 def result_path(results_dir: Path, test_id: str, trial: int) -> Path:

@@ -125,3 +125,14 @@ class TelemetryRecorder:
             except Exception:
                 pass
         return self.series
+
+
+def telemetry_summary(series: dict[str, list[list[float]]]) -> dict[str, float]:
+    """Peak and mean of each telemetry series, e.g. ``gpu0.memory_used_mib.max``."""
+    out = {}
+    for name, points in series.items():
+        values = [v for _, v in points]
+        if values:
+            out[f"{name}.max"] = max(values)
+            out[f"{name}.mean"] = sum(values) / len(values)
+    return out
