@@ -37,7 +37,10 @@ COUNTERS = (
     "sglang:prompt_tokens_total",
     "sglang:generation_tokens_total",
 )
-GAUGES = ("vllm:kv_cache_usage_perc", "vllm:num_requests_running", "vllm:num_requests_waiting", "sglang:token_usage")
+GAUGES = (
+    "vllm:kv_cache_usage_perc", "vllm:num_requests_running", "vllm:num_requests_waiting",
+    "sglang:token_usage", "sglang:cache_hit_rate", "sglang:num_running_reqs", "sglang:num_queue_reqs",
+)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
