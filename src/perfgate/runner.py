@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .client import run_load
+from .cost import cost_metrics
 from .environment import detect_hardware, git_commit, host_info, now_iso
 from .matrix import Scenario
 from .metrics import client_health, request_record, summarize
@@ -92,6 +93,7 @@ def run_trial(
     records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start) for r in run.requests]
     summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms)
     summary.metrics.update(telemetry_summary(telemetry))
+    summary.metrics.update(cost_metrics(scenario.spec.hourly_price_usd, summary.metrics))
     health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms_max)
     status = "client_bound" if health.client_bound else "ok"
     failure = None
