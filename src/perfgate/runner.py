@@ -20,7 +20,7 @@ from .results import RESULT_SUFFIX, Environment, Hardware, Result, write_result
 from .servermetrics import delta, scrape
 from .sse import parse_stream
 from .targets import Target
-from .telemetry import HostSampler, TelemetryRecorder, gpu_sampler, telemetry_summary
+from .telemetry import EngineGaugeSampler, HostSampler, TelemetryRecorder, gpu_sampler, telemetry_summary
 from .workload import CountFn, prepare, tokenize_count_fn
 
 
@@ -70,6 +70,7 @@ def run_trial(
 
     scraped: dict[str, dict | None] = {}
     samplers: list = [s for s in (gpu_sampler(),) if s is not None]
+    samplers.append(EngineGaugeSampler(target.base_url))
     if target.server is not None and target.server.proc is not None:
         samplers.append(HostSampler(target.server.proc.pid))
     recorder = TelemetryRecorder(samplers)

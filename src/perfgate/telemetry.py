@@ -74,6 +74,32 @@ class HostSampler:
         pass
 
 
+class EngineGaugeSampler:
+    """The engine's own gauges from /metrics (KV-cache use, running and waiting requests).
+
+    Scrapes at most every ``min_interval_s`` so that observing the engine does
+    not become load on it.
+    """
+
+    def __init__(self, base_url: str, min_interval_s: float = 1.0):
+        self.base_url = base_url
+        self.min_interval_s = min_interval_s
+        self._last = -1e9
+
+    def sample(self) -> dict[str, float]:
+        now = time.perf_counter()
+        if now - self._last < self.min_interval_s:
+            return {}
+        self._last = now
+        from .servermetrics import GAUGES, scrape
+
+        values = scrape(self.base_url, timeout=2.0) or {}
+        return {f"engine.{name.replace(':', '.')}": values[name] for name in GAUGES if name in values}
+
+    def close(self) -> None:
+        pass
+
+
 def gpu_sampler() -> NvmlSampler | None:
     """An NVML sampler when a GPU is usable, else None (CPU machines)."""
     try:
