@@ -36,6 +36,7 @@ class EngineEntry(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     base_url: str | None = None
     boot_timeout_s: float = 600.0
+    cpus: list[int] = Field(default_factory=list)  # pin engine processes to these cores
 
     @model_validator(mode="after")
     def _check(self) -> "EngineEntry":
@@ -95,6 +96,7 @@ class ScenarioFile(_Strict):
     min_effect: dict[str, float] = Field(default_factory=dict)  # metric -> relative effect that matters
     observe_only: list[str] = Field(default_factory=list)
     hourly_price_usd: float | None = None  # for cost-per-token figures
+    engine_gauges_interval_s: float | None = None  # sample /metrics gauges in the window (observer effect!)
     sweep: dict[str, list[int | float]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -201,6 +203,7 @@ def _engine_config(key: str, entry: EngineEntry) -> EngineConfig:
     return EngineConfig(
         id=key, kind=entry.kind, spec=entry.spec, flags=tuple(entry.flags),
         env=tuple(sorted(entry.env.items())), base_url=entry.base_url, boot_timeout_s=entry.boot_timeout_s,
+        cpus=tuple(entry.cpus),
     )
 
 

@@ -106,7 +106,8 @@ class ClientHealth(_Model):
     schedule_lag_ms_max: float | None = None
     requested_rate: float | None = None
     achieved_rate: float | None = None
-    loop_lag_ms_max: float | None = None  # event-loop stall seen by a probe task
+    loop_lag_ms_p99: float | None = None  # event-loop stall seen by a 5 ms probe task
+    loop_lag_ms_max: float | None = None
     client_bound: bool = False
     reason: str | None = None
 

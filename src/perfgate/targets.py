@@ -30,6 +30,7 @@ class Target:
     model: ModelRef
     engine: EngineInfo
     server: EngineServer | None = None  # None for an external endpoint
+    engine_cpus: tuple[int, ...] = ()  # cores the engine is pinned to (client avoids them)
 
 
 def _slug(text: str) -> str:
@@ -105,7 +106,7 @@ class TargetPool:
             env=server.recorded_env, flags=list(engine.flags), cold_start_s=server.cold_start_s,
             base_url=server.base_url, log_path=str(log_path),
         )
-        return Target(server.base_url, ref, info, server)
+        return Target(server.base_url, ref, info, server, engine_cpus=engine.cpus)
 
     def release(self) -> None:
         """Stop the current server (if perfgate started it)."""

@@ -53,7 +53,7 @@ class LoadRun:
     warmup: list[RawRequest]
     start: float  # perf_counter at the start of the measured window
     end: float
-    loop_lag_ms_max: float
+    loop_lag_ms: list[float]  # one sample per probe wake-up (every ~5 ms)
     requested_rate: float | None
     concurrency: int | None
     notes: list[str] = field(default_factory=list)
@@ -121,13 +121,11 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
 
 
 async def _loop_probe(stop: asyncio.Event, out: list[float]) -> None:
-    """Measure event-loop stalls: how late a short sleep wakes up."""
-    worst = 0.0
+    """Measure event-loop stalls: how late (ms) each short sleep wakes up."""
     while not stop.is_set():
         t = time.perf_counter()
         await asyncio.sleep(_LOOP_PROBE_INTERVAL_S)
-        worst = max(worst, time.perf_counter() - t - _LOOP_PROBE_INTERVAL_S)
-    out.append(worst * 1000.0)
+        out.append(max(0.0, time.perf_counter() - t - _LOOP_PROBE_INTERVAL_S) * 1000.0)
 
 
 def _new_record(spec: RequestSpec, warmup: bool) -> RawRequest:
@@ -214,7 +212,7 @@ async def run_load_async(
         stop.set()
         await probe
     return LoadRun(
-        requests=records, warmup=warm, start=start, end=end, loop_lag_ms_max=lag[0] if lag else 0.0,
+        requests=records, warmup=warm, start=start, end=end, loop_lag_ms=lag,
         requested_rate=request_rate, concurrency=concurrency,
     )
 

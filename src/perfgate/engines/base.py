@@ -23,6 +23,7 @@ class EngineConfig:
     env: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs: hashable
     base_url: str | None = None  # for kind=external
     boot_timeout_s: float = 600.0
+    cpus: tuple[int, ...] = ()  # pin the engine's processes to these cores; the client takes the rest
 
     @property
     def env_dict(self) -> dict[str, str]:

@@ -109,6 +109,7 @@ class EngineServer:
             self.proc = subprocess.Popen(
                 self.plan.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,  # own process group: teardown reaches every child
+                preexec_fn=(lambda: os.sched_setaffinity(0, self.config.cpus)) if self.config.cpus else None,
             )
         except OSError as exc:
             raise ServerError(f"{self.config.id}: cannot execute {self.plan.command[0]}: {exc}", self.log_path) from exc
