@@ -8,6 +8,7 @@ are not independent.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from .engines.server import ServerError
 from .matrix import Case
-from .results import Result
+from .results import Result, write_json_atomic
 from .targets import TargetPool
 
 
@@ -26,6 +27,7 @@ class CaseOutcome:
     error: str | None = None  # engine failed to boot/crashed: no numbers at all
     verdict_lines: list[str] = field(default_factory=list)  # filled by the judge
     regressions: list[str] = field(default_factory=list)
+    judgement: object | None = None  # perfgate.verdicts.Judgement
 
     @property
     def status(self) -> str:
@@ -35,7 +37,10 @@ class CaseOutcome:
             return "failed"
         if any(r.status == "client_bound" for r in self.results):
             return "client_bound"
-        return "regression" if self.regressions else "ok"
+        if self.regressions:
+            return "regression"
+        judged = getattr(self.judgement, "status", None)
+        return judged if judged in ("no_baseline", "env_mismatch", "baseline_written") else "ok"
 
     def check(self) -> None:
         """Fail the calling test with one line when the case failed or regressed."""
@@ -52,6 +57,37 @@ class CaseOutcome:
             )
         if self.regressions:
             pytest.fail("; ".join(self.regressions), pytrace=False)
+        judgement = self.judgement
+        if judgement is not None and getattr(judgement, "status", None) == "env_mismatch":
+            pytest.skip(f"{self.case.id}: {judgement.reason}")
+
+
+def _verdict_record(v) -> dict:
+    return {
+        "metric": v.metric, "verdict": v.verdict, "ratio": v.ratio, "ci_low": v.ci_low, "ci_high": v.ci_high,
+        "change_pct": v.change_pct, "mde_pct": v.mde_pct, "n_baseline": v.n_baseline, "n_current": v.n_current,
+        "direction": v.direction, "observe_only": v.observe_only,
+        "baseline_median": v.baseline_median, "current_median": v.current_median,
+    }
+
+
+def write_verdicts(path: Path, outcomes: list[CaseOutcome]) -> None:
+    """The session's judgements next to the results, for the report (atomic)."""
+    cases = []
+    for o in outcomes:
+        j = o.judgement
+        first = o.results[0] if o.results else None
+        engine = first.environment.engine if first else None
+        cases.append({
+            "case_id": o.case.id, "engine": engine.name if engine else o.case.engine.kind,
+            "engine_version": engine.version if engine else None, "model": o.case.model.name,
+            "scenario": o.case.scenario.name, "hardware": o.case.hardware, "status": o.status,
+            "reason": o.error or (o.regressions and "; ".join(o.regressions)) or getattr(j, "reason", None),
+            "baseline": {"path": j.baseline_path, "engine_version": j.baseline_version,
+                         "created_at": j.baseline_created_at} if j is not None and j.baseline_path else None,
+            "verdicts": [_verdict_record(v) for v in getattr(j, "verdicts", [])],
+        })
+    write_json_atomic(path, json.dumps({"schema_version": 1, "cases": cases}, indent=1))
 
 
 @dataclass
@@ -72,29 +108,45 @@ class PerfSession:
     def trials_for(self, case: Case) -> int:
         return self.config.getoption("--perf-trials") or case.scenario.spec.trials
 
-    def run_case(self, case: Case) -> CaseOutcome:
+    def _run_trials(self, outcome: CaseOutcome, count: int) -> None:
         from .runner import run_trial  # late import: keeps plugin loading light
 
+        case = outcome.case
+        start = len(outcome.results)
+        for trial in range(start, start + count):
+            fresh = trial > 0 and case.scenario.spec.restart_between_trials
+            target = self.pool.get(case.engine, case.model, fresh=fresh)
+            outcome.results.append(
+                run_trial(target, case.scenario, trial=trial, test_id=case.id, results_dir=self.results_dir)
+            )
+
+    def rerun_trials(self, outcome: CaseOutcome) -> None:
+        """The confirmation run: as many trials again, appended to the outcome."""
+        self._run_trials(outcome, self.trials_for(outcome.case))
+
+    def run_case(self, case: Case) -> CaseOutcome:
         outcome = CaseOutcome(case)
         self.outcomes.append(outcome)
         try:
-            for trial in range(self.trials_for(case)):
-                fresh = trial > 0 and case.scenario.spec.restart_between_trials
-                target = self.pool.get(case.engine, case.model, fresh=fresh)
-                outcome.results.append(
-                    run_trial(target, case.scenario, trial=trial, test_id=case.id, results_dir=self.results_dir)
-                )
+            self._run_trials(outcome, self.trials_for(case))
         except ServerError as exc:
             outcome.error = f"{case.id}: {exc}"
             return outcome
         from .verdicts import judge  # late import: verdicts pull in scipy
 
-        judge(self, outcome)
+        try:
+            judge(self, outcome)
+        except ServerError as exc:  # the engine died during the confirmation run
+            outcome.error = f"{case.id}: {exc}"
         return outcome
 
     def finish(self) -> None:
-        if self._pool is not None:
-            self._pool.release()
+        try:
+            if self._pool is not None:
+                self._pool.release()
+        finally:
+            if self.outcomes:
+                write_verdicts(self.results_dir / "verdicts.json", self.outcomes)
 
     def summary_lines(self) -> list[str]:
         lines = []
