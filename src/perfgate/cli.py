@@ -3,6 +3,7 @@
     perfgate sim ...              run the reference engine (see docs/sim.md)
     perfgate provision SPEC       create (or find) the venv of an engine spec
     perfgate model RECIPE [DIR]   build the tiny model of a recipe
+    perfgate load URL ...         drive one scenario against a running endpoint
     perfgate report DIR...        render the HTML + Markdown report
 """
 
@@ -43,6 +44,39 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace) -> int:
+    """Drive one scenario against a running endpoint and write its result file."""
+    from .matrix import MatrixError, ScenarioFile, expand_sweep, load_scenario_file
+    from .results import EngineInfo
+    from .runner import result_path, run_trial
+    from .engines import ModelRef
+    from .targets import Target, _external_version
+
+    try:
+        if args.scenario:
+            scenario = load_scenario_file(Path(args.scenario))[0]
+        else:
+            fields = dict(name="adhoc", api=args.api, num_requests=args.num_requests, prompt_tokens=args.prompt_tokens,
+                          max_tokens=args.max_tokens, warmup_requests=args.warmup, seed=args.seed)
+            if args.request_rate:
+                fields["request_rate"] = args.request_rate
+            else:
+                fields["concurrency"] = args.concurrency
+            scenario = expand_sweep(ScenarioFile(**fields))[0]
+    except (MatrixError, ValueError) as exc:
+        print(f"perfgate: {exc}", file=sys.stderr)
+        return 2
+    url = args.url.rstrip("/")
+    target = Target(url, ModelRef(args.model, args.tokenizer or args.model),
+                    EngineInfo(name="external", version=_external_version(url), base_url=url))
+    result = run_trial(target, scenario, trial=0, test_id=args.name or f"load-{scenario.name}", results_dir=Path(args.out))
+    print(result_path(Path(args.out), result.test_id, 0))
+    m = result.summary.metrics if result.summary else {}
+    print(f"status={result.status} ttft_p50_ms={m.get('ttft_ms.p50')} itl_p50_ms={m.get('itl_ms.p50')} "
+          f"output_tok_s={m.get('output_throughput')}", file=sys.stderr)
+    return 0 if result.status == "ok" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":  # the simulator parses its own options
@@ -60,6 +94,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipe")
     p.add_argument("--cache", default=None)
     p.set_defaults(func=_model)
+    p = sub.add_parser("load", help="drive load against a running endpoint (no pytest), write one result")
+    p.add_argument("url", help="base URL of an OpenAI-compatible server (loopback for tests)")
+    p.add_argument("--model", required=True, help="served model name")
+    p.add_argument("--tokenizer", default=None, help="local model dir whose tokenizer.json counts prompt tokens if the server has no /tokenize")
+    p.add_argument("--scenario", default=None, help="scenario YAML (else the options below)")
+    p.add_argument("--api", choices=["completions", "chat"], default="completions")
+    p.add_argument("--num-requests", type=int, default=32)
+    p.add_argument("--prompt-tokens", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--request-rate", type=float, default=None)
+    p.add_argument("--warmup", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=None)
+    p.add_argument("--out", default="reports")
+    p.set_defaults(func=_load)
     p = sub.add_parser("report", help="render the report from result directories")
     p.add_argument("results", nargs="+", help="result directories (merged)")
     p.add_argument("--out", default="reports", help="output directory (default: reports)")
