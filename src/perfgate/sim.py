@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import random
 import sys
 import time
@@ -48,6 +49,10 @@ class SimConfig:
     seed: int = 0
     version: str = "sim-1"
     max_model_len: int = 32768
+    # Multiplies every delay. Set through the environment (PERFGATE_SIM_INJECT_SLOWDOWN)
+    # so that the engine's flags, and with them the baseline fingerprint, stay the same:
+    # this is how tests inject a known regression.
+    inject_slowdown: float = 1.0
 
 
 @dataclass
@@ -83,7 +88,7 @@ class Sim:
         self.m_prompt = Counter("vllm:prompt_tokens", "prompt tokens", labels, registry=self.registry)
 
     def factor(self) -> float:
-        return 1.0 + self.config.slowdown_per_inflight * max(0, self.inflight - 1)
+        return self.config.inject_slowdown * (1.0 + self.config.slowdown_per_inflight * max(0, self.inflight - 1))
 
 
 def _count_words(body: dict) -> int:
@@ -243,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         print("perfgate sim: refusing to listen beyond loopback", file=sys.stderr)
         return 2
     cfg = SimConfig(a.model_name, a.ttft_base_ms, a.ttft_per_prompt_token_ms, a.itl_ms, a.tokens_per_chunk,
-                    a.slowdown_per_inflight, a.jitter_ms, a.seed, a.version)
+                    a.slowdown_per_inflight, a.jitter_ms, a.seed, a.version,
+                    inject_slowdown=float(os.environ.get("PERFGATE_SIM_INJECT_SLOWDOWN", "1.0")))
     web.run_app(build_app(cfg), host=a.host, port=a.port, print=lambda *_: print(f"perfgate sim on {a.host}:{a.port}", flush=True),
                 access_log=None)
     return 0

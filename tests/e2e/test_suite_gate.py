@@ -1,0 +1,86 @@
+"""The whole gate, as a user runs it: `pytest perf` in a project, against the reference engine.
+
+A temporary project with a matrix (engine: perfgate sim), a scenario and an
+empty baseline store is driven by real `pytest` subprocesses:
+1. --perf-update-baselines writes the baseline;
+2. the same engine passes against it;
+3. a 25% injected slowdown (PERFGATE_SIM_INJECT_SLOWDOWN, invisible to the
+   fingerprint like an engine regression) fails with the one-line reason;
+4. a corrupt baseline fails with an error naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MATRIX = """
+scenarios_dir: scenarios
+engines:
+  sim:
+    kind: sim
+    flags: [--ttft-base-ms, "40", --itl-ms, "4", --jitter-ms, "0.3", --seed, "1"]
+    boot_timeout_s: 30
+models:
+  sim-model: {path: sim-model}
+runs:
+  - hardware: cpu
+    engines: [sim]
+    models: [sim-model]
+    scenarios: [gate]
+"""
+SCENARIO = """
+name: gate
+num_requests: 12
+prompt_tokens: 16
+max_tokens: 24
+concurrency: 2
+warmup_requests: 2
+trials: 3
+"""
+TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "perf").mkdir()
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "perf" / "matrix.yaml").write_text(MATRIX)
+    (tmp_path / "perf" / "test_serving.py").write_text(TEST)
+    (tmp_path / "scenarios" / "gate.yaml").write_text(SCENARIO)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    return tmp_path
+
+
+def _pytest(project: Path, *args: str, slowdown: float = 1.0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PERFGATE_SIM_INJECT_SLOWDOWN": str(slowdown)}
+    return subprocess.run([sys.executable, "-m", "pytest", "perf", "-m", "cpu", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=project, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_update_pass_regress_corrupt(project):
+    up = _pytest(project, "--perf-update-baselines")
+    assert up.returncode == 0, up.stdout[-3000:]
+    base = project / "baselines" / "cpu" / "sim-sim-1" / "sim-model" / "gate.json"
+    assert base.exists() and "baseline written" in up.stdout
+
+    same = _pytest(project)
+    assert same.returncode == 0, same.stdout[-3000:]
+
+    slow = _pytest(project, slowdown=1.25)
+    assert slow.returncode == 1, slow.stdout[-3000:]
+    line = next(ln for ln in slow.stdout.splitlines() if "ttft_ms.p50 +" in ln)
+    assert "vs sim sim-1 / sim-model / cpu" in line
+    assert "confirmation run" in slow.stdout  # confirmed before failing
+    verdicts = json.loads((project / "reports" / "verdicts.json").read_text())
+    assert verdicts["cases"][0]["status"] == "regression"
+
+    base.write_text("{ not json")
+    bad = _pytest(project)
+    assert bad.returncode == 1
+    assert f"{base}: not a readable baseline" in bad.stdout
