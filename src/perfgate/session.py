@@ -56,7 +56,8 @@ class CaseOutcome:
                 f"{bound[0].failure_reason}", pytrace=False,
             )
         if self.regressions:
-            pytest.fail("; ".join(self.regressions), pytrace=False)
+            more = len(self.regressions) - 1
+            pytest.fail(self.regressions[0] + (f" (and {more} more regressed metrics)" if more else ""), pytrace=False)
         judgement = self.judgement
         if judgement is not None and getattr(judgement, "status", None) == "env_mismatch":
             pytest.skip(f"{self.case.id}: {judgement.reason}")
