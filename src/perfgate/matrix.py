@@ -65,6 +65,7 @@ class RunEntry(_Strict):
     engines: list[str]
     models: list[str]
     scenarios: list[str]  # names or glob patterns
+    optional: bool = False  # collected only when --perf-engine names one of its engines
 
 
 class MatrixFile(_Strict):
@@ -146,6 +147,7 @@ class Case:
     engine: EngineConfig
     model: ModelSpec
     scenario: Scenario
+    optional: bool = False
 
     @property
     def id(self) -> str:
@@ -233,5 +235,5 @@ def load_matrix(path: Path) -> list[Case]:
                 model = ModelSpec(m, (root / entry.recipe) if entry.recipe else None, entry.path)
                 for fam in families:
                     for sc in scenarios[fam]:
-                        cases.append(Case(run.hardware, _engine_config(e, matrix.engines[e]), model, sc))
+                        cases.append(Case(run.hardware, _engine_config(e, matrix.engines[e]), model, sc, run.optional))
     return cases

@@ -64,7 +64,10 @@ def _select(cases: list[Case], config: pytest.Config) -> list[Case]:
     endpoint = config.getoption("--perf-endpoint")
     out = []
     seen = set()
+    engines = config.getoption("--perf-engine")
     for case in cases:
+        if case.optional and not (engines and keep(case.engine.id, engines)):
+            continue
         if endpoint:
             external = EngineConfig(id="endpoint", kind="external", base_url=endpoint)
             case = replace(case, engine=external)
