@@ -143,7 +143,7 @@ class ResultError(Exception):
     """A result file that cannot be trusted (corrupt, wrong schema)."""
 
 
-def write_json_atomic(path: Path, payload: str) -> None:
+def write_text_atomic(path: Path, payload: str) -> None:
     """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -159,6 +159,9 @@ def write_json_atomic(path: Path, payload: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+write_json_atomic = write_text_atomic  # the name most callers use for JSON payloads
 
 
 def write_result(result: Result, path: Path) -> Path:
