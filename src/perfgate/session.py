@@ -98,6 +98,8 @@ class PerfSession:
     cache_dir: Path
     baselines_dir: Path
     outcomes: list[CaseOutcome] = field(default_factory=list)
+    report_paths: list[Path] = field(default_factory=list)
+    report_error: str | None = None
     _pool: TargetPool | None = None
 
     @property
@@ -148,6 +150,16 @@ class PerfSession:
         finally:
             if self.outcomes:
                 write_verdicts(self.results_dir / "verdicts.json", self.outcomes)
+                self.render_report()
+
+    def render_report(self) -> None:
+        """index.html + summary.md into the results directory (a report failure never hides test results)."""
+        from .report import render_report
+
+        try:
+            self.report_paths = render_report([self.results_dir], self.results_dir)
+        except Exception as exc:  # noqa: BLE001 - reported in the terminal summary
+            self.report_error = f"report not rendered: {type(exc).__name__}: {exc}"
 
     def summary_lines(self) -> list[str]:
         lines = []
@@ -155,4 +167,8 @@ class PerfSession:
             lines.append(f"{o.status.upper():13s} {o.case.id}")
             lines.extend(f"    {line}" for line in o.verdict_lines)
         lines.append(f"results and server logs: {self.results_dir}")
+        if self.report_paths:
+            lines.append(f"report: {self.report_paths[0]} (summary: {self.report_paths[1]})")
+        if self.report_error:
+            lines.append(self.report_error)
         return lines
