@@ -78,7 +78,7 @@ def run_trial(
             "cannot build exact-length prompts"
         )
     return_ids = target.engine.name in ("vllm", "sim")
-    prepared = prepare(workload, target.model.name, count, verified, return_token_ids=return_ids)
+    prepared = prepare(workload, target.model.name, count, verified, return_token_ids=return_ids, trial=trial)
     workload = workload.model_copy(update={"prompt_tokens_verified": verified})
 
     scraped: dict[str, dict | None] = {}
