@@ -108,6 +108,7 @@ class ClientHealth(_Model):
     achieved_rate: float | None = None
     loop_lag_ms_p99: float | None = None  # event-loop stall seen by a 5 ms probe task
     loop_lag_ms_max: float | None = None
+    client_cpu_s: float | None = None  # load client's CPU time in the window (all its threads)
     client_bound: bool = False
     reason: str | None = None
 

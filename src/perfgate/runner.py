@@ -116,6 +116,7 @@ def run_trial(
     summary.metrics.update(telemetry_summary(telemetry))
     summary.metrics.update(cost_metrics(scenario.spec.hourly_price_usd, summary.metrics))
     health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms)
+    health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
     failure = None
     if summary.completed == 0:

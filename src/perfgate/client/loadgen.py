@@ -54,6 +54,7 @@ class LoadRun:
     start: float  # perf_counter at the start of the measured window
     end: float
     loop_lag_ms: list[float]  # one sample per probe wake-up (every ~5 ms)
+    cpu_s: float  # this process's CPU time (user+sys) inside the measured window
     requested_rate: float | None
     concurrency: int | None
     notes: list[str] = field(default_factory=list)
@@ -203,16 +204,18 @@ async def run_load_async(
         lag: list[float] = []
         probe = asyncio.create_task(_loop_probe(stop, lag))
         start = time.perf_counter()
+        cpu0 = time.process_time()
         if concurrency is not None:
             records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False)
         else:
             offsets = arrival_offsets(len(specs), request_rate, burstiness, seed)
             records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency)
         end = max((r.done_at or r.sent_at) for r in records) if records else time.perf_counter()
+        cpu_s = time.process_time() - cpu0
         stop.set()
         await probe
     return LoadRun(
-        requests=records, warmup=warm, start=start, end=end, loop_lag_ms=lag,
+        requests=records, warmup=warm, start=start, end=end, loop_lag_ms=lag, cpu_s=cpu_s,
         requested_rate=request_rate, concurrency=concurrency,
     )
 
