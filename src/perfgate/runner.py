@@ -22,11 +22,7 @@ from .servermetrics import delta, scrape
 from .sse import parse_stream
 from .targets import Target
 from .telemetry import EngineGaugeSampler, HostSampler, TelemetryRecorder, gpu_sampler, telemetry_summary
-from .workload import CountFn, prepare, tokenize_count_fn
-
-
-class NoTokenizerError(RuntimeError):
-    pass
+from .workload import CountFn, NoTokenizerError, prepare, tokenize_count_fn
 
 
 def _local_count_fn(model_path: str) -> CountFn | None:

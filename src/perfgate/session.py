@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from .engines.provision import ProvisionError
 from .engines.server import ServerError
 from .matrix import Case
 from .results import Result, write_json_atomic
@@ -128,11 +129,13 @@ class PerfSession:
         self._run_trials(outcome, self.trials_for(outcome.case))
 
     def run_case(self, case: Case) -> CaseOutcome:
+        from .workload import WorkloadError  # late import: keeps plugin loading light
+
         outcome = CaseOutcome(case)
         self.outcomes.append(outcome)
         try:
             self._run_trials(outcome, self.trials_for(case))
-        except ServerError as exc:
+        except (ServerError, WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
             return outcome
         from .verdicts import judge  # late import: verdicts pull in scipy

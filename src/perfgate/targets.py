@@ -59,6 +59,22 @@ def _external_version(base_url: str) -> str | None:
     return None
 
 
+def _check_reachable(base_url: str) -> None:
+    """An endpoint we did not start must answer /v1/models (or /health) before we load it."""
+    last = "no answer"
+    for path in ("/v1/models", "/health"):
+        try:
+            with urllib.request.urlopen(base_url + path, timeout=10) as resp:
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status} on {path}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code} on {path}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = f"{getattr(exc, 'reason', exc)}"
+    raise ServerError(f"endpoint {base_url} is not serving: {last}")
+
+
 class TargetPool:
     def __init__(self, cache_dir: Path, log_dir: Path):
         self.cache_dir = cache_dir
@@ -85,6 +101,7 @@ class TargetPool:
     def _start(self, engine: EngineConfig, model: ModelSpec) -> Target:
         if engine.kind == "external":
             assert engine.base_url
+            _check_reachable(engine.base_url.rstrip("/"))
             ref = ModelRef(model.name, model.path or model.name)
             info = EngineInfo(name="external", version=_external_version(engine.base_url), base_url=engine.base_url)
             return Target(engine.base_url.rstrip("/"), ref, info)

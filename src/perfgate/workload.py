@@ -36,7 +36,11 @@ _WORDS = (
 
 
 class WorkloadError(RuntimeError):
-    pass
+    """The workload cannot be built as specified (e.g. an exact prompt length is unreachable)."""
+
+
+class NoTokenizerError(WorkloadError):
+    """Neither the endpoint's /tokenize nor a local tokenizer can count prompt tokens."""
 
 
 CountFn = Callable[[str], int]
