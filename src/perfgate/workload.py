@@ -10,10 +10,10 @@ cache benchmark.
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,22 +47,40 @@ CountFn = Callable[[str], int]
 
 
 def tokenize_count_fn(base_url: str, model: str, api: str) -> CountFn | None:
-    """A counter backed by the engine's ``/tokenize``, or None when the engine has none."""
+    """A counter backed by the engine's ``/tokenize``, or None when the engine has none.
+
+    One keep-alive connection serves every call: building a prompt takes about
+    ten counts, and a new TCP connection per count was a third of the client's
+    CPU in a profile of a 256-request run.
+    """
+    url = urllib.parse.urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
+    prefix = url.path.rstrip("/")
 
     def count(text: str) -> int:
         if api == "chat":
             body = {"model": model, "messages": [{"role": "user", "content": text}], "add_generation_prompt": True}
         else:
             body = {"model": model, "prompt": text}
-        req = urllib.request.Request(
-            base_url + "/tokenize", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return int(json.loads(resp.read())["count"])
+        payload = json.dumps(body).encode()
+        for attempt in (0, 1):  # the server may have closed an idle keep-alive connection
+            try:
+                conn.request("POST", prefix + "/tokenize", body=payload, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                if attempt:
+                    raise
+        if resp.status != 200:
+            raise ValueError(f"/tokenize returned HTTP {resp.status}")
+        return int(json.loads(data)["count"])
 
     try:
         count("probe")
-    except (urllib.error.URLError, OSError, KeyError, ValueError):
+    except (OSError, http.client.HTTPException, KeyError, ValueError):
+        conn.close()
         return None
     return count
 
