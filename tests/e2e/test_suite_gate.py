@@ -79,6 +79,9 @@ def test_update_pass_regress_corrupt(project):
     assert "confirmation run" in slow.stdout  # confirmed before failing
     verdicts = json.loads((project / "reports" / "verdicts.json").read_text())
     assert verdicts["cases"][0]["status"] == "regression"
+    report = (project / "reports" / "index.html").read_text()  # rendered at session end
+    assert 'data-status="regression"' in report
+    assert "REGRESSION" in (project / "reports" / "summary.md").read_text()
 
     base.write_text("{ not json")
     bad = _pytest(project)
