@@ -61,6 +61,7 @@ def _reset(url: str) -> None:
 
 
 WINDOW_CPU: dict[tuple[int, int], float] = {}  # perfgate's own CPU inside the measured window
+DOCS: dict[tuple[int, int], dict] = {}  # perfgate's result documents, to line up with truth per request
 
 
 def run_perfgate(url: str, c: int, n: int, tmp: Path) -> tuple[list[float], list[float]]:
@@ -71,6 +72,7 @@ def run_perfgate(url: str, c: int, n: int, tmp: Path) -> tuple[list[float], list
     doc = json.loads(next((out / "results").glob("*.result.json")).read_text())
     reqs = [r for r in doc["requests"] if r["error"] is None]
     WINDOW_CPU[(c, n)] = doc["client_health"]["client_cpu_s"]
+    DOCS[(c, n)] = doc
     return [r["ttft_ms"] for r in reqs], [g for r in reqs for g in r["itl_ms"]]
 
 
@@ -122,7 +124,20 @@ def main() -> int:
                             ttft, itl = run_vllm(venv.python, tokenizer, url, c, n, tmp)
                         wall = time.perf_counter() - t0
                         cpu[n] = _children_cpu() - before
-                    true_ttft, true_gaps = truth_figures(_truth(url))  # of the large run
+                    truth = _truth(url)
+                    true_ttft, true_gaps = truth_figures(truth)  # of the large run
+                    send_ms = read_ms = None
+                    if client == "perfgate":  # split the TTFT error: send path vs receive path
+                        doc = DOCS[(c, large)]
+                        o = doc["clock_origin_s"]
+                        sends, reads = [], []
+                        for q in doc["requests"]:
+                            t = truth.get(f"perfgate-{q['index']}")
+                            if t and q["ttft_ms"] is not None:
+                                sent = o + q["sent_at_s"]
+                                sends.append((t["arrival"] - sent) * 1000)
+                                reads.append((sent + q["ttft_ms"] / 1000 - t["chunks"][0]["written"]) * 1000)
+                        send_ms, read_ms = float(np.mean(sends)), float(np.mean(reads))
                     ttft, itl = np.array(ttft), np.array(itl)
                     rows.append({
                         "client": client, "c": c, "n": large, "wall_s": wall,
@@ -132,6 +147,7 @@ def main() -> int:
                         "itl_p50": np.median(itl), "true_itl_p50": np.median(true_gaps),
                         "itl_p50_err": np.median(itl) - np.median(true_gaps),
                         "cpu_us_per_token": (cpu[large] - cpu[small]) / ((large - small) * OUT_TOKENS) * 1e6,
+                        "send_ms": send_ms, "read_ms": read_ms,
                         "window_cpu_us_per_token": (WINDOW_CPU[(c, large)] / (large * OUT_TOKENS) * 1e6
                                                     if client == "perfgate" else None),
                     })
@@ -147,6 +163,11 @@ def main() -> int:
               f"{r['ttft_p99_err']:+8.2f} {r['itl_p50']:8.3f} {r['true_itl_p50']:7.3f} {r['itl_p50_err']:+8.3f} "
               f"{r['cpu_us_per_token']:11.1f} "
               + (f"{r['window_cpu_us_per_token']:10.1f}" if r["window_cpu_us_per_token"] is not None else f"{'n/a':>10s}"))
+    print("\nperfgate's TTFT error split (mean ms): send = server arrival − client send; "
+          "read = client read of the first token − server write of it")
+    for r in rows:
+        if r["send_ms"] is not None:
+            print(f"  c={r['c']:<4d} send {r['send_ms']:+7.2f}   read {r['read_ms']:+7.2f}")
     print("\n(all times in ms; errors = client − simulator truth for the same run; 'CPU us/tok' = whole client process "
           "incl. prompt preparation, from the difference of two run sizes; 'in-window' = perfgate's own CPU inside the "
           "measured window only)")

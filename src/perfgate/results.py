@@ -131,6 +131,9 @@ class Result(_Model):
     trial: int = 0
     status: Literal["ok", "failed", "client_bound"] = "ok"
     failure_reason: str | None = None
+    # perf_counter (CLOCK_MONOTONIC) at the start of the window: request times are relative to it,
+    # so they can be lined up with server logs or a reference engine's truth on the same machine.
+    clock_origin_s: float | None = None
     environment: Environment
     workload: Workload
     summary: Summary | None = None

@@ -125,6 +125,7 @@ def run_trial(
     )
     result = Result(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
+        clock_origin_s=run.start,
         environment=env, workload=workload, summary=summary, client_health=health,
         server_metrics=delta(before, after), telemetry=telemetry, requests=records,
     )
