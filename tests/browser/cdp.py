@@ -16,6 +16,16 @@ import time
 from pathlib import Path
 
 
+def _install_pipe_fds(r_in: int, w_out: int) -> None:
+    """In the child: Chromium reads commands on fd 3 and writes on fd 4."""
+    import fcntl
+
+    a = fcntl.fcntl(r_in, fcntl.F_DUPFD, 10)  # move out of the way first: r_in/w_out may be 3 or 4
+    b = fcntl.fcntl(w_out, fcntl.F_DUPFD, 10)
+    os.dup2(a, 3)
+    os.dup2(b, 4)
+
+
 class Chrome:
     def __init__(self, binary: str, flags: list[str], profile: Path):
         r_in, w_in = os.pipe()  # we write commands -> chrome reads fd 3
@@ -23,7 +33,7 @@ class Chrome:
         self.proc = subprocess.Popen(
             [binary, *flags, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
             pass_fds=(r_in, w_out, 3, 4), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: (os.dup2(r_in, 3), os.dup2(w_out, 4)),
+            preexec_fn=lambda: _install_pipe_fds(r_in, w_out),
         )
         os.close(r_in)
         os.close(w_out)
