@@ -18,6 +18,7 @@ def test_html_has_every_kind_of_outcome(tmp_path):
     assert 'data-case="vllm-0.32.0-tiny-llama-crashes" data-status="failed"' in html
     assert "all 8 requests failed" in html
     assert 'data-testid="ab"' in html  # 0.31.0 vs 0.32.0 on the same scenario
+    assert "Throughput against concurrency" in html and "sweep — tiny-llama (concurrency)" in html
     # No external resource of any kind: no URL scheme in src/href, no http(s) anywhere but the CSP meta.
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert html.count("http") == 1 and "http-equiv" in html
@@ -47,7 +48,7 @@ def test_merging_two_result_directories(tmp_path):
     for p in (a / "results").glob("vllm-0.31.0*"):
         p.rename(b / "results" / p.name)
     merged = gather([a, b], tmp_path)
-    assert len(merged.cases) == 5
+    assert len(merged.cases) == 8
     assert any(c.version == "0.31.0" for c in merged.cases)
 
 
