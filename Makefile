@@ -31,4 +31,4 @@ unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) reports/results reports/logs reports/*.html reports/*.md
+	rm -rf $(VENV) reports/results reports/logs reports/screenshots reports/index.html reports/summary.md reports/verdicts.json
