@@ -25,15 +25,16 @@ from .telemetry import EngineGaugeSampler, HostSampler, TelemetryRecorder, gpu_s
 from .workload import CountFn, NoTokenizerError, prepare, tokenize_count_fn
 
 
-def _local_count_fn(model_path: str) -> CountFn | None:
-    """Count with the model's own tokenizer.json when the endpoint has no /tokenize."""
+def _local_count_fn(model_path: str, special_tokens: bool = True) -> CountFn | None:
+    """Count with the model's own tokenizer.json (prompts when the endpoint has no
+    /tokenize; generated text when the stream reports no token counts)."""
     tok = Path(model_path) / "tokenizer.json"
     if not tok.exists():
         return None
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tok))
-    return lambda text: len(tokenizer.encode(text).ids)
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=special_tokens).ids)
 
 
 def _pin_client_away_from(engine_cpus: tuple[int, ...]):
@@ -103,11 +104,14 @@ def run_trial(
         )
     finally:
         restore()
-    telemetry = recorder.stop()
+        telemetry = recorder.stop()
     after = scrape(target.base_url)
     before = scraped.get("before")
 
-    records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start) for r in run.requests]
+    # Fallback for streams without usage or token ids: re-tokenize the text (marked "tokenizer").
+    output_count = _local_count_fn(target.model.path, special_tokens=False)
+    records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start, output_count)
+               for r in run.requests]
     summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms)
     summary.metrics.update(telemetry_summary(telemetry))
     summary.metrics.update(cost_metrics(scenario.spec.hourly_price_usd, summary.metrics))
