@@ -88,7 +88,15 @@ class TargetPool:
         if key in self._failed:  # don't pay a 10-minute boot timeout once per test
             raise ServerError(f"{engine.id}: not retried, boot failed earlier in this session: {self._failed[key]}")
         if self._current and self._current[0] == key and not fresh:
-            return self._current[1]
+            current = self._current[1]
+            server = current.server
+            if server is not None and server.proc is not None and server.proc.poll() is not None:
+                rc = server.proc.returncode
+                self._current = None
+                server.stop()  # reap whatever is left of the group
+                self._failed[key] = f"server exited with code {rc} during the run"
+                raise ServerError(f"{engine.id}: server exited with code {rc} during the run", server.log_path)
+            return current
         self.release()
         try:
             target = self._start(engine, model)

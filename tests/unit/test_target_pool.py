@@ -31,3 +31,24 @@ def test_reuse_restart_and_switch(tmp_path: Path):
         assert (tmp_path / "logs" / "sim2--m.log").exists()
     finally:
         pool.release()
+
+
+def test_server_that_died_between_trials_is_reported_with_its_log(tmp_path: Path):
+    import pytest
+
+    from perfgate.engines.server import ServerError
+
+    pool = TargetPool(tmp_path / "cache", tmp_path / "logs")
+    try:
+        a = pool.get(SIM, MODEL)
+        a.server.proc.kill()
+        a.server.proc.wait()
+        with pytest.raises(ServerError) as info:
+            pool.get(SIM, MODEL)
+        first, *rest = str(info.value).splitlines()
+        assert first == "sim: server exited with code -9 during the run"
+        assert "perfgate sim on 127.0.0.1" in "\n".join(rest)  # the log tail
+        with pytest.raises(ServerError, match="not retried"):
+            pool.get(SIM, MODEL)
+    finally:
+        pool.release()
