@@ -240,5 +240,16 @@ async def run_load_async(
 
 
 def run_load(base_url: str, specs: list[RequestSpec], **kwargs) -> LoadRun:
-    """Synchronous wrapper around :func:`run_load_async` (runs its own event loop)."""
-    return asyncio.run(run_load_async(base_url, specs, **kwargs))
+    """Synchronous wrapper around :func:`run_load_async` (runs its own event loop).
+
+    The main task returns None on purpose: on Python 3.11, ``asyncio.run``'s
+    SIGINT bookkeeping formats the main task's repr, result included, which
+    for a large run meant printing every raw read (5% of the client's CPU).
+    """
+    out: list[LoadRun] = []
+
+    async def main() -> None:
+        out.append(await run_load_async(base_url, specs, **kwargs))
+
+    asyncio.run(main())
+    return out[0]
