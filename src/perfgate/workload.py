@@ -85,38 +85,78 @@ def tokenize_count_fn(base_url: str, model: str, api: str) -> CountFn | None:
     return count
 
 
+class _PromptSizer:
+    """Finds word-prefix lengths that hit an exact token count with few ``count`` calls.
+
+    The first prompt is found by bisection; afterwards the tokens-per-word rate
+    it observed gives a starting guess, so a typical prompt costs 2-4 counts
+    instead of ~12 (each count is a /tokenize round trip).
+    """
+
+    def __init__(self, count: CountFn):
+        self.count = count
+        self.base: int | None = None
+        self.words_per_token: float | None = None
+
+    def __call__(self, target: int, rng: random.Random) -> str:
+        count = self.count
+        if self.base is None:
+            self.base = count("")  # BOS / template overhead
+        if target < self.base + 1:
+            raise WorkloadError(f"cannot build a {target}-token prompt: the template alone is {self.base} tokens")
+        words = [rng.choice(_WORDS) for _ in range(max(8, target * 2))]
+        cache: dict[int, int] = {}
+
+        def n_of(k: int) -> int:
+            if k not in cache:
+                cache[k] = count(" ".join(words[:k]))
+            return cache[k]
+
+        while n_of(len(words)) < target:  # grow until the words overshoot
+            words += [rng.choice(_WORDS) for _ in range(len(words))]
+            cache.clear()
+        lo, hi = 1, len(words)  # invariant: answer (largest k with n <= target) in [lo, hi]
+        if self.words_per_token:
+            guess = max(1, min(len(words), round((target - self.base) * self.words_per_token)))
+            step = 2
+            if n_of(guess) <= target:
+                lo = guess
+                while lo + step <= hi and n_of(lo + step) <= target:
+                    lo, step = lo + step, step * 2
+                hi = min(hi, lo + step - 1) if lo + step <= len(words) else hi
+            else:
+                hi = guess - 1
+                while hi - step >= 1 and n_of(hi - step + 1) > target:
+                    hi, step = hi - step, step * 2
+                lo = max(1, hi - step + 1)
+        while lo < hi:  # largest prefix with count <= target
+            mid = (lo + hi + 1) // 2
+            if n_of(mid) <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        text, n = " ".join(words[:lo]), n_of(lo)
+        if n > self.base:
+            self.words_per_token = lo / (n - self.base)
+        # Top up with short fillers; most are one token after a space.
+        for _ in range(4 * (target - n) + 8):
+            if n == target:
+                return text
+            for filler in (" a", " I", " x", " 1", " ."):
+                m = count(text + filler)
+                if n < m <= target:
+                    text, n = text + filler, m
+                    break
+            else:
+                break
+        if n != target:
+            raise WorkloadError(f"could not reach exactly {target} prompt tokens (got {n})")
+        return text
+
+
 def exact_prompt(count: CountFn, target: int, rng: random.Random) -> str:
     """A prompt of exactly ``target`` tokens by ``count``; raises WorkloadError if unreachable."""
-    words = [rng.choice(_WORDS) for _ in range(max(8, target * 2))]
-    base = count("")  # BOS / template overhead
-    if target < base + 1:
-        raise WorkloadError(f"cannot build a {target}-token prompt: the template alone is {base} tokens")
-    lo, hi = 1, len(words)
-    while count(" ".join(words[:hi])) < target:  # grow until we overshoot
-        words += [rng.choice(_WORDS) for _ in range(len(words))]
-        hi = len(words)
-    while lo < hi:  # largest prefix with count <= target
-        mid = (lo + hi + 1) // 2
-        if count(" ".join(words[:mid])) <= target:
-            lo = mid
-        else:
-            hi = mid - 1
-    text = " ".join(words[:lo])
-    n = count(text)
-    # Top up with short fillers; most are one token after a space.
-    for _ in range(4 * (target - n) + 8):
-        if n == target:
-            return text
-        for filler in (" a", " I", " x", " 1", " ."):
-            m = count(text + filler)
-            if m <= target and m > n:
-                text, n = text + filler, m
-                break
-        else:
-            break
-    if n != target:
-        raise WorkloadError(f"could not reach exactly {target} prompt tokens (got {n})")
-    return text
+    return _PromptSizer(count)(target, rng)
 
 
 @dataclass(frozen=True)
@@ -156,8 +196,10 @@ def prepare(workload: Workload, model: str, count: CountFn, verified: bool, retu
             payload["prompt"] = prompt
         return payload
 
+    sizer = _PromptSizer(count)
+
     def make(i: int) -> RequestSpec:
-        prompt = exact_prompt(count, workload.prompt_tokens, rng)
+        prompt = sizer(workload.prompt_tokens, rng)
         return RequestSpec.build(i, path, body(prompt), workload.prompt_tokens, workload.max_tokens)
 
     warmup = [make(-1 - i) for i in range(workload.warmup_requests)]
