@@ -168,6 +168,10 @@ def test_client_health_flags_schedule_lag_and_loop_stalls():
     assert not client_health(quiet, 100.0, 1.0, [0.2] * 1000).client_bound
     stalled = client_health(quiet, 100.0, 1.0, [0.2] * 900 + [50.0] * 100)
     assert stalled.client_bound and "event-loop stall" in stalled.reason
+    # Sends spread over twice the scheduled span: half the scheduled rate.
+    slow = [rec([(1.1 + 2 * i, ev(comp("a")) + DONE)], sent=1.0 + 2 * i, scheduled=1.0 + i) for i in range(10)]
+    h = client_health(slow, 20.0, 1.0, [0.1] * 100, max_schedule_lag_ms=1e9)
+    assert h.client_bound and "achieved 0.50 req/s of 1.00 scheduled" in h.reason
 
 
 @given(st.lists(st.tuples(st.floats(0.001, 0.5), st.integers(1, 4)), min_size=1, max_size=30))
