@@ -4,24 +4,29 @@ Layout (a reviewer can navigate it and a diff shows what moved)::
 
     baselines/<hardware>/<engine>-<version>/<model>/<scenario>.json
 
-A file holds the per-trial summary metrics, the environment fingerprint they
-were measured under, and provenance. Reads are schema-validated: a corrupt or
-old-schema file is a :class:`BaselineError` naming the file, never a silent
-pass. Writes are atomic.
+every part slugified (lower case; anything but ``a-z 0-9 . _ = , + -``
+becomes ``-``). A file holds the per-trial summary metrics, the environment
+fingerprint they were measured under, and provenance. Reads are
+schema-validated: a corrupt, old-schema, empty or misplaced file is a
+:class:`BaselineError` naming the file, never a silent pass. Writes are
+atomic and report what changed against the file they replace.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
+from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .results import Result, write_json_atomic
 
 SCHEMA_VERSION = 1
+DEFAULT_ROOT = Path("baselines")
 
 
 class BaselineError(Exception):
@@ -59,7 +64,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._=,+-]+", "-", text.lower()).strip("-") or "unknown"
 
 
-def path_for(root: Path, key: BaselineKey) -> Path:
+def path_for(root: Path | str, key: BaselineKey) -> Path:
     return (Path(root) / slug(key.hardware) / f"{slug(key.engine)}-{slug(key.engine_version)}"
             / slug(key.model) / f"{slug(key.scenario)}.json")
 
@@ -74,7 +79,11 @@ def key_of(result: Result, engine_version: str | None = None) -> BaselineKey:
 
 
 def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
-    """What must match for two runs to be comparable (except the engine version)."""
+    """What must match for two runs to be comparable.
+
+    The engine version is not in it: it is part of the key (the file's
+    location), and an upgrade comparison differs in it on purpose.
+    """
     env, w = result.environment, result.workload
     return {
         "accelerator": env.hardware.accelerator, "gpu_driver": env.hardware.gpu_driver,
@@ -85,11 +94,22 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
     }
 
 
-def load_baseline(path: Path) -> Baseline:
+def _no_constants(name: str) -> float:
+    raise ValueError(f"{name} is not a number a baseline may hold")
+
+
+def load_baseline(path: Path | str, check_location: bool = True) -> Baseline:
+    """Read and validate a baseline; any problem is a :class:`BaselineError` naming ``path``.
+
+    Refused: unreadable or non-JSON files, NaN/Infinity, a schema_version other
+    than :data:`SCHEMA_VERSION`, fields that fail validation, no trials, and
+    (``check_location``) a file whose key does not match where it lies - a
+    copied file would otherwise silently stand in for another engine version.
+    """
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        raw = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constants)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise BaselineError(f"{path}: not a readable baseline ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
         found = raw.get("schema_version") if isinstance(raw, dict) else type(raw).__name__
@@ -99,55 +119,119 @@ def load_baseline(path: Path) -> Baseline:
         baseline = Baseline.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise BaselineError(f"{path}: invalid baseline at {'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
-    if not baseline.trials:
+        where = ".".join(map(str, err["loc"])) or "top level"
+        raise BaselineError(f"{path}: invalid baseline at {where}: {err['msg']}") from exc
+    if not baseline.trials or not any(baseline.trials):
         raise BaselineError(f"{path}: baseline has no trials")
+    if check_location:
+        expected = path_for(".", baseline.key).parts[-4:]
+        if path.parts[-4:] != expected:
+            raise BaselineError(f"{path}: its key belongs at {'/'.join(expected)}; "
+                                "a moved or copied baseline is not used")
     return baseline
 
 
-def find_baseline(root: Path, key: BaselineKey) -> Path | None:
+def find_baseline(root: Path | str, hardware: str | BaselineKey, engine: str | None = None,
+                  version: str | None = None, model: str | None = None, scenario: str | None = None) -> Path | None:
+    """The baseline file for this key, or None. Takes a :class:`BaselineKey` or its five fields."""
+    key = hardware if isinstance(hardware, BaselineKey) else BaselineKey(
+        hardware=hardware, engine=engine, engine_version=version, model=model, scenario=scenario)
     p = path_for(root, key)
-    return p if p.exists() else None
+    return p if p.is_file() else None
 
 
-def versions_available(root: Path, key: BaselineKey) -> list[str]:
-    """Engine versions with a baseline for this hardware/engine/model/scenario (upgrade comparisons)."""
-    hw = Path(root) / slug(key.hardware)
-    prefix = f"{slug(key.engine)}-"
-    out = []
-    for d in sorted(hw.glob(f"{prefix}*")) if hw.exists() else []:
-        if (d / slug(key.model) / f"{slug(key.scenario)}.json").exists():
-            out.append(d.name[len(prefix):])
-    return out
+def _version_order(v: str) -> tuple:
+    try:
+        return (0, Version(v), v)
+    except InvalidVersion:
+        return (1, Version("0"), v)  # non-PEP 440 versions after the others, alphabetically
 
 
-def _medians(trials: list[dict[str, float | None]]) -> dict[str, float]:
-    keys = sorted({k for t in trials for k in t})
+def list_versions(root: Path | str, hardware: str, engine: str, model: str, scenario: str) -> list[str]:
+    """Engine versions with a baseline for this hardware/engine/model/scenario, oldest first.
+
+    For the upgrade question ("compare 0.32.0 against 0.31.0's baseline").
+    The version comes from each file's key, so an engine whose name is a
+    prefix of another's (``vllm`` / ``vllm-cpu``) is not confused with it.
+    """
+    hw = Path(root) / slug(hardware)
+    prefix, tail = f"{slug(engine)}-", Path(slug(model)) / f"{slug(scenario)}.json"
+    found: set[str] = set()
+    for d in (hw.iterdir() if hw.is_dir() else ()):
+        f = d / tail
+        if not (d.name.startswith(prefix) and f.is_file()):
+            continue
+        try:
+            key = json.loads(f.read_text(encoding="utf-8"))["key"]
+            if slug(key["engine"]) == slug(engine) and path_for(root, BaselineKey(**key)) == f:
+                found.add(key["engine_version"])
+        except (OSError, ValueError, KeyError, TypeError, ValidationError):
+            found.add(d.name[len(prefix):])  # unreadable: listed by its folder; loading it will say why
+    return sorted(found, key=_version_order)
+
+
+def versions_available(root: Path | str, key: BaselineKey) -> list[str]:
+    """:func:`list_versions` for the other fields of ``key``."""
+    return list_versions(root, key.hardware, key.engine, key.model, key.scenario)
+
+
+def medians(trials: list[dict[str, float | None]]) -> dict[str, float]:
+    """Per-metric median over trials (None and non-finite values skipped)."""
     out = {}
-    for k in keys:
-        vals = [t[k] for t in trials if t.get(k) is not None]
+    for k in sorted({k for t in trials for k in t}):
+        vals = [v for t in trials if (v := t.get(k)) is not None and math.isfinite(v)]
         if vals:
             out[k] = float(np.median(vals))
     return out
 
 
-def save_baseline(root: Path, baseline: Baseline, watch: tuple[str, ...] = ()) -> tuple[Path, list[str]]:
-    """Write atomically; return the path and human-readable changes vs the previous file."""
+def diff_baselines(old: Baseline, new: Baseline, watch: tuple[str, ...] | list[str] = (),
+                   min_change_pct: float = 0.05) -> list[str]:
+    """Human-readable changes: trial count, fingerprint, and metric medians old -> new.
+
+    ``watch`` limits the metric lines (default: every metric); medians that
+    moved by less than ``min_change_pct`` percent are not listed.
+    """
+    lines = []
+    if len(old.trials) != len(new.trials):
+        lines.append(f"trials: {len(old.trials)} -> {len(new.trials)}")
+    for k in sorted(set(old.fingerprint) | set(new.fingerprint)):
+        if old.fingerprint.get(k) != new.fingerprint.get(k):
+            lines.append(f"fingerprint {k}: {old.fingerprint.get(k)!r} -> {new.fingerprint.get(k)!r}")
+    mo, mn = medians(old.trials), medians(new.trials)
+    for k in watch or sorted(set(mo) | set(mn)):
+        if k in mo and k in mn:
+            if mo[k]:
+                pct = (mn[k] / mo[k] - 1) * 100
+                if abs(pct) >= min_change_pct:
+                    lines.append(f"{k}: {mo[k]:.4g} -> {mn[k]:.4g} ({pct:+.1f}%)")
+            elif mn[k] != mo[k]:
+                lines.append(f"{k}: {mo[k]:.4g} -> {mn[k]:.4g}")
+        elif k in mo:
+            lines.append(f"{k}: {mo[k]:.4g} -> (absent)")
+        elif k in mn:
+            lines.append(f"{k}: (absent) -> {mn[k]:.4g}")
+    return lines
+
+
+def save_baseline(root: Path | str, baseline: Baseline, watch: tuple[str, ...] | list[str] = ()
+                  ) -> tuple[Path, list[str]]:
+    """Write ``baseline`` atomically at its place under ``root``.
+
+    Returns the path and human-readable changes vs the file it replaces
+    (``["new baseline"]`` when there was none; ``[]`` when nothing moved).
+    An unreadable previous file is replaced, and the first line says so.
+    """
+    baseline = Baseline.model_validate(baseline.model_dump())  # re-validate (model_copy skips it)
+    if not baseline.trials or not any(baseline.trials):
+        raise BaselineError(f"{path_for(root, baseline.key)}: refusing to write a baseline with no trials")
     path = path_for(root, baseline.key)
-    changes: list[str] = []
     if path.exists():
         try:
-            old = _medians(load_baseline(path).trials)
+            changes = diff_baselines(load_baseline(path), baseline, watch)
         except BaselineError as exc:
-            old = {}
-            changes.append(f"replacing unreadable baseline ({exc})")
-        new = _medians(baseline.trials)
-        for k in watch or tuple(sorted(new)):
-            if k in old and k in new and old[k]:
-                pct = (new[k] / old[k] - 1) * 100
-                if abs(pct) >= 0.05:
-                    changes.append(f"{k}: {old[k]:.4g} -> {new[k]:.4g} ({pct:+.1f}%)")
+            changes = [f"replacing unreadable baseline ({exc})"]
     else:
-        changes.append("new baseline")
+        changes = ["new baseline"]
     write_json_atomic(path, baseline.model_dump_json(indent=1) + "\n")
     return path, changes

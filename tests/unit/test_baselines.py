@@ -1,63 +1,163 @@
-"""The baseline store: layout, round trip, corrupt / old files fail loudly, atomic writes."""
+"""The baseline store: layout, round trip, corrupt / old / misplaced files fail loudly, atomic writes."""
 
 import json
+import os
 
 import pytest
 
 from perfgate.baselines import (
-    Baseline, BaselineError, BaselineKey, Provenance, load_baseline, path_for, save_baseline, versions_available,
+    Baseline, BaselineError, BaselineKey, Provenance, diff_baselines, find_baseline, list_versions, load_baseline,
+    path_for, save_baseline, versions_available,
 )
 
-KEY = BaselineKey(hardware="cpu", engine="vllm", engine_version="0.32.0", model="tiny-llama",
+KEY = BaselineKey(hardware="NVIDIA H100 80GB HBM3", engine="vllm", engine_version="0.32.0", model="tiny-llama",
                   scenario="study-a[prompt_tokens=10,concurrency=1]")
 
 
-def _baseline(scale=1.0, key=KEY):
-    return Baseline(key=key, fingerprint={"accelerator": "cpu"},
-                    provenance=Provenance(created_at="2026-11-22T00:00:00+00:00", perfgate_version="0.1.0"),
-                    trials=[{"ttft_ms.p50": 20.0 * scale}, {"ttft_ms.p50": 21.0 * scale}, {"ttft_ms.p50": 22.0 * scale}])
+def _baseline(scale=1.0, key=KEY, fp=None):
+    return Baseline(key=key, fingerprint=fp or {"accelerator": "cpu", "gpu_driver": None},
+                    provenance=Provenance(created_at="2026-11-22T00:00:00+00:00", git_commit="abc",
+                                          perfgate_version="0.1.0"),
+                    trials=[{"ttft_ms.p50": 20.0 * scale, "error_rate": 0.0},
+                            {"ttft_ms.p50": 21.0 * scale, "error_rate": 0.0},
+                            {"ttft_ms.p50": 22.0 * scale, "error_rate": None}])
+
+
+def _rewrite(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
 
 
 def test_layout_is_navigable():
     p = path_for("baselines", KEY)
-    assert p.as_posix() == "baselines/cpu/vllm-0.32.0/tiny-llama/study-a-prompt_tokens=10,concurrency=1.json"
+    assert p.as_posix() == ("baselines/nvidia-h100-80gb-hbm3/vllm-0.32.0/tiny-llama/"
+                            "study-a-prompt_tokens=10,concurrency=1.json")
 
 
-def test_round_trip_and_changes(tmp_path):
+def test_round_trip_is_human_diffable(tmp_path):
     path, changes = save_baseline(tmp_path, _baseline())
     assert changes == ["new baseline"]
+    assert path == path_for(tmp_path, KEY)
     assert load_baseline(path) == _baseline()
-    _, changes = save_baseline(tmp_path, _baseline(1.1))
-    assert changes == ["ttft_ms.p50: 21 -> 23.1 (+10.0%)"]
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
+    text = path.read_text()
+    assert text.endswith("\n") and '\n "trials": [' in text  # indented, one field a line
+    data = json.loads(text)
+    assert data["schema_version"] == 1 and data["key"]["engine_version"] == "0.32.0"
+    assert data["provenance"]["git_commit"] == "abc"
 
 
-def test_corrupt_file_names_the_file(tmp_path):
+def test_save_reports_what_changed(tmp_path):
+    save_baseline(tmp_path, _baseline())
+    _, changes = save_baseline(tmp_path, _baseline(1.1, fp={"accelerator": "cpu", "gpu_driver": "550"}))
+    assert changes == ["fingerprint gpu_driver: None -> '550'", "ttft_ms.p50: 21 -> 23.1 (+10.0%)"]
+    _, same = save_baseline(tmp_path, _baseline(1.1, fp={"accelerator": "cpu", "gpu_driver": "550"}))
+    assert same == []
+    fewer = _baseline().model_copy(update={"trials": _baseline().trials[:2]})
+    assert diff_baselines(_baseline(), fewer, watch=["ttft_ms.p50"]) == [
+        "trials: 3 -> 2", "ttft_ms.p50: 21 -> 20.5 (-2.4%)"]
+
+
+def test_atomic_write_leaves_no_temp_files_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    path, _ = save_baseline(tmp_path, _baseline())
+    save_baseline(tmp_path, _baseline(1.2))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    before = path.read_text()
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_baseline(tmp_path, _baseline(2.0))
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("text", ["{ not json", "", "[1, 2]", '{"schema_version": 1, "trials": [NaN]}'])
+def test_corrupt_file_names_the_file(tmp_path, text):
+    path, _ = save_baseline(tmp_path, _baseline())
+    path.write_text(text)
+    with pytest.raises(BaselineError, match=f"^{path}: "):
+        load_baseline(path)
+
+
+def test_truncated_file_is_not_readable(tmp_path):
     path, _ = save_baseline(tmp_path, _baseline())
     path.write_text(path.read_text()[:40])
     with pytest.raises(BaselineError, match=f"{path}: not a readable baseline"):
         load_baseline(path)
 
 
-def test_old_schema_is_refused(tmp_path):
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(BaselineError, match="nope.json: not a readable baseline"):
+        load_baseline(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("version", [0, 2, None, "1"])
+def test_old_or_unknown_schema_is_refused(tmp_path, version):
     path, _ = save_baseline(tmp_path, _baseline())
-    data = json.loads(path.read_text())
-    data["schema_version"] = 0
-    path.write_text(json.dumps(data))
-    with pytest.raises(BaselineError, match="schema_version 0, expected 1"):
+    _rewrite(path, schema_version=version)
+    with pytest.raises(BaselineError, match=f"{path}: baseline schema_version {version!r}, expected 1"):
         load_baseline(path)
 
 
-def test_empty_trials_are_refused(tmp_path):
+def test_invalid_content_is_refused_with_its_location(tmp_path):
     path, _ = save_baseline(tmp_path, _baseline())
+    _rewrite(path, trials=[{"ttft_ms.p50": "fast"}])
+    with pytest.raises(BaselineError, match=rf"{path}: invalid baseline at trials\.0\.ttft_ms\.p50"):
+        load_baseline(path)
+    _rewrite(path, trials=[{"ttft_ms.p50": 1.0}], surprise=1)
+    with pytest.raises(BaselineError, match="invalid baseline at surprise"):
+        load_baseline(path)
     data = json.loads(path.read_text())
-    data["trials"] = []
+    del data["surprise"], data["key"]
     path.write_text(json.dumps(data))
+    with pytest.raises(BaselineError, match="invalid baseline at key"):
+        load_baseline(path)
+
+
+@pytest.mark.parametrize("trials", [[], [{}, {}]])
+def test_empty_trials_are_refused(tmp_path, trials):
+    path, _ = save_baseline(tmp_path, _baseline())
+    _rewrite(path, trials=trials)
+    with pytest.raises(BaselineError, match=f"{path}: baseline has no trials"):
+        load_baseline(path)
     with pytest.raises(BaselineError, match="no trials"):
-        load_baseline(path)
+        save_baseline(tmp_path, _baseline().model_copy(update={"trials": trials}))
+
+
+def test_a_copied_baseline_does_not_stand_in_for_another_version(tmp_path):
+    path, _ = save_baseline(tmp_path, _baseline())
+    other = path_for(tmp_path, KEY.model_copy(update={"engine_version": "0.33.0"}))
+    other.parent.mkdir(parents=True)
+    other.write_text(path.read_text())
+    with pytest.raises(BaselineError, match=f"{other}: its key belongs at .*vllm-0.32.0"):
+        load_baseline(other)
+    assert load_baseline(other, check_location=False).key == KEY
+
+
+def test_save_replaces_an_unreadable_file_and_says_so(tmp_path):
+    path, _ = save_baseline(tmp_path, _baseline())
+    path.write_text("garbage")
+    _, changes = save_baseline(tmp_path, _baseline())
+    assert len(changes) == 1 and changes[0].startswith("replacing unreadable baseline")
+    assert load_baseline(path) == _baseline()
+
+
+def test_find_baseline_by_fields_or_key(tmp_path):
+    assert find_baseline(tmp_path, KEY) is None
+    path, _ = save_baseline(tmp_path, _baseline())
+    assert find_baseline(tmp_path, KEY) == path
+    assert find_baseline(tmp_path, KEY.hardware, "vllm", "0.32.0", "tiny-llama", KEY.scenario) == path
+    assert find_baseline(tmp_path, KEY.hardware, "vllm", "0.31.0", "tiny-llama", KEY.scenario) is None
 
 
 def test_versions_available_for_upgrade_question(tmp_path):
-    save_baseline(tmp_path, _baseline())
-    save_baseline(tmp_path, _baseline(key=KEY.model_copy(update={"engine_version": "0.31.0"})))
-    assert versions_available(tmp_path, KEY) == ["0.31.0", "0.32.0"]
+    for v in ("0.32.0", "0.9.1", "0.31.0", "0.10.0"):
+        save_baseline(tmp_path, _baseline(key=KEY.model_copy(update={"engine_version": v})))
+    save_baseline(tmp_path, _baseline(key=KEY.model_copy(update={"engine": "vllm-cpu", "engine_version": "1.0"})))
+    save_baseline(tmp_path, _baseline(key=KEY.model_copy(update={"engine_version": "0.5.0", "scenario": "other"})))
+    assert versions_available(tmp_path, KEY) == ["0.9.1", "0.10.0", "0.31.0", "0.32.0"]  # version order
+    assert list_versions(tmp_path, KEY.hardware, "vllm-cpu", "tiny-llama", KEY.scenario) == ["1.0"]
+    assert list_versions(tmp_path, "other-hw", "vllm", "tiny-llama", KEY.scenario) == []
