@@ -2,9 +2,10 @@
 
 Inputs are raw timelines (:class:`~perfgate.records.RawRequest`) and their
 parsed streams; outputs are :class:`~perfgate.results.RequestRecord` per
-request and a :class:`~perfgate.results.Summary` per trial. Nothing here does
-I/O or reads a clock, so every definition can be checked on hand-built
-timelines with known truth.
+request, a :class:`~perfgate.results.Summary` per trial and a
+:class:`~perfgate.results.ClientHealth` verdict. Nothing here does I/O or
+reads a clock, so every definition can be checked on hand-built timelines
+with known truth.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ import numpy as np
 
 from .records import ErrorKind, ParsedStream, RawRequest
 from .results import ClientHealth, RequestRecord, Summary, TokenSource
+from .sse import ERROR_EVENT_PREFIX
 
 STATS = ("mean", "std", "p50", "p90", "p95", "p99", "min", "max")
+LATENCY_METRICS = ("ttft_ms", "itl_ms", "itl_per_token_ms", "tpot_ms", "e2e_ms", "per_user_tps")
+"""Per-trial metrics reported as ``<name>.<stat>`` for every stat in :data:`STATS`."""
 # Strongest first: the engine's own counts, then approximations.
 _SOURCE_RANK: dict[str, int] = {"usage": 0, "token_ids": 1, "tokenizer": 2, "chunks": 3}
+_MS = 1000.0
 
 
 def distribution(values: Sequence[float]) -> dict[str, float | None]:
-    """mean, sample std (ddof=1; 0 for one value), linear-interpolated percentiles, min, max."""
+    """mean, sample std (ddof=1; 0 for one value), linear-interpolated percentiles, min, max.
+
+    All None for no values: an empty distribution has no figures, and 0 would
+    read as a (very good) measurement.
+    """
     if len(values) == 0:
         return dict.fromkeys(STATS)
     a = np.asarray(values, dtype=float)
@@ -37,6 +46,7 @@ def distribution(values: Sequence[float]) -> dict[str, float | None]:
 
 
 def _output_tokens(parsed: ParsedStream, count_tokens: Callable[[str], int] | None) -> tuple[int | None, TokenSource | None]:
+    """The output-token count from the strongest source available, and that source."""
     if parsed.completion_tokens is not None:
         return int(parsed.completion_tokens), "usage"
     if parsed.events and all(e.n_tokens is not None for e in parsed.events):
@@ -48,16 +58,36 @@ def _output_tokens(parsed: ParsedStream, count_tokens: Callable[[str], int] | No
     return None, None
 
 
+def _status_kind(status: int | None) -> ErrorKind:
+    if status is None:
+        return ErrorKind.CONNECT
+    if status == 429:
+        return ErrorKind.HTTP_429
+    if 400 <= status < 500:
+        return ErrorKind.HTTP_4XX
+    if status >= 500:
+        return ErrorKind.HTTP_5XX
+    return ErrorKind.PROTOCOL  # 1xx/2xx/3xx other than 200: not a stream we can use
+
+
 def _classify(raw: RawRequest, parsed: ParsedStream | None) -> tuple[str | None, str]:
-    """The request's error class (None = success) and a short detail."""
+    """The request's error class (None = success) and a short detail.
+
+    The client's own verdict (``raw.error``) wins; otherwise the status, then
+    the stream: once a 200 stream has produced a token or sent an error event
+    it has started, and a failure is ``mid_stream``; a 200 body that never
+    became a usable stream is ``protocol``.
+    """
     if raw.error is not None:
         return raw.error.value, raw.error_detail
     if raw.status != 200:
-        return ErrorKind.PROTOCOL.value, f"HTTP {raw.status}"
+        detail = f"HTTP {raw.status}" if raw.status is not None else "no HTTP response"
+        return _status_kind(raw.status).value, (f"{detail}: {raw.error_detail}" if raw.error_detail else detail)
     if parsed is None:
         return ErrorKind.PROTOCOL.value, "empty response body"
     started = bool(parsed.events)
     if parsed.error:
+        started = started or parsed.error.startswith(ERROR_EVENT_PREFIX)
         return (ErrorKind.MID_STREAM if started else ErrorKind.PROTOCOL).value, parsed.error
     if not parsed.saw_done:
         kind = ErrorKind.MID_STREAM if started else ErrorKind.PROTOCOL
@@ -73,17 +103,18 @@ def request_record(
     run_start: float,
     count_tokens: Callable[[str], int] | None = None,
 ) -> RequestRecord:
-    """Per-request metrics from one raw timeline.
+    """Per-request metrics from one raw timeline (``parsed`` None: no body).
 
     TTFT = first token event − sent_at; E2E = done_at − sent_at; ITL = gaps
     between consecutive token events; TPOT = (E2E − TTFT) / (output_tokens − 1).
+    A failed request gets ``error`` and keeps whatever timings exist, so a
+    report can show how far it got.
     """
     error, detail = _classify(raw, parsed)
     events = parsed.events if parsed else []
-    ms = 1000.0
-    ttft = (events[0].t - raw.sent_at) * ms if events else None
-    e2e = (raw.done_at - raw.sent_at) * ms if raw.done_at is not None else None
-    itl = [(b.t - a.t) * ms for a, b in zip(events, events[1:])]
+    ttft = (events[0].t - raw.sent_at) * _MS if events else None
+    e2e = (raw.done_at - raw.sent_at) * _MS if raw.done_at is not None else None
+    itl = [(b.t - a.t) * _MS for a, b in zip(events, events[1:])]
     per_chunk = [e.n_tokens for e in events] if events and all(e.n_tokens is not None for e in events) else []
     out_tokens, source = _output_tokens(parsed, count_tokens) if parsed else (None, None)
     tpot = None
@@ -93,18 +124,21 @@ def request_record(
         index=raw.index,
         scheduled_at_s=(raw.scheduled_at - run_start) if raw.scheduled_at is not None else None,
         sent_at_s=raw.sent_at - run_start,
-        ttft_ms=ttft, e2e_ms=e2e, tpot_ms=tpot, itl_ms=itl, tokens_per_chunk=per_chunk,
+        ttft_ms=ttft, e2e_ms=e2e, tpot_ms=tpot, itl_ms=itl, tokens_per_chunk=per_chunk,  # type: ignore[arg-type]
         prompt_tokens=parsed.prompt_tokens if parsed else None,
         output_tokens=out_tokens, output_tokens_source=source, chunks=len(events),
         error=error, error_detail=detail[:300],
-        schedule_lag_ms=(raw.sent_at - raw.scheduled_at) * ms if raw.scheduled_at is not None else None,
+        schedule_lag_ms=(raw.sent_at - raw.scheduled_at) * _MS if raw.scheduled_at is not None else None,
     )
 
 
 def per_token_itl(record: RequestRecord) -> list[float]:
     """ITL per token: a gap before a chunk of k tokens counts as k gaps of gap/k.
 
-    Without per-chunk token counts this falls back to the per-chunk gaps.
+    Why: with multi-token chunks (speculative decoding, stream intervals) the
+    per-chunk gap overstates the time per token, and a chunk of 4 tokens
+    should weigh 4 times in a per-token percentile. Without per-chunk token
+    counts this falls back to the per-chunk gaps.
     """
     if not record.tokens_per_chunk or len(record.tokens_per_chunk) != len(record.itl_ms) + 1:
         return list(record.itl_ms)
@@ -115,10 +149,18 @@ def per_token_itl(record: RequestRecord) -> list[float]:
     return out
 
 
-def _meets_slo(r: RequestRecord, slo_ttft_ms: float | None, slo_tpot_ms: float | None) -> bool:
-    if slo_ttft_ms is not None and (r.ttft_ms is None or r.ttft_ms > slo_ttft_ms):
+def per_user_tps(record: RequestRecord) -> float | None:
+    """output_tokens / (e2e_ms / 1000): the average rate one user saw, TTFT included."""
+    if not record.output_tokens or not record.e2e_ms or record.e2e_ms <= 0:
+        return None
+    return record.output_tokens / (record.e2e_ms / _MS)
+
+
+def meets_slo(record: RequestRecord, slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None) -> bool:
+    """Whether a request meets every SLO given (``<=``); a request with no TPOT (one token) meets any TPOT SLO."""
+    if slo_ttft_ms is not None and (record.ttft_ms is None or record.ttft_ms > slo_ttft_ms):
         return False
-    if slo_tpot_ms is not None and r.tpot_ms is not None and r.tpot_ms > slo_tpot_ms:
+    if slo_tpot_ms is not None and record.tpot_ms is not None and record.tpot_ms > slo_tpot_ms:
         return False
     return True
 
@@ -129,7 +171,12 @@ def summarize(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
 ) -> Summary:
-    """Aggregate one trial. Latency metrics use successful requests only."""
+    """Aggregate one trial's measured (non-warm-up) requests.
+
+    Latency metrics use successful requests only: a failed request's partial
+    timings describe the failure, not the engine's speed. Rates divide by
+    ``duration_s``; they are None when the duration is not positive.
+    """
     ok = [r for r in records if r.error is None]
     failed = len(records) - len(ok)
     m: dict[str, float | None] = {}
@@ -143,15 +190,22 @@ def summarize(
     put("itl_per_token_ms", [g for r in ok for g in per_token_itl(r)])
     put("tpot_ms", [r.tpot_ms for r in ok if r.tpot_ms is not None])
     put("e2e_ms", [r.e2e_ms for r in ok if r.e2e_ms is not None])
-    put("per_user_tps", [r.output_tokens / (r.e2e_ms / 1000.0) for r in ok if r.output_tokens and r.e2e_ms])
+    put("per_user_tps", [v for r in ok if (v := per_user_tps(r)) is not None])
+
     out_tokens = sum(r.output_tokens or 0 for r in ok)
+    prompt_known = all(r.prompt_tokens is not None for r in ok)
     in_tokens = sum(r.prompt_tokens or 0 for r in ok)
-    d = duration_s if duration_s > 0 else float("nan")
-    m["request_throughput"] = len(ok) / d if ok else 0.0
-    m["output_throughput"] = out_tokens / d if ok else 0.0
-    m["total_token_throughput"] = (out_tokens + in_tokens) / d if ok else 0.0
-    m["goodput"] = sum(_meets_slo(r, slo_ttft_ms, slo_tpot_ms) for r in ok) / d if ok else 0.0
+    good = sum(meets_slo(r, slo_ttft_ms, slo_tpot_ms) for r in ok)
+    if duration_s > 0:
+        m["request_throughput"] = len(ok) / duration_s
+        m["output_throughput"] = out_tokens / duration_s
+        # Prompt tokens come only from usage: without them the sum would silently undercount.
+        m["total_token_throughput"] = (out_tokens + in_tokens) / duration_s if prompt_known else None
+        m["goodput"] = good / duration_s
+    else:
+        m.update(dict.fromkeys(("request_throughput", "output_throughput", "total_token_throughput", "goodput")))
     m["error_rate"] = failed / len(records) if records else None
+
     sources = [r.output_tokens_source for r in ok if r.output_tokens_source]
     weakest = max(sources, key=_SOURCE_RANK.__getitem__) if sources else None
     return Summary(
@@ -160,40 +214,52 @@ def summarize(
     )
 
 
+def _send_rate(times: Sequence[float]) -> float | None:
+    """(n − 1) / span: n sends over a span hold n − 1 intervals."""
+    ts = sorted(times)
+    if len(ts) < 2 or ts[-1] <= ts[0]:
+        return None
+    return (len(ts) - 1) / (ts[-1] - ts[0])
+
+
 def client_health(
     records: Sequence[RequestRecord],
     duration_s: float,
     requested_rate: float | None,
-    loop_lag_ms: Sequence[float] | None,
+    loop_lag_ms: Sequence[float] | float | None,
     max_schedule_lag_ms: float = 10.0,
     max_loop_lag_ms: float = 10.0,
     min_rate_ratio: float = 0.9,
 ) -> ClientHealth:
     """Did the client keep up? If not, its latencies describe itself, not the engine.
 
-    Client-bound when the p99 schedule lag or the p99 event-loop stall exceeds
-    its threshold, or the achieved send rate falls below ``min_rate_ratio`` of
-    the drawn schedule's rate. p99 rather than max: one stall on a busy 2-core
-    box distorts one read, a p99 stall distorts the run.
+    ``loop_lag_ms`` is the event-loop probe's samples (or one figure, taken as
+    its only sample). Client-bound when the p99 schedule lag or the p99
+    event-loop stall exceeds its threshold, or the achieved send rate falls
+    below ``min_rate_ratio`` of the drawn schedule's rate (the requested rate
+    when records carry no schedule). p99 rather than max: one stall on a busy
+    2-core box distorts one read, a p99 stall distorts the run. ``duration_s``
+    is accepted for symmetry with :func:`summarize` and not used.
     """
-    loop = distribution(list(loop_lag_ms or []))
-    lags = [r.schedule_lag_ms for r in records if r.schedule_lag_ms is not None]
-    dist = distribution(lags)
-    sends = sorted(r.sent_at_s for r in records)
-    achieved = None
-    if len(sends) > 1 and sends[-1] > sends[0]:
-        achieved = (len(sends) - 1) / (sends[-1] - sends[0])
+    del duration_s
+    samples = [float(loop_lag_ms)] if isinstance(loop_lag_ms, (int, float)) else list(loop_lag_ms or [])
+    loop = distribution(samples)
+    dist = distribution([r.schedule_lag_ms for r in records if r.schedule_lag_ms is not None])
+    achieved = _send_rate([r.sent_at_s for r in records])
     # Judge the achieved rate against the drawn schedule, not the nominal rate:
     # a short Poisson schedule is itself faster or slower than nominal by chance.
-    sched = sorted(r.scheduled_at_s for r in records if r.scheduled_at_s is not None)
-    scheduled_rate = (len(sched) - 1) / (sched[-1] - sched[0]) if len(sched) > 1 and sched[-1] > sched[0] else None
+    scheduled = _send_rate([r.scheduled_at_s for r in records if r.scheduled_at_s is not None])
     reasons = []
     if dist["p99"] is not None and dist["p99"] > max_schedule_lag_ms:
         reasons.append(f"p99 schedule lag {dist['p99']:.1f} ms > {max_schedule_lag_ms:g} ms")
     if loop["p99"] is not None and loop["p99"] > max_loop_lag_ms:
         reasons.append(f"p99 event-loop stall {loop['p99']:.1f} ms > {max_loop_lag_ms:g} ms")
-    if scheduled_rate and achieved is not None and achieved / scheduled_rate < min_rate_ratio:
-        reasons.append(f"achieved {achieved:.2f} req/s of {scheduled_rate:.2f} scheduled")
+    if achieved is not None:
+        if scheduled:
+            if achieved / scheduled < min_rate_ratio:
+                reasons.append(f"achieved {achieved:.2f} req/s of {scheduled:.2f} scheduled")
+        elif requested_rate and achieved / requested_rate < min_rate_ratio:
+            reasons.append(f"achieved {achieved:.2f} req/s of {requested_rate:.2f} requested")
     return ClientHealth(
         schedule_lag_ms_p50=dist["p50"], schedule_lag_ms_p99=dist["p99"], schedule_lag_ms_max=dist["max"],
         requested_rate=requested_rate, achieved_rate=achieved,
