@@ -80,23 +80,43 @@ class Chrome:
             if m.get("method") == method:
                 return m
 
-    def open_page(self, url: str, width: int = 1280, height: int = 2400) -> tuple[str, list[str], str, bytes]:
-        """Load ``url`` in a new tab; return (session, request URLs, outer HTML, PNG screenshot)."""
+    def open_page(self, url: str, width: int = 1280, height: int = 2000, init_script: str | None = None) -> str:
+        """Load ``url`` in a new tab with its Network domain recording; return the tab's session id.
+
+        ``init_script`` runs in the page before any of its own content (it is not subject to the page's CSP)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self.send("Network.enable", session=session)
         self.send("Page.enable", session=session)
+        if init_script:
+            self.send("Page.addScriptToEvaluateOnNewDocument", {"source": init_script}, session=session)
         self.send("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
         self.send("Page.navigate", {"url": url}, session=session)
         self.wait_event("Page.loadEventFired")
         time.sleep(0.5)  # let any late request surface
-        dom = self.send("Runtime.evaluate", {"expression": "document.documentElement.outerHTML", "returnByValue": True},
-                        session=session)["result"]["value"]
-        png = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"])
-        requests = [m["params"]["request"]["url"] for m in self.events
-                    if m.get("method") == "Network.requestWillBeSent" and m.get("sessionId") == session]
-        return session, requests, dom, png
+        return session
+
+    def requests(self, session: str) -> list[str]:
+        """URLs the tab asked for (Network.requestWillBeSent on that tab)."""
+        return [m["params"]["request"]["url"] for m in self.events
+                if m.get("method") == "Network.requestWillBeSent" and m.get("sessionId") == session]
+
+    def evaluate(self, session: str, expression: str):
+        """Run JavaScript in the page and return its (JSON-able) value."""
+        res = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)
+        if "exceptionDetails" in res:
+            raise RuntimeError(f"page script failed: {res['exceptionDetails']}")
+        return res["result"].get("value")
+
+    def screenshot(self, session: str, full_page: bool = False, max_height: int = 16000) -> bytes:
+        params: dict = {"format": "png"}
+        if full_page:
+            size = self.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
+            params.update(captureBeyondViewport=True,
+                          clip={"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height),
+                                "scale": 1})
+        return base64.b64decode(self.send("Page.captureScreenshot", params, session=session)["data"])
 
     def close(self) -> None:
         try:

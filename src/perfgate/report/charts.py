@@ -1,32 +1,99 @@
-"""Charts as inline SVG strings, drawn by matplotlib at report time (no JS, no network)."""
+"""Charts as inline SVG strings, drawn by matplotlib at report time (no JS, no network).
+
+Figures are built with ``matplotlib.figure.Figure`` under an ``rc_context``: no
+pyplot global state, no change to the caller's rcParams. The SVG is trimmed
+for inlining (no prolog, namespaces, metadata, unreferenced ids, font lists or
+sub-0.1pt precision) and its ids are made unique per chart.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
+RC = {
+    "svg.fonttype": "none",  # text stays text: small, and the page's font renders it
+    "svg.hashsalt": "perfgate",  # deterministic ids
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+}
+MAX_ECDF_POINTS = 150  # that many quantiles draw the same curve as thousands of samples
 
-def _plt():
+
+@contextmanager
+def _figure(height: float = 2.4) -> Iterator:
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
-                         "axes.spines.right": False, "svg.hashsalt": "perfgate"})
-    return plt
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(4.6, height))
+        yield fig, fig.add_subplot()
 
 
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    _plt().close(fig)
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE (they reference w3.org)
+def _render(height: float, draw: Callable) -> str:
+    with _figure(height) as (fig, ax):
+        draw(ax)
+        # Fixed margins instead of bbox_inches="tight", which draws every figure twice.
+        fig.subplots_adjust(left=0.15, right=0.98, bottom=0.2, top=0.97)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    return _inline(buf.getvalue())
+
+
+def _inline(text: str) -> str:
+    text = text[text.index("<svg"):]  # the XML prolog and DOCTYPE (they name w3.org) go
     text = re.sub(r'\s*xmlns(:xlink)?="[^"]+"', "", text)  # inline SVG needs no namespace URLs
-    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    text = re.sub(r' transform="rotate\(-?0 [^"]*\)"', "", text)
+    text = re.sub(r"\s*\n\s*", " ", text)  # path data and indentation
+    text = re.sub(r">\s+<", "><", text)
+    text = re.sub(r'="[^"]*"', _trim_attribute, text)  # attributes only: tick labels keep their digits
+    return _unwrap_groups(_scope_ids(text))
+
+
+def _trim_attribute(m: re.Match) -> str:
+    value = re.sub(r"font-family:[^;\"]*;?\s*", "", m[0])  # the text inherits the page's font
+    value = re.sub(r"(\d\.\d)\d+", r"\1", value)  # 0.1 pt is finer than a pixel
+    value = re.sub(r"([:;]) ", r"\1", value)  # style declarations
+    return re.sub(r' +"$', '"', value)
+
+
+def _unwrap_groups(svg: str) -> str:
+    """Drop ``<g>`` elements without attributes (matplotlib nests one per artist), keeping their content."""
+    out, stack, pos = [], [], 0
+    for m in re.finditer(r"<g>|<g\s[^>]*>|</g>", svg):
+        out.append(svg[pos:m.start()])
+        pos = m.end()
+        tag = m[0]
+        if tag == "</g>":
+            if stack.pop():
+                out.append(tag)
+        else:
+            keep = tag != "<g>"
+            stack.append(keep)
+            if keep:
+                out.append(tag)
+    out.append(svg[pos:])
+    return "".join(out)
+
+
+def _scope_ids(svg: str) -> str:
+    """Keep only referenced ids, prefixed with a digest of the chart: charts inline in one page share no id."""
+    refs = set(re.findall(r'url\(#([^)]+)\)', svg)) | set(re.findall(r'href="#([^"]+)"', svg))
+    prefix = "c" + hashlib.sha1(svg.encode()).hexdigest()[:6] + "-"
+    svg = re.sub(r'\s\bid="([^"]+)"', lambda m: f' id="{prefix}{m[1]}"' if m[1] in refs else "", svg)
+    svg = re.sub(r'url\(#([^)]+)\)', lambda m: f"url(#{prefix}{m[1]})", svg)
+    return re.sub(r'(\b(?:xlink:)?href)="#([^"]+)"', lambda m: f'{m[1]}="#{prefix}{m[2]}"', svg)
 
 
 def ecdf(series: dict[str, list[float]], xlabel: str) -> str | None:
@@ -34,49 +101,50 @@ def ecdf(series: dict[str, list[float]], xlabel: str) -> str | None:
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 2.4))
-    for label, values in series.items():
-        x = np.sort(np.asarray(values))
-        y = np.arange(1, x.size + 1) / x.size
-        if x.size > 150:  # 150 quantiles draw the same curve; keeps the page small
-            y = np.linspace(1 / x.size, 1.0, 150)
-            x = np.quantile(x, y)
-        ax.step(x, y, where="post", label=label, linewidth=1.3)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction ≤ x")
-    ax.grid(alpha=0.3)
-    if len(series) > 1:
-        ax.legend(fontsize=7, frameon=False)
-    return _svg(fig)
+
+    def draw(ax) -> None:
+        for label, values in series.items():
+            x = np.sort(np.asarray(values, dtype=float))
+            y = np.arange(1, x.size + 1) / x.size
+            if x.size > MAX_ECDF_POINTS:
+                y = np.linspace(1 / x.size, 1.0, MAX_ECDF_POINTS)
+                x = np.quantile(x, y)
+            ax.step(x, y, where="post", label=label, linewidth=1.3)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("fraction ≤ x")
+        if len(series) > 1:
+            ax.legend()
+
+    return _render(2.4, draw)
 
 
 def sweep(points: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str) -> str | None:
     """Throughput against concurrency (or rate), one line per series."""
     if not points:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 2.4))
-    for label, pts in points.items():
-        pts = sorted(pts)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linewidth=1.3, markersize=3, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
-    return _svg(fig)
+
+    def draw(ax) -> None:
+        for label, pts in points.items():
+            pts = sorted(pts)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", linewidth=1.3, markersize=3, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend()
+
+    return _render(2.4, draw)
 
 
 def timeseries(series: dict[str, list[list[float]]], ylabel: str) -> str | None:
+    """Telemetry over the run, one line per series (e.g. one per GPU)."""
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 2.2))
-    for label, pts in series.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.2, label=label)
-    ax.set_xlabel("seconds into the run")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
-    return _svg(fig)
+
+    def draw(ax) -> None:
+        for label, pts in series.items():
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.2, label=label)
+        ax.set_xlabel("seconds into the run")
+        ax.set_ylabel(ylabel)
+        ax.legend()
+
+    return _render(2.2, draw)

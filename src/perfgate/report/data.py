@@ -8,7 +8,6 @@ never silently dropped.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..results import Result, ResultError, iter_results, read_result
+from .model import CaseVerdicts, MetricVerdictRecord, load_verdicts
 
 KEY_COLUMNS = (
     ("ttft_ms.p50", "TTFT p50"),
@@ -30,27 +30,14 @@ KEY_COLUMNS = (
 SWEEP = re.compile(r"^(?P<family>[^\[]+)\[(?P<params>[^\]]+)\]$")
 
 
-class VerdictsFileError(ValueError):
-    pass
-
-
-def load_verdicts(path: Path) -> dict[str, dict]:
-    """``verdicts.json`` → {case_id: case}; a malformed file is an error naming it."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        if doc.get("schema_version") != 1 or not isinstance(doc.get("cases"), list):
-            raise ValueError("schema_version 1 with a `cases` list expected")
-        return {c["case_id"]: c for c in doc["cases"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise VerdictsFileError(f"{path}: unusable verdicts file ({exc})") from exc
-
-
 @dataclass
 class CaseView:
     case_id: str
     results: list[Result] = field(default_factory=list)
-    verdict: dict | None = None  # from verdicts.json
-    log_href: str | None = None
+    verdict: CaseVerdicts | None = None  # from verdicts.json
+    log_href: str | None = None  # relative to the report when possible
+    log_file: str | None = None  # where the log was found, for display
+    log_missing: str | None = None  # recorded log path that is not on this machine
 
     @property
     def first(self) -> Result | None:
@@ -60,30 +47,30 @@ class CaseView:
     def engine(self) -> str:
         if self.first:
             return self.first.environment.engine.name
-        return (self.verdict or {}).get("engine", "?")
+        return self.verdict.engine if self.verdict else "?"
 
     @property
     def version(self) -> str:
         if self.first:
             return self.first.environment.engine.version or "?"
-        return (self.verdict or {}).get("engine_version") or "?"
+        return (self.verdict.engine_version if self.verdict else None) or "?"
 
     @property
     def model(self) -> str:
-        return self.first.environment.model if self.first else (self.verdict or {}).get("model", "?")
+        return self.first.environment.model if self.first else (self.verdict.model if self.verdict else "?")
 
     @property
     def scenario(self) -> str:
-        return self.first.scenario if self.first else (self.verdict or {}).get("scenario", "?")
+        return self.first.scenario if self.first else (self.verdict.scenario if self.verdict else "?")
 
     @property
     def hardware(self) -> str:
-        return self.first.environment.hardware.accelerator if self.first else (self.verdict or {}).get("hardware", "?")
+        return self.first.environment.hardware.accelerator if self.first else (self.verdict.hardware if self.verdict else "?")
 
     @property
     def status(self) -> str:
         if self.verdict:
-            return self.verdict["status"]
+            return self.verdict.status
         if any(r.status == "failed" for r in self.results):
             return "failed"
         if any(r.status == "client_bound" for r in self.results):
@@ -92,8 +79,8 @@ class CaseView:
 
     @property
     def reason(self) -> str | None:
-        if self.verdict and self.verdict.get("reason"):
-            return self.verdict["reason"]
+        if self.verdict and self.verdict.reason:
+            return self.verdict.reason
         bad = [r for r in self.results if r.status != "ok"]
         return bad[0].failure_reason if bad else None
 
@@ -101,8 +88,8 @@ class CaseView:
     def has_numbers(self) -> bool:
         return self.status not in ("failed", "client_bound")
 
-    def metric_verdicts(self) -> dict[str, dict]:
-        return {v["metric"]: v for v in (self.verdict or {}).get("verdicts", [])}
+    def metric_verdicts(self) -> dict[str, MetricVerdictRecord]:
+        return {v.metric: v for v in self.verdict.verdicts} if self.verdict else {}
 
     def medians(self) -> dict[str, float]:
         out: dict[str, list[float]] = defaultdict(list)
@@ -124,12 +111,19 @@ class CaseView:
                     vals.extend(v if isinstance(v, list) else ([v] if v is not None else []))
         return vals
 
-    def sweep_point(self) -> tuple[str, dict[str, float]] | None:
+    def sweep_point(self) -> tuple[str, dict[str, float | str]] | None:
+        """``family[prompt_tokens=50,concurrency=2]`` -> ("family", {"prompt_tokens": 50.0, "concurrency": 2.0})."""
         m = SWEEP.match(self.scenario)
         if not m:
             return None
-        params = dict(kv.split("=", 1) for kv in m["params"].split(","))
-        return m["family"], {k: float(v) for k, v in params.items()}
+        params: dict[str, float | str] = {}
+        for kv in m["params"].split(","):
+            k, _, v = kv.partition("=")
+            try:
+                params[k.strip()] = float(v)
+            except ValueError:
+                params[k.strip()] = v.strip()
+        return m["family"].strip(), params
 
 
 @dataclass
@@ -141,8 +135,8 @@ class ReportData:
         metric_verdicts = [v for c in self.cases for v in c.metric_verdicts().values()]
         return {
             "regressions": sum(c.status == "regression" for c in self.cases),
-            "improvements": sum(v["verdict"] == "improvement" and not v["observe_only"] for v in metric_verdicts),
-            "inconclusive": sum(v["verdict"] == "inconclusive" and not v["observe_only"] for v in metric_verdicts),
+            "improvements": sum(v.verdict == "improvement" and not v.observe_only for v in metric_verdicts),
+            "inconclusive": sum(v.verdict == "inconclusive" and not v.observe_only for v in metric_verdicts),
             "new": sum(c.status == "no_baseline" for c in self.cases),
             "failed": sum(c.status in ("failed", "client_bound") for c in self.cases),
             "cases": len(self.cases),
@@ -158,31 +152,61 @@ class ReportData:
                 if len({(c.engine, c.version) for c in v}) > 1]
 
 
+_ORDER = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3}
+
+
+def _rank(c: CaseView) -> int:
+    """Regressions, failures, client-bound, env mismatch, improvements, new, the rest."""
+    if c.status in _ORDER:
+        return _ORDER[c.status]
+    if any(v.verdict == "improvement" and not v.observe_only for v in c.metric_verdicts().values()):
+        return 4
+    return 5 if c.status == "no_baseline" else 6
+
+
+def _find_log(log: str, result_dir: Path) -> Path | None:
+    """The server log on this machine: as recorded, relative to the result directory, or under its logs/
+    (results downloaded from another runner keep that runner's absolute paths)."""
+    p = Path(log)
+    for candidate in (p if p.is_absolute() else result_dir / p, result_dir / "logs" / p.name, result_dir / p.name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
-    by_case: dict[str, CaseView] = {}
+    """Merge result directories. A case is its test id on one kind of hardware (runners differ in hardware,
+    not in test ids); each directory's verdicts.json applies to that directory's results."""
+    by_case: dict[tuple[str, str], CaseView] = {}
     unreadable: list[str] = []
+    out_dir = Path(out_dir).resolve()
     for d in result_dirs:
         d = Path(d)
-        verdicts = load_verdicts(d / "verdicts.json") if (d / "verdicts.json").exists() else {}
+        verdicts = load_verdicts(d / "verdicts.json").by_case() if (d / "verdicts.json").exists() else {}
         for path in iter_results(d):
             try:
                 r = read_result(path)
             except ResultError as exc:
                 unreadable.append(str(exc))
                 continue
-            view = by_case.setdefault(r.test_id, CaseView(r.test_id))
+            key = (r.test_id, r.environment.hardware.accelerator)
+            view = by_case.setdefault(key, CaseView(r.test_id))
             view.results.append(r)
             if r.test_id in verdicts:
                 view.verdict = verdicts[r.test_id]
             log = r.environment.engine.log_path
             if log and view.log_href is None:
-                log_path = Path(log) if Path(log).is_absolute() else d / log
-                view.log_href = os.path.relpath(log_path.resolve(), Path(out_dir).resolve())
+                found = _find_log(log, d)
+                if found is None:
+                    view.log_missing = log
+                else:
+                    view.log_href = Path(os.path.relpath(found.resolve(), out_dir)).as_posix()
+                    view.log_file = str(found)
+                    view.log_missing = None
         for case_id, v in verdicts.items():  # a case that failed before producing any result
-            if case_id not in by_case:
-                by_case[case_id] = CaseView(case_id, verdict=v)
+            if not any(c.verdict is v for c in by_case.values()):
+                by_case[(case_id, v.hardware)] = CaseView(case_id, verdict=v)
     for v in by_case.values():
         v.results.sort(key=lambda r: r.trial)
-    order = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3, "no_baseline": 4}
-    cases = sorted(by_case.values(), key=lambda c: (order.get(c.status, 5), c.engine, c.version, c.model, c.scenario))
+    cases = sorted(by_case.values(), key=lambda c: (_rank(c), c.engine, c.version, c.model, c.scenario))
     return ReportData(cases, unreadable)

@@ -1,0 +1,206 @@
+"""Rendering: ReportData -> index.html (Jinja2, inline SVG) and summary.md."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from .. import __version__
+from . import charts
+from .data import KEY_COLUMNS, CaseView, ReportData, gather
+
+MD_MAX_LINES = 60
+MD_MAX_BYTES = 10_000
+SWEEP_AXES = ("concurrency", "request_rate", "rate", "qps")
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("perfgate.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"]),
+    trim_blocks=True, lstrip_blocks=True,
+)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{(x - 1) * 100:+.1f}%"
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"
+
+
+_env.filters["pct"] = _pct
+_env.filters["num"] = _num
+
+LABEL = {
+    "regression": "REGRESSION", "improvement": "improved", "no_change": "no change", "inconclusive": "inconclusive",
+    "no_baseline": "new", "failed": "FAILED", "client_bound": "CLIENT-BOUND", "env_mismatch": "env mismatch",
+    "ok": "ok", "baseline_written": "baseline written", "not_judged": "not judged",
+}
+
+
+def _case_charts(case: CaseView) -> list[tuple[str, str, str]]:
+    """(name, caption, svg) for a case with numbers: latency distributions, then telemetry when recorded."""
+    if not case.has_numbers:
+        return []
+    ok = [r for r in case.results if r.status == "ok"]
+    n_req = sum(1 for r in ok for q in r.requests if q.error is None)
+    pooled = f"{n_req} requests of {len(ok)} trial{'s' if len(ok) != 1 else ''}"
+    out = [
+        ("ttft", f"TTFT distribution ({pooled})", charts.ecdf({"TTFT": case.samples("ttft_ms")}, "TTFT (ms)")),
+        ("itl", f"ITL and TPOT distributions ({pooled})",
+         charts.ecdf({"ITL (per chunk)": case.samples("itl_ms"), "TPOT": case.samples("tpot_ms")}, "ms")),
+    ]
+    with_tel = next((r for r in ok if r.telemetry), None)
+    if with_tel is not None:
+        tel = with_tel.telemetry
+        trial = f"trial {with_tel.trial}"
+        out.append(("gpu_mem", f"GPU memory over time ({trial})",
+                    charts.timeseries({k.split(".")[0]: v for k, v in tel.items() if k.endswith("memory_used_mib")},
+                                      "GPU memory (MiB)")))
+        out.append(("gpu_power", f"GPU power over time ({trial})",
+                    charts.timeseries({k.split(".")[0]: v for k, v in tel.items() if k.endswith("power_w")}, "GPU power (W)")))
+    return [(name, caption, svg) for name, caption, svg in out if svg]
+
+
+def _sweep_charts(data: ReportData) -> list[tuple[str, str]]:
+    families: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for c in data.cases:
+        point = c.sweep_point()
+        if not point or not c.has_numbers:
+            continue
+        family, params = point
+        x_key = next((k for k in SWEEP_AXES if isinstance(params.get(k), float)), None)
+        if x_key is None:
+            continue
+        rest = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items() if k != x_key)
+        label = f"{c.engine} {c.version} {rest}".strip()
+        tput = c.medians().get("output_throughput")
+        if tput is not None:
+            families.setdefault((f"{family} — {c.model} ({x_key})", x_key), {}).setdefault(label, []).append(
+                (params[x_key], tput))
+    return [(name, charts.sweep(pts, x_key.replace("_", " "), "output tok/s"))
+            for (name, x_key), pts in sorted(families.items())]
+
+
+def _ab_rows(group: list[CaseView]) -> list[dict]:
+    """Per key metric: each member's median of trial values and its ratio to the first member.
+
+    ``tag`` says better/worse/similar by the metric's direction and minimum effect; this is a
+    comparison of medians, not a statistical verdict (the verdict tables are)."""
+    from ..stats import policy_for  # late: pulls in scipy
+
+    rows = []
+    meds = [c.medians() for c in group]
+    for key, name in KEY_COLUMNS:
+        ref = meds[0].get(key)
+        if all(m.get(key) is None for m in meds):
+            continue
+        policy = policy_for(key)
+        cells = []
+        for m in meds:
+            value = m.get(key)
+            ratio = value / ref if value is not None and ref else None
+            tag = None
+            if ratio is not None:
+                change = ratio - 1.0
+                if abs(change) <= max(policy.min_effect, 1e-9):
+                    tag = "similar"
+                else:
+                    tag = "better" if (change < 0) == (policy.direction == "lower") else "worse"
+            cells.append({"value": value, "ratio": ratio, "tag": tag})
+        rows.append({"key": key, "name": name, "direction": policy.direction, "cells": cells})
+    return rows
+
+
+def render_html(data: ReportData) -> str:
+    return _env.get_template("report.html.j2").render(
+        data=data, counts=data.counts(), key_columns=KEY_COLUMNS, label=LABEL,
+        case_charts=[_case_charts(c) for c in data.cases],  # aligned with data.cases
+        sweep_charts=_sweep_charts(data), ab_groups=[(k, g, _ab_rows(g)) for k, g in data.ab_groups()],
+        generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=__version__,
+    )
+
+
+def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: int = MD_MAX_BYTES) -> str:
+    """Counts, then one entry per case, regressions first; whole entries only, within both caps."""
+    counts = data.counts()
+    head = [
+        "## perfgate",
+        "",
+        f"**{counts['regressions']} regressed**, {counts['failed']} failed, {counts['improvements']} improved metrics, "
+        f"{counts['inconclusive']} inconclusive metrics, {counts['new']} without baseline — {counts['cases']} cases",
+        "",
+    ]
+    entries: list[list[str]] = []
+    for c in data.cases:  # already ordered: regressions, failures, ... first
+        entry = [f"- **{LABEL.get(c.status, c.status)}** `{c.case_id}` ({c.engine} {c.version}, {c.hardware})"]
+        if c.status in ("failed", "client_bound", "env_mismatch") and c.reason:
+            entry.append(f"  - {c.reason.splitlines()[0][:200]}")
+        for v in c.metric_verdicts().values():
+            if v.verdict in ("regression", "improvement") and not v.observe_only:
+                entry.append(f"  - {v.metric} {_pct(v.ratio)} [{_pct(v.ci_low)}, {_pct(v.ci_high)}] {v.verdict}")
+        entries.append(entry)
+    entries.extend([f"- **unreadable result** {u[:200]}"] for u in data.unreadable)
+
+    lines, used = list(head), sum(len(x.encode()) + 1 for x in head)
+    for i, entry in enumerate(entries):
+        size = sum(len(x.encode()) + 1 for x in entry)
+        last = i == len(entries) - 1
+        reserve = 0 if last else 1  # room for the "... and N more" line
+        if len(lines) + len(entry) + reserve > max_lines or used + size + (0 if last else 80) > max_bytes:
+            lines.append(f"- … and {len(entries) - i} more (see index.html)")
+            break
+        lines.extend(entry)
+        used += size
+    return "\n".join(lines) + "\n"
+
+
+def _umask() -> int:
+    """The process umask without setting it (os.umask would change it for every thread meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def write_public_text(path: Path, text: str) -> None:
+    """Atomic (temp file + rename) like ``results.write_text_atomic``, but readable by others (0644 less umask):
+    the report is served, uploaded and opened by people other than the writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def render_report(result_dirs: list[Path], out_dir: Path) -> list[Path]:
+    """Merge ``result_dirs`` and write ``out_dir/index.html`` and ``out_dir/summary.md``; return both paths.
+
+    Raises :class:`~perfgate.report.model.VerdictsFileError` for a malformed ``verdicts.json``; a result file
+    that fails validation is listed in the report as unreadable instead."""
+    out_dir = Path(out_dir)
+    data = gather(result_dirs, out_dir)
+    html, md = out_dir / "index.html", out_dir / "summary.md"
+    write_public_text(html, render_html(data))
+    write_public_text(md, render_markdown(data))
+    return [html, md]
+
