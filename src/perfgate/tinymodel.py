@@ -25,10 +25,26 @@ FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenize
 SPECIAL = ["<s>", "</s>", "<pad>", "<unk>"]
 
 
+# Bump when the builder's output changes for an unchanged recipe (file layout,
+# tensor init, tokenizer settings): the cache key then changes with it.
+BUILDER_VERSION = 1
+
+
 def _recipe(path: Path) -> tuple[dict, str]:
+    """The parsed recipe and the sha256 of everything its build depends on.
+
+    That is the recipe itself, the builder version and the word list the
+    tokenizer corpus is drawn from (it lives in ``workload``), so an edit to
+    any of them yields a new cache directory instead of a stale build.
+    """
+    from .workload import _WORDS
+
     text = Path(path).read_text(encoding="utf-8")
     recipe = yaml.safe_load(text)
-    canonical = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        {"recipe": recipe, "builder": BUILDER_VERSION, "words": list(_WORDS)},
+        sort_keys=True, separators=(",", ":"),
+    )
     return recipe, hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -52,8 +68,9 @@ def _train_tokenizer(recipe: dict, out: Path) -> int:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    roles = [f"<|{r}|>" for r in tcfg.get("chat_roles", [])]
     trainer = trainers.BpeTrainer(
-        vocab_size=tcfg["vocab_size"], special_tokens=SPECIAL, show_progress=False,
+        vocab_size=tcfg["vocab_size"], special_tokens=SPECIAL + roles, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(corpus, trainer)
@@ -121,7 +138,12 @@ def build_tiny_model(recipe_path: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab = _train_tokenizer(recipe, out_dir)
     _write_weights(recipe, vocab, out_dir)
-    _dump({"name": recipe["name"], "recipe_sha256": digest}, out_dir / "perfgate-recipe.json")
+    _dump({"name": recipe["name"], "recipe_sha256": digest, "builder_version": BUILDER_VERSION}, out_dir / "perfgate-recipe.json")
+    # World-readable (safetensors writes 0600, mkdtemp makes 0700): an engine
+    # in a container may run as another user.
+    for f in FILES:
+        os.chmod(out_dir / f, 0o644)
+    os.chmod(out_dir, 0o755)
     return out_dir
 
 
@@ -133,21 +155,27 @@ def model_dir_for(recipe_path: Path, cache_dir: Path) -> Path:
 def ensure_tiny_model(recipe_path: Path, cache_dir: Path) -> Path:
     """The cached build of the recipe, building it atomically if absent (race-safe)."""
     final = model_dir_for(recipe_path, cache_dir)
-    if all((final / f).exists() for f in FILES):
+    if _complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         build_tiny_model(recipe_path, tmp)
-        if final.exists():  # incomplete leftover, or another process won the race
-            if all((final / f).exists() for f in FILES):
-                return final
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if final.exists() and not _complete(final):  # an incomplete leftover (never made by us: we rename whole dirs)
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.rename(tmp, final)  # atomic; fails if another process's rename got there first
+        except OSError:
+            if not _complete(final):
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _complete(d: Path) -> bool:
+    return all((d / f).is_file() for f in FILES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,9 +59,16 @@ def test_tokenizer_round_trips_and_adds_bos(built):
 
 
 def test_chat_template_renders(built):
-    tmpl = json.loads((built / "tokenizer_config.json").read_text())["chat_template"]
-    out = jinja2.Template(tmpl).render(messages=[{"role": "user", "content": "hi"}], add_generation_prompt=True)
-    assert out == "<|user|>hi\n<|assistant|>"
+    cfg = json.loads((built / "tokenizer_config.json").read_text())
+    out = jinja2.Template(cfg["chat_template"]).render(
+        messages=[{"role": "user", "content": "time year"}], add_generation_prompt=True, bos_token=cfg["bos_token"])
+    assert out == "<s><|user|>time year\n<|assistant|>"
+    # Role markers are single special tokens; BOS comes from the template (vLLM adds none to chat prompts).
+    tok = Tokenizer.from_file(str(built / "tokenizer.json"))
+    ids = tok.encode(out, add_special_tokens=False).ids
+    assert ids[:2] == [tok.token_to_id("<s>"), tok.token_to_id("<|user|>")]
+    assert ids[-1] == tok.token_to_id("<|assistant|>")
+    assert len(ids) == 6  # <s> <|user|> time Ġyear Ċ <|assistant|>
 
 
 def test_ensure_is_idempotent(tmp_path):
@@ -70,3 +77,20 @@ def test_ensure_is_idempotent(tmp_path):
     assert ensure_tiny_model(RECIPE, tmp_path) == a
     assert (a / "model.safetensors").stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir()] == [a.name]  # no temp dirs left
+
+
+def test_ensure_races_to_one_complete_dir(built, tmp_path):
+    """Two processes building the same recipe at once: both get the same complete directory."""
+    import subprocess
+    import sys
+
+    code = "import sys; from pathlib import Path; from perfgate.tinymodel import ensure_tiny_model; " \
+           "print(ensure_tiny_model(Path(sys.argv[1]), Path(sys.argv[2])))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(RECIPE), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    want = model_dir_for(RECIPE, tmp_path)
+    assert outs == [str(want)] * 2
+    assert [p.name for p in tmp_path.iterdir()] == [want.name]
+    assert _digests(want) == _digests(built)
