@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perfgate.engines import EngineConfig, ModelRef, get_adapter
+from perfgate.config.matrix import EngineConfig
+from perfgate.engines import ModelRef, get_adapter
 from perfgate.engines.provision import default_cache_dir, ensure_engine_venv
 from perfgate.engines.server import EngineServer
-from perfgate.tinymodel import ensure_tiny_model
+from perfgate.engines.tinymodel import ensure_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_TOKENS, IN_TOKENS = 128, 32

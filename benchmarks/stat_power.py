@@ -1,8 +1,8 @@
 """False-positive and detection rates of perfgate's verdicts, by simulation.
 
-Each simulated case judges the gating metrics of ``perfgate.stats.KEY_METRICS``
+Each simulated case judges the gating metrics of ``perfgate.judge.stats.KEY_METRICS``
 (TTFT p50/mean, ITL p50, TPOT mean, e2e p50, output/request throughput) with
-the library's own arithmetic (``perfgate.stats.compare_batch``: log-Welch
+the library's own arithmetic (``perfgate.judge.stats.compare_batch``: log-Welch
 interval, Holm over the gating metrics, the two gates) and then, as the
 pytest plugin does, re-runs a suspected regression with as many trials again
 and re-judges on all of them before counting it.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfgate.stats import DEFAULT_ALPHA, KEY_METRICS, compare_batch, policy_for
+from perfgate.judge.stats import DEFAULT_ALPHA, KEY_METRICS, compare_batch, policy_for
 
 FAMILIES = ("TTFT", "ITL", "throughput")
 REPRESENTATIVE = {"TTFT": "ttft_ms.p50", "ITL": "itl_ms.p50", "throughput": "output_throughput"}

@@ -1,3 +1,3 @@
-from .cli import main
+from perfgate.cli import main
 
 raise SystemExit(main())

@@ -5,6 +5,7 @@
     perfgate model RECIPE [DIR]   build the tiny model of a recipe
     perfgate load URL ...         drive one scenario against a running endpoint
     perfgate report DIR...        render the HTML + Markdown report
+    perfgate compare A B ...      live A/B: is B slower than A? (matrix engines or running endpoints)
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pathlib import Path
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from .engines.provision import ProvisionError, default_cache_dir, ensure_engine_venv
+    from perfgate.engines.provision import (
+        ProvisionError,
+        default_cache_dir,
+        ensure_engine_venv,
+    )
 
     try:
         venv = ensure_engine_venv(args.spec, Path(args.cache) if args.cache else default_cache_dir())
@@ -27,8 +32,8 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from .engines.provision import default_cache_dir
-    from .tinymodel import ensure_tiny_model
+    from perfgate.engines.provision import default_cache_dir
+    from perfgate.engines.tinymodel import ensure_tiny_model
 
     out = Path(args.cache) if args.cache else default_cache_dir() / "models"
     print(ensure_tiny_model(Path(args.recipe), out))
@@ -36,7 +41,7 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import render_report
+    from perfgate.report import render_report
 
     paths = render_report([Path(d) for d in args.results], Path(args.out))
     for p in paths:
@@ -46,11 +51,17 @@ def _report(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> int:
     """Drive one scenario against a running endpoint and write its result file."""
-    from .matrix import MatrixError, ScenarioFile, expand_sweep, load_scenario_file
-    from .results import EngineInfo
-    from .runner import result_path, run_trial
-    from .engines import ModelRef
-    from .targets import Target, _external_version
+    from perfgate._http import probe_version
+    from perfgate.config.matrix import (
+        MatrixError,
+        ScenarioFile,
+        expand_sweep,
+        load_scenario_file,
+    )
+    from perfgate.engines import ModelRef
+    from perfgate.engines.pool import Target
+    from perfgate.measure.trial import result_path, run_trial
+    from perfgate.schema.result import EngineInfo
 
     try:
         if args.scenario:
@@ -68,7 +79,7 @@ def _load(args: argparse.Namespace) -> int:
         return 2
     url = args.url.rstrip("/")
     target = Target(url, ModelRef(args.model, args.tokenizer or args.model),
-                    EngineInfo(name="external", version=_external_version(url), base_url=url))
+                    EngineInfo(name="external", version=probe_version(url), base_url=url))
     result = run_trial(target, scenario, trial=0, test_id=args.name or f"load-{scenario.name}", results_dir=Path(args.out))
     print(result_path(Path(args.out), result.test_id, 0))
     m = result.summary.metrics if result.summary else {}
@@ -77,10 +88,77 @@ def _load(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" else 1
 
 
+def _engine_or_url(name: str, engines: dict) -> object:
+    from perfgate.config.matrix import EngineConfig
+
+    if name.startswith(("http://", "https://")):
+        return EngineConfig(id=name, kind="external", base_url=name.rstrip("/"))
+    if name not in engines:
+        import difflib
+
+        close = difflib.get_close_matches(name, engines, n=1)
+        raise ValueError(f"{name!r} is neither a URL nor an engine of the matrix"
+                         + (f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(engines)}"))
+    return engines[name]
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Live A/B outside pytest: both sides booted (or reached) here, trials alternating, judged sequentially."""
+    from perfgate.config.matrix import (
+        Case,
+        MatrixError,
+        ModelSpec,
+        load_engines,
+        load_matrix,
+        load_scenario_file,
+    )
+    from perfgate.engines.provision import default_cache_dir
+    from perfgate.measure.environment import machine_name
+    from perfgate.session import PerfSession, Settings
+
+    try:
+        engines = load_engines(Path(args.matrix))
+        a, b = _engine_or_url(args.a, engines), _engine_or_url(args.b, engines)
+        if args.scenario.endswith((".yaml", ".yml")):
+            scenarios = load_scenario_file(Path(args.scenario))
+        else:
+            cases = load_matrix(Path(args.matrix))
+            scenarios = list({c.scenario.name: c.scenario for c in cases if c.scenario.family == args.scenario
+                              or c.scenario.name == args.scenario}.values())
+            if not scenarios:
+                raise ValueError(f"no scenario {args.scenario!r} in the matrix's scenarios")
+        models = {c.model.name: c.model for c in load_matrix(Path(args.matrix))}
+        model = models.get(args.model) or ModelSpec(args.model, None, args.model)
+        machine = machine_name(args.machine)
+    except (MatrixError, ValueError) as exc:
+        print(f"perfgate: {exc}", file=sys.stderr)
+        return 2
+    session = PerfSession(Settings(
+        results_dir=Path(args.out), cache_dir=Path(args.cache) if args.cache else default_cache_dir(),
+        baselines_dir=Path("baselines"), machine=machine, compare_to=a, time_budget_s=args.time_budget,
+        boots_per_side=args.boots_per_side, trials=None))
+    worst = 0
+    try:
+        for sc in scenarios:
+            outcome = session.run_case(Case(args.hardware, b, model, sc))
+            action, line = outcome.gate()
+            print(f"{outcome.status.upper():13s} {outcome.case.id}")
+            for ln in outcome.lines:
+                print(f"    {ln}")
+            if line and action == "fail":
+                print(f"    {line}")
+            worst = max(worst, 1 if action == "fail" else 0)
+    finally:
+        session.finish()
+    for ln in session.summary_lines()[-3:]:
+        print(ln)
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":  # the simulator parses its own options
-        from .sim import main as sim_main
+        from perfgate.sim import main as sim_main
 
         return sim_main(argv[1:]) or 0
     parser = argparse.ArgumentParser(prog="perfgate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +192,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", nargs="+", help="result directories (merged)")
     p.add_argument("--out", default="reports", help="output directory (default: reports)")
     p.set_defaults(func=_report)
+    p = sub.add_parser("compare", help="live A/B: is B slower than A? (matrix engine ids or endpoint URLs)")
+    p.add_argument("a", help="reference: a matrix engine id or the URL of a running endpoint")
+    p.add_argument("b", help="candidate: a matrix engine id or the URL of a running endpoint")
+    p.add_argument("--scenario", required=True, help="scenario name in the matrix's scenarios, or a scenario YAML file")
+    p.add_argument("--model", required=True, help="matrix model name (or the served model name of the endpoints)")
+    p.add_argument("--matrix", default="perf/matrix.yaml")
+    p.add_argument("--hardware", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--machine", default=None, help="this runner's name (default: $PERFGATE_MACHINE or host-<hostname>)")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds per comparison before it stops")
+    p.add_argument("--boots-per-side", type=int, default=1)
+    p.add_argument("--cache", default=None)
+    p.add_argument("--out", default="reports/compare")
+    p.set_defaults(func=_compare)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,23 +1,30 @@
 """The pytest plugin (entry point ``pytest11: perfgate``).
 
 It owns options, markers, parametrization of ``perf_case`` from the matrix and
-the session-scoped :class:`~perfgate.targets.TargetPool`. Measurement lives in
-:mod:`perfgate.runner`, judgement in :mod:`perfgate.verdicts`; this module
+the session-scoped :class:`~perfgate.engines.pool.TargetPool`. Measurement lives in
+:mod:`perfgate.measure.trial`, judgement in :mod:`perfgate.judge.verdict`; this module
 only wires them into pytest.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from .engines import EngineConfig
-from .engines.provision import default_cache_dir
-from .matrix import Case, MatrixError, load_matrix
-from .session import PerfSession
+from perfgate.config.matrix import (
+    Case,
+    EngineConfig,
+    MatrixError,
+    load_engines,
+    load_matrix,
+)
+from perfgate.engines.provision import default_cache_dir
+from perfgate.measure.environment import machine_name
+from perfgate.session import PerfSession, Settings
 
 _STASH = pytest.StashKey[PerfSession]()
 
@@ -36,6 +43,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--perf-update-baselines", action="store_true", help="write baselines from complete, error-free runs")
     g.addoption("--perf-baseline-version", default=None, help="compare against the baseline of this engine version (upgrade question)")
     g.addoption("--perf-allow-env-mismatch", action="store_true", help="compare even when hardware/flags differ from the baseline")
+    g.addoption("--perf-machine", default=None,
+                help="this runner's name; baselines are keyed by it (default: $PERFGATE_MACHINE, else host-<hostname>)")
+    g.addoption("--perf-strict", action="store_true",
+                help="fail a case that compared nothing (no baseline, environment mismatch, another machine)")
+    g.addoption("--perf-compare-to", default=None, metavar="ENGINE",
+                help="live A/B: judge each selected engine against this matrix engine, booted in the same session")
+    g.addoption("--perf-time-budget", type=float, default=None, metavar="SECONDS",
+                help="live A/B: stop a comparison once this many seconds are spent (sequential, error rate kept)")
+    g.addoption("--perf-boots-per-side", type=int, default=1,
+                help="live A/B: engine boots per side (boot-to-boot variance into the comparison)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,12 +62,41 @@ def pytest_configure(config: pytest.Config) -> None:
     root = Path(config.rootpath)
     results = Path(config.getoption("--perf-results"))
     cache = config.getoption("--perf-cache")
-    config.stash[_STASH] = PerfSession(
-        config=config,
+    try:
+        machine = machine_name(config.getoption("--perf-machine"))
+    except ValueError as exc:
+        raise pytest.UsageError(f"perfgate: {exc}") from None
+    boots = config.getoption("--perf-boots-per-side")
+    if boots < 1:
+        raise pytest.UsageError(f"perfgate: --perf-boots-per-side must be >= 1, not {boots}")
+    compare_to = None
+    name = config.getoption("--perf-compare-to")
+    if name:
+        try:
+            engines = load_engines(_matrix_path(config))
+        except MatrixError as exc:
+            raise pytest.UsageError(f"perfgate: {exc}") from None
+        if name not in engines:
+            close = difflib.get_close_matches(name, engines, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(engines)}"
+            raise pytest.UsageError(f"perfgate: --perf-compare-to {name!r} is not an engine of the matrix{hint}")
+        compare_to = engines[name]
+    config.stash[_STASH] = PerfSession(Settings(
         results_dir=results if results.is_absolute() else root / results,
         cache_dir=Path(cache) if cache else default_cache_dir(),
         baselines_dir=root / config.getoption("--perf-baselines"),
-    )
+        machine=machine, trials=config.getoption("--perf-trials"),
+        update_baselines=config.getoption("--perf-update-baselines"),
+        baseline_version=config.getoption("--perf-baseline-version"),
+        allow_env_mismatch=config.getoption("--perf-allow-env-mismatch"),
+        strict=config.getoption("--perf-strict"), compare_to=compare_to,
+        time_budget_s=config.getoption("--perf-time-budget"), boots_per_side=boots,
+    ))
+
+
+def _matrix_path(config: pytest.Config) -> Path:
+    option = config.getoption("--perf-matrix")
+    return Path(option) if option else Path(config.rootpath) / "perf" / "matrix.yaml"
 
 
 def perf_session_of(config: pytest.Config) -> PerfSession:
@@ -65,9 +111,12 @@ def _select(cases: list[Case], config: pytest.Config) -> list[Case]:
     out = []
     seen = set()
     engines = config.getoption("--perf-engine")
+    compare_to = config.getoption("--perf-compare-to")
     for case in cases:
         if case.optional and not (engines and keep(case.engine.id, engines)):
             continue
+        if compare_to and case.engine.id == compare_to and not engines:
+            continue  # the reference itself; compare it with itself (A/A) by naming it in --perf-engine
         if endpoint:
             external = EngineConfig(id="endpoint", kind="external", base_url=endpoint)
             case = replace(case, engine=external)
@@ -86,10 +135,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "perf_case" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    option = config.getoption("--perf-matrix")
-    path = Path(option) if option else Path(config.rootpath) / "perf" / "matrix.yaml"
     try:
-        cases = _select(load_matrix(path), config)
+        cases = _select(load_matrix(_matrix_path(config)), config)
     except MatrixError as exc:
         raise pytest.UsageError(f"perfgate: {exc}") from None
     params = [
@@ -107,10 +154,11 @@ def perf_session(request: pytest.FixtureRequest) -> PerfSession:
 
 @pytest.fixture
 def perf_run(perf_session: PerfSession):
-    """Run a case's trials, write results and judge them against baselines.
+    """Run a case's trials, write results and judge them (stored baseline, or live A/B).
 
     Returns the :class:`~perfgate.session.CaseOutcome`; ``outcome.check()``
-    fails the test with a one-line reason on failure or regression.
+    fails the test with a one-line reason on failure, regression, or (under
+    ``--perf-strict``) a case that compared nothing.
     """
     return perf_session.run_case
 

@@ -1,150 +1,287 @@
-"""Session state: runs a case's trials against the pool's target and keeps outcomes.
+"""The session: runs each case's trials, decides what to compare them with, and keeps the outcomes.
 
-A case is N trials (one complete load run each, optionally on a freshly booted
-engine). Per-trial summaries, never pooled per-request samples, feed the
-verdict, because requests within one trial share the same engine state and
-are not independent.
+A case is N trials (one complete load run each). Per-trial summaries, never
+pooled per-request samples, feed the verdict, because requests within one
+trial share the same engine state and are not independent.
+
+The session owns everything with side effects around the pure judge
+(:mod:`perfgate.judge.verdict`): finding and loading the baseline of this
+machine, the confirmation run on a freshly booted engine, baseline writes
+from at least two boots, the live A/B against another engine, verdicts.json
+and the report. It does not import pytest: the plugin turns an outcome's
+:meth:`CaseOutcome.gate` into a pass, a failure or a skip.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from perfgate import __version__
+from perfgate.config.matrix import Case, EngineConfig
+from perfgate.engines.pool import TargetPool
+from perfgate.engines.provision import ProvisionError
+from perfgate.engines.server import ServerError
+from perfgate.schema.result import RESULT_SUFFIX, Result
+from perfgate.schema.verdict import (
+    NOT_COMPARED,
+    CaseStatus,
+    CaseVerdict,
+    Judgement,
+    VerdictsFile,
+    case_status,
+)
 
-from .engines.provision import ProvisionError
-from .engines.server import ServerError
-from .matrix import Case
-from .results import Result, write_json_atomic
-from .targets import TargetPool
+BASELINE_BOOTS = 2
+"""Engine boots a baseline update draws its trials from: boot-to-boot variance belongs in a baseline."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the session was asked to do (from pytest options or the CLI)."""
+
+    results_dir: Path
+    cache_dir: Path
+    baselines_dir: Path
+    machine: str
+    trials: int | None = None  # override every scenario's trial count
+    update_baselines: bool = False
+    baseline_version: str | None = None  # compare with another engine version's stored baseline
+    allow_env_mismatch: bool = False
+    strict: bool = False  # a case that compared nothing fails
+    compare_to: EngineConfig | None = None  # live A/B: the reference engine, booted in this session
+    time_budget_s: float | None = None  # per live comparison
+    boots_per_side: int = 1  # live A/B: engine boots per side
 
 
 @dataclass
 class CaseOutcome:
+    """One case's trials and judgement; :attr:`status` comes from the one precedence rule."""
+
     case: Case
+    machine: str
     results: list[Result] = field(default_factory=list)
-    error: str | None = None  # engine failed to boot/crashed: no numbers at all
-    verdict_lines: list[str] = field(default_factory=list)  # filled by the judge
-    regressions: list[str] = field(default_factory=list)
-    judgement: object | None = None  # perfgate.verdicts.Judgement
+    reference_results: list[Result] = field(default_factory=list)  # live A/B: the A side
+    error: str | None = None  # engine failed to boot / crashed / bad input: no numbers at all
+    judgement: Judgement | None = None
+    baseline_written: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the session did (confirmation run, baseline changes)
+    strict: bool = False
 
     @property
-    def status(self) -> str:
-        if self.error:
-            return "failed"
-        if any(r.status == "failed" for r in self.results):
-            return "failed"
-        if any(r.status == "client_bound" for r in self.results):
-            return "client_bound"
-        if self.regressions:
-            return "regression"
-        judged = getattr(self.judgement, "status", None)
-        return judged if judged in ("no_baseline", "env_mismatch", "baseline_written") else "ok"
+    def status(self) -> CaseStatus:
+        return case_status(error=self.error, trial_statuses=[r.status for r in self.results],
+                           judgement=self.judgement, baseline_written=self.baseline_written is not None)
+
+    @property
+    def lines(self) -> list[str]:
+        return [*self.notes, *(self.judgement.lines() if self.judgement else [])]
+
+    def gate(self) -> tuple[str, str | None]:
+        """("pass" | "fail", one line). The test fails on a failed, client-bound or regressed case,
+        and under ``strict`` on a case that compared nothing."""
+        status = self.status
+        if status == "failed":
+            if self.error:
+                return "fail", self.error
+            bad = next(r for r in self.results if r.status == "failed")
+            return "fail", f"{self.case.id}: trial {bad.trial} failed: {bad.failure_reason}"
+        if status == "client_bound":
+            bad = next(r for r in self.results if r.status == "client_bound")
+            return "fail", (f"{self.case.id}: client-bound, latencies describe the load generator, not the engine: "
+                            f"{bad.failure_reason}")
+        if status == "regression":
+            assert self.judgement is not None
+            return "fail", self.judgement.failure_line()
+        if status in NOT_COMPARED:
+            reason = (self.judgement.reason if self.judgement else None) or status
+            if self.strict:
+                return "fail", f"{self.case.id}: NOT COMPARED under --perf-strict: {reason}"
+            return "pass", f"NOT COMPARED: {reason}"
+        return "pass", None
 
     def check(self) -> None:
-        """Fail the calling test with one line when the case failed or regressed."""
-        if self.error:
-            pytest.fail(self.error, pytrace=False)
-        failed = [r for r in self.results if r.status == "failed"]
-        if failed:
-            pytest.fail(f"{self.case.id}: trial {failed[0].trial} failed: {failed[0].failure_reason}", pytrace=False)
-        bound = [r for r in self.results if r.status == "client_bound"]
-        if bound:
-            pytest.fail(
-                f"{self.case.id}: client-bound, latencies describe the load generator, not the engine: "
-                f"{bound[0].failure_reason}", pytrace=False,
-            )
-        if self.regressions:
-            more = len(self.regressions) - 1
-            pytest.fail(self.regressions[0] + (f" (and {more} more regressed metrics)" if more else ""), pytrace=False)
-        judgement = self.judgement
-        if judgement is not None and getattr(judgement, "status", None) == "env_mismatch":
-            pytest.skip(f"{self.case.id}: {judgement.reason}")
+        """Fail the calling pytest test with one line when :meth:`gate` says so."""
+        import pytest  # the session stays importable without pytest; only this call needs it
 
+        action, line = self.gate()
+        if action == "fail":
+            pytest.fail(line, pytrace=False)
 
-def _verdict_record(v) -> dict:
-    return {
-        "metric": v.metric, "verdict": v.verdict, "ratio": v.ratio, "ci_low": v.ci_low, "ci_high": v.ci_high,
-        "change_pct": v.change_pct, "mde_pct": v.mde_pct, "n_baseline": v.n_baseline, "n_current": v.n_current,
-        "direction": v.direction, "observe_only": v.observe_only,
-        "baseline_median": v.baseline_median, "current_median": v.current_median,
-    }
-
-
-def write_verdicts(path: Path, outcomes: list[CaseOutcome]) -> None:
-    """The session's judgements next to the results, for the report (atomic)."""
-    cases = []
-    for o in outcomes:
-        j = o.judgement
-        first = o.results[0] if o.results else None
+    def record(self) -> CaseVerdict:
+        first = self.results[0] if self.results else None
         engine = first.environment.engine if first else None
-        cases.append({
-            "case_id": o.case.id, "engine": engine.name if engine else o.case.engine.kind,
-            "engine_version": engine.version if engine else None, "model": o.case.model.name,
-            "scenario": o.case.scenario.name, "hardware": o.case.hardware, "status": o.status,
-            "reason": o.error or (o.regressions and "; ".join(o.regressions)) or getattr(j, "reason", None),
-            "baseline": {"path": j.baseline_path, "engine_version": j.baseline_version,
-                         "created_at": j.baseline_created_at} if j is not None and j.baseline_path else None,
-            "verdicts": [_verdict_record(v) for v in getattr(j, "verdicts", [])],
-        })
-    write_json_atomic(path, json.dumps({"schema_version": 1, "cases": cases}, indent=1))
+        reason = self.error
+        if reason is None and self.status in ("failed", "client_bound"):
+            reason = self.gate()[1]
+        if reason is None and self.judgement is not None:
+            reason = self.judgement.failure_line() or self.judgement.reason
+        return CaseVerdict(
+            case_id=self.case.id, engine=engine.name if engine else self.case.engine.kind,
+            engine_version=engine.version if engine else None, model=self.case.model.name,
+            scenario=self.case.scenario.name, hardware=self.case.hardware, machine=self.machine,
+            status=self.status, reason=reason,
+            baseline=self.judgement.baseline if self.judgement else None,
+            verdicts=self.judgement.verdicts if self.judgement else [],
+        )
 
 
 @dataclass
 class PerfSession:
-    config: pytest.Config
-    results_dir: Path
-    cache_dir: Path
-    baselines_dir: Path
+    settings: Settings
     outcomes: list[CaseOutcome] = field(default_factory=list)
     report_paths: list[Path] = field(default_factory=list)
     report_error: str | None = None
     _pool: TargetPool | None = None
+    _fresh_dir: bool = False
+
+    @property
+    def results_dir(self) -> Path:
+        return self.settings.results_dir
 
     @property
     def pool(self) -> TargetPool:
         if self._pool is None:
-            self._pool = TargetPool(self.cache_dir, self.results_dir / "logs")
+            self._pool = TargetPool(self.settings.cache_dir, self.results_dir / "logs",
+                                    capacity=2 if self.settings.compare_to else 1)
         return self._pool
 
     def trials_for(self, case: Case) -> int:
-        return self.config.getoption("--perf-trials") or case.scenario.spec.trials
+        return self.settings.trials or case.scenario.spec.trials
 
-    def _run_trials(self, outcome: CaseOutcome, count: int) -> None:
-        from .runner import run_trial  # late import: keeps plugin loading light
+    def _start_fresh_results(self) -> None:
+        """A results directory holds one run: trial files and verdicts of earlier runs are removed first,
+        so the report never merges them into this run's figures."""
+        if self._fresh_dir:
+            return
+        self._fresh_dir = True
+        old = self.results_dir / "results"
+        if old.is_dir() and any(old.glob(f"*{RESULT_SUFFIX}")):
+            shutil.rmtree(old)
+        (self.results_dir / "verdicts.json").unlink(missing_ok=True)
 
-        case = outcome.case
-        start = len(outcome.results)
-        for trial in range(start, start + count):
-            fresh = trial > 0 and case.scenario.spec.restart_between_trials
-            target = self.pool.get(case.engine, case.model, fresh=fresh)
-            outcome.results.append(
-                run_trial(target, case.scenario, trial=trial, test_id=case.id, results_dir=self.results_dir)
-            )
+    def run_trials(self, case: Case, count: int, start: int = 0, fresh_first: bool = False,
+                   engine: EngineConfig | None = None, test_id: str | None = None) -> list[Result]:
+        from perfgate.measure.trial import run_trial  # late: keeps plugin loading light
 
-    def rerun_trials(self, outcome: CaseOutcome) -> None:
-        """The confirmation run: as many trials again, appended to the outcome."""
-        self._run_trials(outcome, self.trials_for(outcome.case))
+        out = []
+        for i, trial in enumerate(range(start, start + count)):
+            fresh = (fresh_first and i == 0) or (trial > 0 and case.scenario.spec.restart_between_trials)
+            target = self.pool.get(engine or case.engine, case.model, fresh=fresh)
+            out.append(run_trial(target, case.scenario, trial=trial, test_id=test_id or case.id,
+                                 results_dir=self.results_dir, machine=self.settings.machine))
+        return out
 
     def run_case(self, case: Case) -> CaseOutcome:
-        from .workload import WorkloadError  # late import: keeps plugin loading light
+        from perfgate.measure.workload import (
+            WorkloadError,  # late: keeps plugin loading light
+        )
 
-        outcome = CaseOutcome(case)
+        self._start_fresh_results()
+        outcome = CaseOutcome(case, machine=self.settings.machine, strict=self.settings.strict)
         self.outcomes.append(outcome)
         try:
-            self._run_trials(outcome, self.trials_for(case))
+            if self.settings.compare_to is not None:
+                from perfgate.live import run_live_ab
+
+                run_live_ab(self, outcome, self.settings.compare_to)
+                return outcome
+            outcome.results = self.run_trials(case, self.trials_for(case))
+            if outcome.status in ("failed", "client_bound"):
+                return outcome
+            if self.settings.update_baselines:
+                self._update_baseline(outcome)
+            else:
+                self._judge_stored(outcome)
         except (ServerError, WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
-            return outcome
-        from .verdicts import judge  # late import: verdicts pull in scipy
-
-        try:
-            judge(self, outcome)
-        except ServerError as exc:  # the engine died during the confirmation run
-            outcome.error = f"{case.id}: {exc}"
         return outcome
+
+    # -- stored baselines -------------------------------------------------------------------------
+
+    def _policy(self, case: Case, upgrade: bool = False):
+        from perfgate.judge.verdict import JudgePolicy
+
+        spec = case.scenario.spec
+        return JudgePolicy(min_effect=spec.min_effect, observe_only=tuple(spec.observe_only),
+                           allow_env_mismatch=self.settings.allow_env_mismatch, upgrade=upgrade)
+
+    def _judge_stored(self, outcome: CaseOutcome) -> None:
+        from perfgate.judge.baselines import (
+            BaselineError,
+            find_baseline,
+            fingerprint,
+            key_of,
+            load_baseline,
+            machines_with,
+            versions_available,
+        )
+        from perfgate.judge.verdict import judge_against_baseline, not_found
+
+        first = outcome.results[0]
+        against = self.settings.baseline_version
+        key = key_of(first, engine_version=against)
+        path = find_baseline(self.settings.baselines_dir, key)
+        if path is None:
+            outcome.judgement = not_found(key, versions_available(self.settings.baselines_dir, key),
+                                          machines_with(self.settings.baselines_dir, key))
+            return
+        try:
+            baseline = load_baseline(path)
+        except BaselineError as exc:
+            outcome.error = f"{outcome.case.id}: {exc}"
+            return
+        policy = self._policy(outcome.case, upgrade=against is not None)
+
+        def judge() -> Judgement:
+            trials = [r.summary.metrics for r in outcome.results if r.summary is not None]
+            return judge_against_baseline(trials, fingerprint(first), baseline, policy, str(path))
+
+        outcome.judgement = judge()
+        if outcome.judgement.status == "regression":
+            # Confirm on a freshly booted engine before failing anyone's build: a bad boot is not a regression.
+            outcome.notes.append("regression suspected; confirmation run on a fresh boot ...")
+            outcome.results += self.run_trials(outcome.case, self.trials_for(outcome.case),
+                                               start=len(outcome.results), fresh_first=True)
+            if outcome.status in ("failed", "client_bound"):
+                return
+            outcome.judgement = judge()
+
+    def _update_baseline(self, outcome: CaseOutcome) -> None:
+        from perfgate.judge.baselines import (
+            Baseline,
+            Provenance,
+            fingerprint,
+            key_of,
+            save_baseline,
+        )
+        from perfgate.judge.stats import KEY_METRICS
+        from perfgate.measure.environment import calibrate, git_commit, now_iso
+
+        case = outcome.case
+        boots = 1 if case.engine.kind == "external" else BASELINE_BOOTS
+        for _ in range(boots - 1):
+            outcome.results += self.run_trials(case, self.trials_for(case), start=len(outcome.results),
+                                               fresh_first=True)
+        if outcome.status in ("failed", "client_bound"):
+            return
+        if any(r.summary is None or r.summary.failed for r in outcome.results):
+            outcome.notes.append("baseline not written: the run had request errors")
+            return
+        first = outcome.results[0]
+        baseline = Baseline(
+            key=key_of(first), fingerprint=fingerprint(first), calibration=calibrate(), boots=boots,
+            provenance=Provenance(created_at=now_iso(), git_commit=git_commit(), perfgate_version=__version__,
+                                  results=[f"{r.test_id}.trial{r.trial}" for r in outcome.results]),
+            trials=[r.summary.metrics for r in outcome.results if r.summary is not None],
+        )
+        path, changes = save_baseline(self.settings.baselines_dir, baseline, watch=KEY_METRICS)
+        outcome.baseline_written = str(path)
+        outcome.notes.append(f"baseline written: {path} ({len(baseline.trials)} trials, {boots} boot(s))")
+        outcome.notes.extend(f"  {c}" for c in changes)
+
+    # -- end of session -----------------------------------------------------------------------------
 
     def finish(self) -> None:
         try:
@@ -152,23 +289,41 @@ class PerfSession:
                 self._pool.release()
         finally:
             if self.outcomes:
-                write_verdicts(self.results_dir / "verdicts.json", self.outcomes)
+                VerdictsFile(cases=[o.record() for o in self.outcomes]).write(self.results_dir / "verdicts.json")
                 self.render_report()
 
     def render_report(self) -> None:
         """index.html + summary.md into the results directory (a report failure never hides test results)."""
-        from .report import render_report
+        from perfgate.report import render_report
 
         try:
             self.report_paths = render_report([self.results_dir], self.results_dir)
         except Exception as exc:  # noqa: BLE001 - reported in the terminal summary
             self.report_error = f"report not rendered: {type(exc).__name__}: {exc}"
 
+    def counts(self) -> dict[str, int]:
+        statuses = [o.status for o in self.outcomes]
+        return {
+            "cases": len(statuses),
+            "compared": sum(s in ("ok", "regression") for s in statuses),
+            "regression": statuses.count("regression"),
+            "not_compared": sum(s in NOT_COMPARED for s in statuses),
+            "failed": sum(s in ("failed", "client_bound") for s in statuses),
+            "baseline_written": statuses.count("baseline_written"),
+        }
+
     def summary_lines(self) -> list[str]:
         lines = []
         for o in self.outcomes:
-            lines.append(f"{o.status.upper():13s} {o.case.id}")
-            lines.extend(f"    {line}" for line in o.verdict_lines)
+            label = "NOT COMPARED" if o.status in NOT_COMPARED else o.status.upper()
+            lines.append(f"{label:13s} {o.case.id}")
+            lines.extend(f"    {line}" for line in o.lines)
+        c = self.counts()
+        lines.append(f"{c['cases']} cases on machine {self.settings.machine!r}: {c['compared']} compared "
+                     f"({c['regression']} regressed), {c['not_compared']} NOT COMPARED, {c['failed']} failed"
+                     + (f", {c['baseline_written']} baselines written" if c["baseline_written"] else ""))
+        if c["not_compared"] and not self.settings.strict:
+            lines.append("    cases that compared nothing pass; --perf-strict fails them")
         lines.append(f"results and server logs: {self.results_dir}")
         if self.report_paths:
             lines.append(f"report: {self.report_paths[0]} (summary: {self.report_paths[1]})")

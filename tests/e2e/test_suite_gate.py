@@ -6,7 +6,9 @@ empty baseline store is driven by real `pytest` subprocesses:
 2. the same engine passes against it;
 3. a 25% injected slowdown (PERFGATE_SIM_INJECT_SLOWDOWN, invisible to the
    fingerprint like an engine regression) fails with the one-line reason;
-4. a corrupt baseline fails with an error naming the file.
+4. the same baseline seen from another machine is NOT COMPARED: it passes and
+   says so, and fails under --perf-strict;
+5. a corrupt baseline fails with an error naming the file.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def project(tmp_path):
 
 
 def _pytest(project: Path, *args: str, slowdown: float = 1.0) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PERFGATE_SIM_INJECT_SLOWDOWN": str(slowdown)}
+    env = {**os.environ, "PERFGATE_SIM_INJECT_SLOWDOWN": str(slowdown), "PERFGATE_MACHINE": "e2e-box"}
     return subprocess.run([sys.executable, "-m", "pytest", "perf", "-m", "cpu", "-q", "-p", "no:cacheprovider", *args],
                           cwd=project, capture_output=True, text=True, env=env, timeout=300)
 
@@ -66,17 +68,27 @@ def _pytest(project: Path, *args: str, slowdown: float = 1.0) -> subprocess.Comp
 def test_update_pass_regress_corrupt(project):
     up = _pytest(project, "--perf-update-baselines")
     assert up.returncode == 0, up.stdout[-3000:]
-    base = project / "baselines" / "cpu" / "sim-sim-1" / "sim-model" / "gate.json"
+    base = project / "baselines" / "e2e-box" / "sim-sim-1" / "sim-model" / "gate.json"
     assert base.exists() and "baseline written" in up.stdout
+    assert json.loads(base.read_text())["boots"] == 2  # boot-to-boot variance is in the baseline
 
     same = _pytest(project)
     assert same.returncode == 0, same.stdout[-3000:]
+    assert "1 compared (0 regressed), 0 NOT COMPARED" in same.stdout  # exit 0 because it compared, not skipped
+
+    other = _pytest(project, "--perf-machine", "fresh-box")
+    assert other.returncode == 0, other.stdout[-3000:]
+    assert "NOT COMPARED" in other.stdout and "machine 'fresh-box' has no baseline" in other.stdout
+    assert "'e2e-box'" in other.stdout and "0 compared" in other.stdout
+    strict = _pytest(project, "--perf-machine", "fresh-box", "--perf-strict", slowdown=1.25)
+    assert strict.returncode == 1 and "NOT COMPARED under --perf-strict" in strict.stdout
+    assert "regress" not in strict.stdout.split("NOT COMPARED under")[0].lower()  # never called a regression
 
     slow = _pytest(project, slowdown=1.25)
     assert slow.returncode == 1, slow.stdout[-3000:]
     line = next(ln for ln in slow.stdout.splitlines() if "ttft_ms.p50 +" in ln)
-    assert "vs sim sim-1 / sim-model / cpu" in line
-    assert "confirmation run" in slow.stdout  # confirmed before failing
+    assert "vs sim sim-1 / sim-model / cpu @ e2e-box" in line
+    assert "confirmation run on a fresh boot" in slow.stdout  # confirmed before failing
     verdicts = json.loads((project / "reports" / "verdicts.json").read_text())
     assert verdicts["cases"][0]["status"] == "regression"
     report = (project / "reports" / "index.html").read_text()  # rendered at session end

@@ -14,13 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from perfgate.config.matrix import ScenarioFile, expand_sweep, load_matrix
 from perfgate.engines import get_adapter
+from perfgate.engines.pool import TargetPool, resolve_model
 from perfgate.engines.provision import default_cache_dir, ensure_engine_venv
 from perfgate.engines.server import EngineServer, ServerError
-from perfgate.matrix import ScenarioFile, expand_sweep, load_matrix
-from perfgate.results import read_result
-from perfgate.runner import run_trial
-from perfgate.targets import TargetPool, resolve_model
+from perfgate.measure.trial import run_trial
+from perfgate.schema.result import read_result
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,12 +5,21 @@ import os
 
 import pytest
 
-from perfgate.baselines import (
-    Baseline, BaselineError, BaselineKey, Provenance, diff_baselines, find_baseline, list_versions, load_baseline,
-    path_for, save_baseline, versions_available,
+from perfgate.judge.baselines import (
+    Baseline,
+    BaselineError,
+    BaselineKey,
+    Provenance,
+    diff_baselines,
+    find_baseline,
+    machines_with,
+    load_baseline,
+    path_for,
+    save_baseline,
+    versions_available,
 )
 
-KEY = BaselineKey(hardware="NVIDIA H100 80GB HBM3", engine="vllm", engine_version="0.32.0", model="tiny-llama",
+KEY = BaselineKey(machine="gpu-runner-1", hardware="NVIDIA H100 80GB HBM3", engine="vllm", engine_version="0.32.0", model="tiny-llama",
                   scenario="study-a[prompt_tokens=10,concurrency=1]")
 
 
@@ -31,7 +40,7 @@ def _rewrite(path, **changes):
 
 def test_layout_is_navigable():
     p = path_for("baselines", KEY)
-    assert p.as_posix() == ("baselines/nvidia-h100-80gb-hbm3/vllm-0.32.0/tiny-llama/"
+    assert p.as_posix() == ("baselines/gpu-runner-1/vllm-0.32.0/tiny-llama/"
                             "study-a-prompt_tokens=10,concurrency=1.json")
 
 
@@ -43,7 +52,7 @@ def test_round_trip_is_human_diffable(tmp_path):
     text = path.read_text()
     assert text.endswith("\n") and '\n "trials": [' in text  # indented, one field a line
     data = json.loads(text)
-    assert data["schema_version"] == 1 and data["key"]["engine_version"] == "0.32.0"
+    assert data["schema_version"] == 2 and data["key"]["engine_version"] == "0.32.0"
     assert data["provenance"]["git_commit"] == "abc"
 
 
@@ -94,11 +103,11 @@ def test_missing_file_names_the_file(tmp_path):
         load_baseline(tmp_path / "nope.json")
 
 
-@pytest.mark.parametrize("version", [0, 2, None, "1"])
+@pytest.mark.parametrize("version", [0, 1, 3, None, "2"])
 def test_old_or_unknown_schema_is_refused(tmp_path, version):
     path, _ = save_baseline(tmp_path, _baseline())
     _rewrite(path, schema_version=version)
-    with pytest.raises(BaselineError, match=f"{path}: baseline schema_version {version!r}, expected 1"):
+    with pytest.raises(BaselineError, match=f"{path}: baseline schema_version {version!r}, this perfgate reads 2"):
         load_baseline(path)
 
 
@@ -145,12 +154,12 @@ def test_save_replaces_an_unreadable_file_and_says_so(tmp_path):
     assert load_baseline(path) == _baseline()
 
 
-def test_find_baseline_by_fields_or_key(tmp_path):
+def test_find_baseline_by_key(tmp_path):
     assert find_baseline(tmp_path, KEY) is None
     path, _ = save_baseline(tmp_path, _baseline())
     assert find_baseline(tmp_path, KEY) == path
-    assert find_baseline(tmp_path, KEY.hardware, "vllm", "0.32.0", "tiny-llama", KEY.scenario) == path
-    assert find_baseline(tmp_path, KEY.hardware, "vllm", "0.31.0", "tiny-llama", KEY.scenario) is None
+    assert find_baseline(tmp_path, KEY.model_copy(update={"engine_version": "0.31.0"})) is None
+    assert find_baseline(tmp_path, KEY.model_copy(update={"machine": "other-box"})) is None
 
 
 def test_versions_available_for_upgrade_question(tmp_path):
@@ -159,5 +168,14 @@ def test_versions_available_for_upgrade_question(tmp_path):
     save_baseline(tmp_path, _baseline(key=KEY.model_copy(update={"engine": "vllm-cpu", "engine_version": "1.0"})))
     save_baseline(tmp_path, _baseline(key=KEY.model_copy(update={"engine_version": "0.5.0", "scenario": "other"})))
     assert versions_available(tmp_path, KEY) == ["0.9.1", "0.10.0", "0.31.0", "0.32.0"]  # version order
-    assert list_versions(tmp_path, KEY.hardware, "vllm-cpu", "tiny-llama", KEY.scenario) == ["1.0"]
-    assert list_versions(tmp_path, "other-hw", "vllm", "tiny-llama", KEY.scenario) == []
+    assert versions_available(tmp_path, KEY.model_copy(update={"engine": "vllm-cpu"})) == ["1.0"]
+    assert versions_available(tmp_path, KEY.model_copy(update={"machine": "other-box"})) == []
+
+
+def test_machines_with_names_the_other_machines_holding_this_case(tmp_path):
+    save_baseline(tmp_path, _baseline())
+    save_baseline(tmp_path, _baseline(key=KEY.model_copy(update={"machine": "box-b", "engine_version": "0.31.0"})))
+    here = KEY.model_copy(update={"machine": "fresh-box"})
+    assert machines_with(tmp_path, here) == ["box-b", "gpu-runner-1"]
+    assert machines_with(tmp_path, KEY) == ["box-b"]
+    assert machines_with(tmp_path, here.model_copy(update={"scenario": "nothing"})) == []

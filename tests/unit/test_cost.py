@@ -1,4 +1,4 @@
-from perfgate.cost import cost_metrics
+from perfgate.measure.cost import cost_metrics
 
 
 def test_study_b_formula():

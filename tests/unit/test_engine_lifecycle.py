@@ -15,7 +15,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from perfgate.engines import EngineConfig, LaunchPlan, ModelRef, get_adapter, UnknownEngineError
+from perfgate.engines import (
+    EngineConfig,
+    LaunchPlan,
+    ModelRef,
+    UnknownEngineError,
+    get_adapter,
+)
 from perfgate.engines.server import EngineServer, ServerError
 
 MODEL = ModelRef("m", "/nonexistent")

@@ -2,14 +2,13 @@
 
 import asyncio
 import json
-import time
 
 import numpy as np
 import pytest
 from aiohttp import web
 
-from perfgate.client.loadgen import RequestSpec, arrival_offsets, run_load_async
-from perfgate.records import ErrorKind
+from perfgate.measure.loadgen import RequestSpec, arrival_offsets, run_load_async
+from perfgate.measure.records import ErrorKind
 
 
 def test_poisson_schedule_has_the_requested_mean_rate():
@@ -44,7 +43,7 @@ async def _serve(handler):
 
 
 def _specs(n):
-    return [RequestSpec.build(i, "/v1/completions", {"prompt": "x", "max_tokens": 2}, 1, 2) for i in range(n)]
+    return [RequestSpec.build(i, "/v1/completions", {"prompt": "x", "max_tokens": 2}) for i in range(n)]
 
 
 def test_closed_loop_never_exceeds_concurrency_and_records_raw_reads():
@@ -88,7 +87,7 @@ def test_open_loop_sends_on_schedule_and_classifies_http_errors():
             return web.json_response({"error": "boom"}, status=500)
         return web.Response(text="data: [DONE]\n\n", content_type="text/event-stream")
 
-    specs = [RequestSpec.build(i, "/v1/completions", {"max_tokens": m}, 1, m) for i, m in enumerate([1, 429, 500, 1])]
+    specs = [RequestSpec.build(i, "/v1/completions", {"max_tokens": m}) for i, m in enumerate([1, 429, 500, 1])]
 
     async def main():
         runner, url = await _serve(handler)

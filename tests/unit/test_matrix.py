@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.matrix import MatrixError, load_matrix, load_scenario_file
+from perfgate.config.matrix import MatrixError, load_matrix, load_scenario_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,14 +10,21 @@ import json
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from perfgate.metrics import (
-    client_health, distribution, meets_slo, per_token_itl, per_user_tps, request_record, summarize,
+from perfgate.measure.metrics import (
+    client_health,
+    distribution,
+    meets_slo,
+    per_token_itl,
+    per_user_tps,
+    request_record,
+    summarize,
 )
-from perfgate.records import ErrorKind, RawRequest
-from perfgate.results import RequestRecord
-from perfgate.sse import parse_stream
+from perfgate.measure.records import ErrorKind, RawRequest
+from perfgate.measure.sse import parse_stream
+from perfgate.schema.result import RequestRecord
 
 
 def ev(obj) -> bytes:

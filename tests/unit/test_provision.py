@@ -6,7 +6,12 @@ import sys
 import pytest
 
 from perfgate.engines.provision import (
-    MARKER, ProvisionError, ensure_engine_venv, installed_version, parse_spec, venv_dir_for,
+    MARKER,
+    ProvisionError,
+    ensure_engine_venv,
+    installed_version,
+    parse_spec,
+    venv_dir_for,
 )
 
 

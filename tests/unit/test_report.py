@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from perfgate.report import (
-    CaseVerdicts, MetricVerdictRecord, VerdictsFile, VerdictsFileError, gather, load_verdicts, render_markdown,
+    CaseVerdict,
+    MetricVerdict,
+    VerdictsFile,
+    VerdictsFileError,
+    gather,
+    load_verdicts,
+    render_markdown,
     render_report,
 )
 
@@ -92,7 +98,7 @@ def test_markdown_puts_regressions_first_and_caps_length():
     assert "schedule lag p99 212 ms" in md
     assert "ttft_ms.p50 +" in md and "regression" in md
     # improvements before the unchanged and the new
-    assert cases.index(next(c for c in cases if "prefill-heavy" in c)) < cases.index(next(c for c in cases if "**new**" in c))
+    assert cases.index(next(c for c in cases if "prefill-heavy" in c)) < cases.index(next(c for c in cases if "no baseline" in c))
     capped = render_markdown(data, max_lines=9)
     assert len(capped.splitlines()) <= 9 and re.search(r"… and \d+ more", capped)
     assert "REGRESSION" in capped  # whole entries, regressions kept
@@ -210,11 +216,11 @@ def test_sweep_by_request_rate_with_a_non_numeric_parameter(tmp_path):
 
 def test_fixture_verdicts_validate_and_round_trip(tmp_path):
     f = load_verdicts(FIXTURE / "verdicts.json")
-    assert f.schema_version == 1 and len(f.cases) == 9
+    assert f.schema_version == 2 and len(f.cases) == 9
     case = f.by_case()[REGRESSED]
-    assert isinstance(case, CaseVerdicts) and case.status == "regression" and case.baseline.path.endswith(".json")
+    assert isinstance(case, CaseVerdict) and case.status == "regression" and case.baseline.path.endswith(".json")
     v = {m.metric: m for m in case.verdicts}["ttft_ms.p50"]
-    assert isinstance(v, MetricVerdictRecord) and v.verdict == "regression" and v.direction == "lower"
+    assert isinstance(v, MetricVerdict) and v.verdict == "regression" and v.direction == "lower"
     assert v.ci_low <= v.ratio <= v.ci_high
     out = f.write(tmp_path / "verdicts.json")
     assert load_verdicts(out) == f
@@ -222,23 +228,23 @@ def test_fixture_verdicts_validate_and_round_trip(tmp_path):
 
 
 def test_record_from_a_stats_verdict():
-    from perfgate.stats import compare_summaries
+    from perfgate.judge.stats import compare_summaries
 
     base = [{"ttft_ms.p50": x} for x in (10.0, 10.1, 9.9, 10.0)]
     cur = [{"ttft_ms.p50": x} for x in (13.0, 13.1, 12.9)]
     (v,) = compare_summaries(base, cur, ["ttft_ms.p50"])
-    rec = MetricVerdictRecord.from_verdict(v)
+    rec = v
     assert rec.verdict == "regression" and rec.change_pct == pytest.approx(v.change_pct)
     assert rec.n_baseline == 4 and rec.n_current == 3
-    VerdictsFile(cases=[CaseVerdicts(case_id="x", engine="vllm", model="m", scenario="s", hardware="cpu",
+    VerdictsFile(cases=[CaseVerdict(case_id="x", engine="vllm", model="m", scenario="s", hardware="cpu",
                                      status="regression", verdicts=[rec])]).dumps()
 
 
 @pytest.mark.parametrize("content, needle", [
     ("{ nope", "not JSON"),
-    ('{"schema_version": 2, "cases": []}', "schema_version 2"),
-    ('{"schema_version": 1, "cases": [{"case_id": "x"}]}', "cases.0.engine"),
-    ('{"schema_version": 1, "cases": [{"case_id": "x", "engine": "vllm", "model": "m", "scenario": "s", '
+    ('{"schema_version": 1, "cases": []}', "schema_version 1"),
+    ('{"schema_version": 2, "cases": [{"case_id": "x"}]}', "cases.0.engine"),
+    ('{"schema_version": 2, "cases": [{"case_id": "x", "engine": "vllm", "model": "m", "scenario": "s", '
      '"hardware": "cpu", "status": "exploded"}]}', "cases.0.status"),
     ("[]", "not a valid verdicts file"),
 ])

@@ -1,6 +1,6 @@
 """/metrics parsing and per-run deltas (vLLM names; SGLang names from its documented example)."""
 
-from perfgate.servermetrics import delta, parse_metrics
+from perfgate.measure.engine_metrics import delta, parse_metrics
 
 VLLM = """# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
 # TYPE vllm:time_to_first_token_seconds histogram

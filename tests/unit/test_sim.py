@@ -23,7 +23,14 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from perfgate.sim import SIM_KEY, SimConfig, base_delays_ms, build_app, chunk_sizes, config_from_args
+from perfgate.sim import (
+    SIM_KEY,
+    SimConfig,
+    base_delays_ms,
+    build_app,
+    chunk_sizes,
+    config_from_args,
+)
 
 TOL_MS = 2.0
 
@@ -508,7 +515,7 @@ def test_metrics_parse_and_match_requests():
 
 
 def test_perfgate_scraper_reads_it(fast):
-    from perfgate.servermetrics import parse_metrics
+    from perfgate.measure.engine_metrics import parse_metrics
 
     url, _ = fast
 

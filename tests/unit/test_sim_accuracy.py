@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.engines import EngineConfig, ModelRef, get_adapter
+from perfgate.config.matrix import EngineConfig, ScenarioFile, expand_sweep
+from perfgate.engines import ModelRef, get_adapter
+from perfgate.engines.pool import Target
 from perfgate.engines.server import EngineServer
-from perfgate.matrix import ScenarioFile, expand_sweep
-from perfgate.runner import run_trial
-from perfgate.targets import Target
-from perfgate.results import EngineInfo
+from perfgate.measure.trial import run_trial
+from perfgate.schema.result import EngineInfo
 
 TTFT_MS, PER_PROMPT_MS, ITL_MS = 50.0, 0.1, 5.0
 

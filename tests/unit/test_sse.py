@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from perfgate.sse import parse_stream
+from perfgate.measure.sse import parse_stream
 
 
 def ev(obj, sep: bytes = b"\n\n") -> bytes:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from perfgate.metrics import client_health, distribution, per_token_itl, request_record, summarize
-from perfgate.records import ErrorKind, RawRequest
-from perfgate.sse import parse_stream
+from perfgate.measure.metrics import (
+    client_health,
+    distribution,
+    per_token_itl,
+    request_record,
+    summarize,
+)
+from perfgate.measure.records import ErrorKind, RawRequest
+from perfgate.measure.sse import parse_stream
 
 
 def ev(obj) -> bytes:

@@ -5,11 +5,21 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from perfgate.stats import (
-    DEFAULT_ALPHA, KEY_METRICS, MetricPolicy, compare_batch, compare_metric, compare_summaries,
-    environment_mismatch, holm_alphas, policies_for, policy_for,
+from perfgate.judge.stats import (
+    DEFAULT_ALPHA,
+    GATING_METRICS,
+    KEY_METRICS,
+    MetricPolicy,
+    compare_batch,
+    compare_metric,
+    compare_summaries,
+    environment_mismatch,
+    holm_alphas,
+    policies_for,
+    policy_for,
 )
 
 LOWER = MetricPolicy("lower", 0.05)
@@ -108,10 +118,16 @@ def test_error_rate_any_new_error_is_a_regression():
 
 
 def test_default_policy_table():
-    for m in ("ttft_ms.p50", "ttft_ms.mean", "itl_ms.p50", "itl_per_token_ms.p50", "tpot_ms.mean", "e2e_ms.p90"):
+    for m in ("ttft_ms.p50", "itl_per_token_ms.p50", "e2e_ms.p50"):
         assert policy_for(m) == MetricPolicy("lower", 0.05), m
-    for m in ("output_throughput", "request_throughput", "total_token_throughput", "goodput", "per_user_tps.mean"):
+    for m in ("output_throughput", "total_token_throughput", "goodput"):
         assert policy_for(m) == MetricPolicy("higher", 0.05), m
+    # one gating metric per family: the redundant ones are shown, not gated
+    for m in ("ttft_ms.mean", "itl_ms.p50", "tpot_ms.mean", "e2e_ms.p90"):
+        assert policy_for(m) == MetricPolicy("lower", 0.05, observe_only=True), m
+    for m in ("request_throughput", "per_user_tps.mean"):
+        assert policy_for(m) == MetricPolicy("higher", 0.05, observe_only=True), m
+    assert [m for m in KEY_METRICS if not policy_for(m).observe_only] == list(GATING_METRICS)
     for m in ("ttft_ms.p99", "e2e_ms.max", "itl_ms.std", "ttft_ms.min", "ttft_ms.p95"):
         assert policy_for(m).observe_only, m
     assert policy_for("per_user_tps.min") == MetricPolicy("higher", 0.05, observe_only=True)  # direction from family

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import psutil
 
-from perfgate.engines import EngineConfig
-from perfgate.matrix import ModelSpec
-from perfgate.targets import TargetPool
+from perfgate.config.matrix import EngineConfig, ModelSpec
+from perfgate.engines.pool import TargetPool
 
 SIM = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "1", "--itl-ms", "1"))
 OTHER = EngineConfig(id="sim2", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "2"))

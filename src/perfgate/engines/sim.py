@@ -9,12 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .base import EngineConfig, LaunchPlan, ModelRef
+from perfgate.config.matrix import EngineConfig
+from perfgate.engines.base import EngineCapabilities, LaunchPlan, ModelRef
 
 
 class SimAdapter:
     name = "sim"
     distribution = None
+    capabilities = EngineCapabilities(token_ids_in_stream=True, tokenize="prompt-or-messages", metrics_prefix="vllm:")  # it mimics vLLM's metric names
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
         command = [

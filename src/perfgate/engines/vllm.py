@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import EngineConfig, LaunchPlan, ModelRef
+from perfgate.config.matrix import EngineConfig
+from perfgate.engines.base import EngineCapabilities, LaunchPlan, ModelRef
 
 
 class VllmAdapter:
     name = "vllm"
     distribution = "vllm"
+    capabilities = EngineCapabilities(token_ids_in_stream=True, tokenize="prompt-or-messages", cache_reset=("POST", "/reset_prefix_cache"), metrics_prefix="vllm:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
         # `python -m` rather than the `vllm` console script: the CPU build's

@@ -6,7 +6,7 @@ request of any kind) and ``summary.md`` (for ``$GITHUB_STEP_SUMMARY`` and PR
 comments, regressions first, capped). Both writes are atomic.
 
 The schema of ``verdicts.json`` (written by the pytest session, read here)
-lives in :mod:`perfgate.report.model`. Rendering pulls in jinja2, numpy and
+lives in :mod:`perfgate.schema.verdict`. Rendering pulls in jinja2, numpy and
 matplotlib, so those load on first use: importing the schema stays light.
 """
 
@@ -14,13 +14,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .model import (
-    SCHEMA_VERSION, BaselineRef, CaseVerdicts, MetricVerdictRecord, VerdictsFile, VerdictsFileError, load_verdicts,
+from perfgate.schema.verdict import (
+    SCHEMA_VERSION,
+    BaselineRef,
+    CaseVerdict,
+    MetricVerdict,
+    VerdictsFile,
+    VerdictsFileError,
+    load_verdicts,
 )
 
 if TYPE_CHECKING:
-    from .data import ReportData, gather
-    from .render import MD_MAX_LINES, render_html, render_markdown, render_report
+    from perfgate.report.data import ReportData, gather
+    from perfgate.report.render import (
+        MD_MAX_LINES,
+        render_html,
+        render_markdown,
+        render_report,
+    )
 
 _LAZY = {"render_report": "render", "render_html": "render", "render_markdown": "render", "MD_MAX_LINES": "render",
          "gather": "data", "ReportData": "data"}
@@ -36,6 +47,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "render_report", "render_html", "render_markdown", "gather", "ReportData", "MD_MAX_LINES",
-    "SCHEMA_VERSION", "VerdictsFile", "CaseVerdicts", "MetricVerdictRecord", "BaselineRef",
+    "SCHEMA_VERSION", "VerdictsFile", "CaseVerdict", "MetricVerdict", "BaselineRef",
     "VerdictsFileError", "load_verdicts",
 ]

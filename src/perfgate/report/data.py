@@ -16,12 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..results import Result, ResultError, iter_results, read_result
-from .model import CaseVerdicts, MetricVerdictRecord, load_verdicts
+from perfgate.schema.result import Result, ResultError, iter_results, read_result
+from perfgate.schema.verdict import (
+    NOT_COMPARED,
+    CaseVerdict,
+    MetricVerdict,
+    case_status,
+    load_verdicts,
+)
 
 KEY_COLUMNS = (
     ("ttft_ms.p50", "TTFT p50"),
-    ("itl_ms.p50", "ITL p50"),
+    ("itl_per_token_ms.p50", "ITL/token p50"),
     ("tpot_ms.mean", "TPOT"),
     ("e2e_ms.p50", "E2E p50"),
     ("output_throughput", "tok/s"),
@@ -34,7 +40,7 @@ SWEEP = re.compile(r"^(?P<family>[^\[]+)\[(?P<params>[^\]]+)\]$")
 class CaseView:
     case_id: str
     results: list[Result] = field(default_factory=list)
-    verdict: CaseVerdicts | None = None  # from verdicts.json
+    verdict: CaseVerdict | None = None  # from verdicts.json
     log_href: str | None = None  # relative to the report when possible
     log_file: str | None = None  # where the log was found, for display
     log_missing: str | None = None  # recorded log path that is not on this machine
@@ -71,11 +77,13 @@ class CaseView:
     def status(self) -> str:
         if self.verdict:
             return self.verdict.status
-        if any(r.status == "failed" for r in self.results):
-            return "failed"
-        if any(r.status == "client_bound" for r in self.results):
-            return "client_bound"
-        return "no_baseline"
+        return case_status(error=None, trial_statuses=[r.status for r in self.results], judgement=None)
+
+    @property
+    def machine(self) -> str:
+        if self.first and self.first.environment.machine:
+            return self.first.environment.machine
+        return (self.verdict.machine if self.verdict else None) or "?"
 
     @property
     def reason(self) -> str | None:
@@ -88,7 +96,7 @@ class CaseView:
     def has_numbers(self) -> bool:
         return self.status not in ("failed", "client_bound")
 
-    def metric_verdicts(self) -> dict[str, MetricVerdictRecord]:
+    def metric_verdicts(self) -> dict[str, MetricVerdict]:
         return {v.metric: v for v in self.verdict.verdicts} if self.verdict else {}
 
     def medians(self) -> dict[str, float]:
@@ -138,6 +146,7 @@ class ReportData:
             "improvements": sum(v.verdict == "improvement" and not v.observe_only for v in metric_verdicts),
             "inconclusive": sum(v.verdict == "inconclusive" and not v.observe_only for v in metric_verdicts),
             "new": sum(c.status == "no_baseline" for c in self.cases),
+            "not_compared": sum(c.status in NOT_COMPARED or c.status == "not_judged" for c in self.cases),
             "failed": sum(c.status in ("failed", "client_bound") for c in self.cases),
             "cases": len(self.cases),
         }
@@ -152,7 +161,7 @@ class ReportData:
                 if len({(c.engine, c.version) for c in v}) > 1]
 
 
-_ORDER = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3}
+_ORDER = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3, "not_comparable": 3}
 
 
 def _rank(c: CaseView) -> int:
@@ -175,9 +184,9 @@ def _find_log(log: str, result_dir: Path) -> Path | None:
 
 
 def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
-    """Merge result directories. A case is its test id on one kind of hardware (runners differ in hardware,
-    not in test ids); each directory's verdicts.json applies to that directory's results."""
-    by_case: dict[tuple[str, str], CaseView] = {}
+    """Merge result directories. A case is its test id with one engine version on one machine (runners and
+    versions differ, test ids may not); each directory's verdicts.json applies to that directory's results."""
+    by_case: dict[tuple[str, ...], CaseView] = {}
     unreadable: list[str] = []
     out_dir = Path(out_dir).resolve()
     for d in result_dirs:
@@ -189,7 +198,8 @@ def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
             except ResultError as exc:
                 unreadable.append(str(exc))
                 continue
-            key = (r.test_id, r.environment.hardware.accelerator)
+            env = r.environment
+            key = (r.test_id, env.engine.name, env.engine.version or "?", env.hardware.accelerator, env.machine or "?")
             view = by_case.setdefault(key, CaseView(r.test_id))
             view.results.append(r)
             if r.test_id in verdicts:
@@ -205,7 +215,8 @@ def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
                     view.log_missing = None
         for case_id, v in verdicts.items():  # a case that failed before producing any result
             if not any(c.verdict is v for c in by_case.values()):
-                by_case[(case_id, v.hardware)] = CaseView(case_id, verdict=v)
+                by_case[(case_id, v.engine, v.engine_version or "?", v.hardware, v.machine or "?")] = \
+                    CaseView(case_id, verdict=v)
     for v in by_case.values():
         v.results.sort(key=lambda r: r.trial)
     cases = sorted(by_case.values(), key=lambda c: (_rank(c), c.engine, c.version, c.model, c.scenario))

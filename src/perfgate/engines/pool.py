@@ -1,0 +1,143 @@
+"""Targets: something to send load to, started by perfgate or already running.
+
+:class:`TargetPool` is the session-level owner of engine servers. It boots one
+server per (engine configuration, model), keeps it while consecutive tests use
+it, and stops it before booting the next, so a small box never holds two
+engines at once. Provisioned venvs and built models are cached across sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfgate._http import NETWORK_ERRORS, probe_version, request
+from perfgate.config.matrix import EngineConfig, ModelSpec
+from perfgate.engines import (
+    EXTERNAL_CAPABILITIES,
+    EngineCapabilities,
+    ModelRef,
+    get_adapter,
+)
+from perfgate.engines.provision import EngineVenv, ensure_engine_venv, installed_version
+from perfgate.engines.server import EngineServer, ServerError
+from perfgate.schema.files import slug
+from perfgate.schema.result import EngineInfo
+
+
+@dataclass
+class Target:
+    """A ready endpoint plus what we know about the engine behind it."""
+
+    base_url: str
+    model: ModelRef
+    engine: EngineInfo
+    server: EngineServer | None = None  # None for an external endpoint
+    engine_cpus: tuple[int, ...] = ()  # cores the engine is pinned to (client avoids them)
+    capabilities: EngineCapabilities = EXTERNAL_CAPABILITIES
+
+
+def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:
+    """Build a tiny recipe model into the cache, or pass a path/HF id through."""
+    if model.recipe is not None:
+        from perfgate.engines.tinymodel import ensure_tiny_model
+
+        return ModelRef(model.name, str(ensure_tiny_model(model.recipe, cache_dir / "models")))
+    assert model.path is not None
+    return ModelRef(model.name, model.path)
+
+
+def _check_reachable(base_url: str) -> None:
+    """An endpoint we did not start must answer /v1/models (or /health) before we load it."""
+    last = "no answer"
+    for path in ("/v1/models", "/health"):
+        try:
+            status, _ = request("GET", base_url + path, timeout=10)
+        except NETWORK_ERRORS as exc:
+            last = f"{getattr(exc, 'reason', exc)}"
+            continue
+        if status == 200:
+            return
+        last = f"HTTP {status} on {path}"
+    raise ServerError(f"endpoint {base_url} is not serving: {last}")
+
+
+class TargetPool:
+    """Owns the engine servers of a session.
+
+    Boots one server per (engine configuration, model) and keeps up to
+    ``capacity`` of them alive (1 by default, so a small box never holds two
+    engines at once; 2 for a live A/B, whose sides alternate). The least
+    recently used server is stopped before another boots.
+    """
+
+    def __init__(self, cache_dir: Path, log_dir: Path, capacity: int = 1):
+        self.cache_dir = cache_dir
+        self.log_dir = log_dir
+        self.capacity = max(1, capacity)
+        self._live: dict[tuple, Target] = {}  # insertion order = least recently used first
+        self._failed: dict[tuple, str] = {}
+
+    def get(self, engine: EngineConfig, model: ModelSpec, fresh: bool = False) -> Target:
+        """A ready target for (engine, model); ``fresh`` restarts it (a new boot)."""
+        key = (engine, model)
+        if key in self._failed:  # don't pay a 10-minute boot timeout once per test
+            raise ServerError(f"{engine.id}: not retried, boot failed earlier in this session: {self._failed[key]}")
+        current = self._live.pop(key, None)
+        if current is not None:
+            server = current.server
+            if server is not None and server.proc is not None and server.proc.poll() is not None:
+                rc = server.proc.returncode
+                server.stop()  # reap whatever is left of the group
+                self._failed[key] = f"server exited with code {rc} during the run"
+                raise ServerError(f"{engine.id}: server exited with code {rc} during the run", server.log_path)
+            if not fresh:
+                self._live[key] = current
+                return current
+            self._stop(current)
+        while len(self._live) >= self.capacity:
+            self._stop(self._live.pop(next(iter(self._live))))
+        try:
+            target = self._start(engine, model)
+        except Exception as exc:
+            self._failed[key] = str(exc).splitlines()[0]
+            raise
+        self._live[key] = target
+        return target
+
+    def _start(self, engine: EngineConfig, model: ModelSpec) -> Target:
+        if engine.kind == "external":
+            assert engine.base_url
+            _check_reachable(engine.base_url.rstrip("/"))
+            ref = ModelRef(model.name, model.path or model.name)
+            info = EngineInfo(name="external", version=probe_version(engine.base_url.rstrip("/")), base_url=engine.base_url)
+            return Target(engine.base_url.rstrip("/"), ref, info)
+        adapter = get_adapter(engine.kind)
+        venv: EngineVenv | None = None
+        python = Path("python")
+        if engine.spec:
+            venv = ensure_engine_venv(engine.spec, self.cache_dir)
+            python = venv.python
+        ref = resolve_model(model, self.cache_dir)
+        log_path = self.log_dir / f"{slug(engine.id)}--{slug(model.name)}.log"
+        server = EngineServer(adapter, engine, ref, python, log_path).start()
+        assert server.plan is not None
+        version = server.version or (installed_version(venv, adapter.distribution) if venv and adapter.distribution else None)
+        if venv and engine.spec and version is None:
+            version = engine.spec.split("==")[-1]
+        info = EngineInfo(
+            name=adapter.name, version=version, spec=engine.spec, command=server.plan.command,
+            env=server.recorded_env, flags=list(engine.flags), cold_start_s=server.cold_start_s,
+            base_url=server.base_url, log_path=str(log_path),
+        )
+        return Target(server.base_url, ref, info, server, engine_cpus=engine.cpus, capabilities=adapter.capabilities)
+
+    @staticmethod
+    def _stop(target: Target) -> None:
+        if target.server is not None:
+            target.server.stop()
+
+    def release(self) -> None:
+        """Stop every server perfgate started."""
+        while self._live:
+            self._stop(self._live.pop(next(iter(self._live))))

@@ -1,0 +1,167 @@
+"""Live A/B on one runner: paired blocks, Holm across metrics, alpha spent across looks.
+
+The question "is B slower than A?" is answered best by measuring both in the
+same session on the same machine, alternating: block k runs one trial of each
+side, A then B on even blocks and B then A on odd ones (A B B A A B ...), so a
+drift of the machine over the session lands on both sides equally. Each block
+gives one paired log ratio per metric, ``d_k = log(B_k / A_k)``; blocks are
+independent of each other in a way that trials of one boot are not.
+
+Looks: after every block from ``min_blocks`` on, the case is judged with a
+one-sample t interval of the mean of ``d`` (a ratio of geometric means) and
+Holm's correction over the gating metrics. The false-positive rate stays at
+``alpha`` across looks because each look spends only its share of alpha
+(power spending function ``alpha * (n / max_blocks) ** rho``) and the shares
+add up to ``alpha`` (union bound: valid whatever the correlation between
+looks, a little conservative). It stops as soon as every gating metric is
+decided (regression, improvement or no change within the minimum effect) or
+the budget (blocks or seconds) is spent; then what is undecided is
+inconclusive, quoted with the effect it could have detected.
+
+Pure functions; the session runs the trials (:mod:`perfgate.live`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from perfgate.judge.stats import (
+    _CODES,
+    POWER,
+    MetricPolicy,
+    _decide,
+    _p_value,
+    holm_alphas,
+    policies_for,
+)
+from perfgate.judge.verdict import JudgePolicy
+from perfgate.schema.verdict import BaselineRef, Judgement, MetricVerdict
+
+Trials = Sequence[Mapping[str, float | None]]
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """When to look and how much false-positive rate each look may spend."""
+
+    min_blocks: int = 3
+    max_blocks: int = 10
+    alpha: float = 0.05  # family-wise false-regression rate per comparison, over all looks
+    rho: float = 2.0  # spending exponent: 1 spends evenly (Pocock-like), larger saves alpha for later looks
+
+    def __post_init__(self) -> None:
+        if not (2 <= self.min_blocks <= self.max_blocks):
+            raise ValueError(f"need 2 <= min_blocks <= max_blocks, got {self.min_blocks}, {self.max_blocks}")
+        if not (0 < self.alpha < 1) or self.rho <= 0:
+            raise ValueError("alpha must be in (0, 1) and rho > 0")
+
+    def spent(self, blocks: int) -> float:
+        """Alpha spent by all looks up to and including the one after ``blocks`` blocks."""
+        if blocks < self.min_blocks:
+            return 0.0
+        return self.alpha * min(1.0, blocks / self.max_blocks) ** self.rho
+
+    def look_alpha(self, blocks: int) -> float:
+        """The share of alpha the look after ``blocks`` blocks may use (0 before ``min_blocks``)."""
+        if blocks < self.min_blocks:
+            return 0.0
+        previous = self.spent(blocks - 1) if blocks > self.min_blocks else 0.0
+        return self.spent(blocks) - previous
+
+
+def side_order(block: int) -> tuple[str, str]:
+    """A then B on even blocks, B then A on odd ones: A B, B A, A B, ..."""
+    return ("A", "B") if block % 2 == 0 else ("B", "A")
+
+
+def _paired(metric: str, a: Trials, b: Trials, policy: MetricPolicy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A values, B values, log ratios) of the blocks where both sides have a positive, finite value."""
+    pairs = [(x.get(metric), y.get(metric)) for x, y in zip(a, b)]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    av = np.array([x for x, _ in pairs], dtype=float)
+    bv = np.array([y for _, y in pairs], dtype=float)
+    if policy.absolute or not (np.all(av > 0) and np.all(bv > 0)):
+        return av, bv, np.array([], dtype=float)
+    return av, bv, np.log(bv) - np.log(av)
+
+
+def _verdict_of(metric: str, policy: MetricPolicy, av: np.ndarray, bv: np.ndarray, d: np.ndarray,
+                alpha_i: float) -> MetricVerdict:
+    common = dict(metric=metric, n_baseline=len(av), n_current=len(bv), direction=policy.direction,
+                  observe_only=policy.observe_only, min_effect=policy.min_effect,
+                  baseline_median=float(np.median(av)) if len(av) else None,
+                  current_median=float(np.median(bv)) if len(bv) else None)
+    if policy.absolute:
+        mb, mc = (float(av.mean()), float(bv.mean())) if len(av) else (0.0, 0.0)
+        worse = (mc - mb) if policy.direction == "lower" else (mb - mc)
+        verdict = "regression" if worse > policy.min_effect else "improvement" if worse < -policy.min_effect \
+            else "no_change"
+        return MetricVerdict(verdict=verdict, method="absolute", baseline_mean=mb, current_mean=mc, **common)
+    if len(d) < 2:
+        return MetricVerdict(verdict="inconclusive", method="none", **common)
+    n = len(d)
+    diff = float(d.mean())
+    sd = float(d.std(ddof=1)) if np.ptp(d) > 0 else 0.0
+    se, df = sd / math.sqrt(n), float(n - 1)
+    sign = 1.0 if policy.direction == "lower" else -1.0
+    code, lo, hi, mde_log = _decide(np.float64(diff), np.float64(se), np.float64(df), alpha_i, sign,
+                                    policy.min_effect)
+    ratio = math.exp(diff)
+    mde = math.expm1(float(mde_log)) if sign > 0 else -math.expm1(-float(mde_log))
+    return MetricVerdict(verdict=str(_CODES[int(code)]), ratio=ratio, ci_low=math.exp(float(lo)),
+                         ci_high=math.exp(float(hi)), change_pct=(ratio - 1) * 100, mde_pct=mde * 100,
+                         level=1 - alpha_i, method="paired-log", **common)
+
+
+def compare_paired(a: Trials, b: Trials, policies: Mapping[str, MetricPolicy], alpha: float) -> list[MetricVerdict]:
+    """Judge B against A on paired blocks (``a[k]``, ``b[k]``) with Holm over the gating metrics at ``alpha``."""
+    if len(a) != len(b):
+        raise ValueError(f"paired comparison needs as many A as B blocks ({len(a)} vs {len(b)})")
+    data = {m: _paired(m, a, b, p) for m, p in policies.items()}
+    data = {m: v for m, v in data.items() if len(v[0])}
+    family = [m for m, (_, _, d) in data.items() if not policies[m].observe_only and len(d) >= 2]
+    alphas = {m: alpha / max(len(family), 1) for m in data}
+    if family:
+        ps = []
+        for m in family:
+            d = data[m][2]
+            sd = float(d.std(ddof=1)) if np.ptp(d) > 0 else 0.0
+            ps.append(float(_p_value(np.float64(d.mean()), np.float64(sd / math.sqrt(len(d))), np.float64(len(d) - 1))))
+        for m, a_i in zip(family, holm_alphas(np.array(ps), alpha)):
+            alphas[m] = float(a_i)
+    return [_verdict_of(m, policies[m], *data[m], alphas[m]) for m in data]
+
+
+def decided(verdicts: Sequence[MetricVerdict]) -> bool:
+    """Every gating metric is clear: regression, improvement or no change."""
+    gating = [v for v in verdicts if v.judged]
+    return bool(gating) and all(v.verdict in ("regression", "improvement", "no_change") for v in gating)
+
+
+def judge_live(a: Trials, b: Trials, policy: JudgePolicy, plan: SequentialPlan, *, context: str,
+               reference: BaselineRef, final: bool) -> tuple[Judgement, bool]:
+    """One look at a live A/B after ``len(a)`` blocks: (judgement, stop?).
+
+    Stops when the case is decided at this look's share of alpha, or ``final``
+    (no budget left). Between looks the judgement is provisional.
+    """
+    blocks = len(a)
+    policies = policies_for(list(policy.metrics), policy.min_effect, policy.observe_only)
+    look = plan.look_alpha(blocks)
+    if look <= 0:
+        return Judgement(status="ok", context=context, baseline=reference,
+                         reason=f"{blocks} blocks, first look after {plan.min_blocks}"), False
+    verdicts = compare_paired(a, b, policies, look)
+    stop = final or decided(verdicts) or blocks >= plan.max_blocks
+    regressed = any(v.verdict == "regression" and v.judged for v in verdicts)
+    reason = (f"live A/B, {blocks} paired blocks (A B B A ...), look alpha {look:.4f} of {plan.alpha:g}"
+              + ("" if decided(verdicts) else "; undecided metrics are inconclusive at this budget"))
+    return Judgement(status="regression" if regressed else "ok", verdicts=verdicts, context=context,
+                     baseline=reference, reason=reason), stop
+
+
+__all__ = ["POWER", "SequentialPlan", "compare_paired", "decided", "judge_live", "side_order"]

@@ -1,0 +1,74 @@
+"""The verdict of a case: current trials + reference + policy in, a typed :class:`Judgement` out.
+
+Pure functions: nothing here runs an engine, reads pytest options or writes a
+file. The session decides what to compare with (a stored baseline, or a live
+engine in the same session), owns confirmation re-runs and baseline writes,
+and records the judgement as it is returned.
+
+* :func:`judge_against_baseline` - a stored baseline of this machine.
+* :func:`judge_live` - a live, interleaved A/B (paired on blocks): :mod:`perfgate.judge.sequential`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from perfgate.judge.baselines import Baseline, BaselineKey
+from perfgate.judge.stats import (
+    DEFAULT_ALPHA,
+    KEY_METRICS,
+    PolicyOverride,
+    compare_summaries,
+    environment_mismatch,
+)
+from perfgate.schema.verdict import BaselineRef, Judgement
+
+Trials = Sequence[Mapping[str, float | None]]
+
+
+@dataclass(frozen=True)
+class JudgePolicy:
+    """How to judge: which metrics, what effect matters, the error rate, what may differ."""
+
+    metrics: tuple[str, ...] = KEY_METRICS
+    min_effect: Mapping[str, PolicyOverride] = field(default_factory=dict)
+    observe_only: tuple[str, ...] = ()
+    alpha: float = DEFAULT_ALPHA
+    allow_env_mismatch: bool = False
+    upgrade: bool = False  # reference is another engine version on purpose
+
+
+def context_of(key: BaselineKey) -> str:
+    """``vllm 0.31.0 / tiny-llama / cpu @ machine``: what the figures were compared against."""
+    return f"{key.engine} {key.engine_version} / {key.model} / {key.hardware} @ {key.machine}"
+
+
+def not_found(key: BaselineKey, other_versions: Sequence[str], other_machines: Sequence[str]) -> Judgement:
+    """The judgement when no baseline exists for ``key``: not comparable (another machine has one) or none at all."""
+    context = context_of(key)
+    if other_machines:
+        return Judgement(status="not_comparable", context=context,
+                         reason=f"not comparable: machine {key.machine!r} has no baseline; baselines exist for "
+                                f"machine(s) {', '.join(map(repr, other_machines))} (numbers never cross machines; "
+                                "use a live A/B, --perf-compare-to)")
+    hint = f" (baselines exist for versions: {', '.join(other_versions)})" if other_versions else ""
+    return Judgement(status="no_baseline", context=context, reason=f"no baseline for {context}{hint}")
+
+
+def judge_against_baseline(current: Trials, current_fingerprint: Mapping[str, object], baseline: Baseline,
+                           policy: JudgePolicy, baseline_path: str | None = None) -> Judgement:
+    """Judge ``current`` trial summaries against a stored ``baseline`` of the same machine."""
+    key = baseline.key
+    ref = BaselineRef(path=baseline_path, engine_version=key.engine_version,
+                      created_at=baseline.provenance.created_at, machine=key.machine)
+    context = context_of(key)
+    mismatch = environment_mismatch(baseline.fingerprint, current_fingerprint, upgrade=policy.upgrade)
+    if mismatch and not policy.allow_env_mismatch:
+        return Judgement(status="env_mismatch", baseline=ref, context=context,
+                         reason="not compared, environment differs from the baseline: " + "; ".join(mismatch)
+                                + " (use --perf-allow-env-mismatch)")
+    verdicts = compare_summaries(baseline.trials, current, policy.metrics, policy.alpha,
+                                 min_effect=policy.min_effect, observe_only=policy.observe_only)
+    regressed = any(v.verdict == "regression" and v.judged for v in verdicts)
+    return Judgement(status="regression" if regressed else "ok", verdicts=verdicts, baseline=ref, context=context)

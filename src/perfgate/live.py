@@ -1,0 +1,67 @@
+"""Running a live A/B: both engines booted in this session, trials alternating in blocks, judged as they come.
+
+The statistics are :mod:`perfgate.judge.sequential` (pure); this module runs
+the trials: A is the reference engine (``--perf-compare-to``), B the case's
+own engine. Both stay booted (the pool holds two), each trial has the
+scenario's warm-up requests before its window, the order alternates
+(A B, B A, ...), and with ``boots_per_side`` > 1 both sides are rebooted at
+evenly spaced blocks so boot-to-boot variance is part of the comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from perfgate.config.matrix import EngineConfig
+from perfgate.judge.sequential import SequentialPlan, judge_live, side_order
+from perfgate.judge.verdict import JudgePolicy
+from perfgate.schema.verdict import BaselineRef
+
+
+def plan_for(spec: Any) -> SequentialPlan:
+    """The sequential plan of a scenario: ``ab_min_blocks`` / ``ab_max_blocks`` / ``ab_alpha`` when it sets them."""
+    return SequentialPlan(min_blocks=spec.ab_min_blocks, max_blocks=spec.ab_max_blocks, alpha=spec.ab_alpha)
+
+
+def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig) -> None:
+    """Fill ``outcome`` (the B side's case) with B's trials, A's trials and the live judgement.
+
+    ``session`` is a :class:`perfgate.session.PerfSession` (its ``run_trials`` and ``settings``).
+    """
+    case, settings = outcome.case, session.settings
+    if engine_a == case.engine:  # A/A: the same configuration, booted twice
+        engine_a = replace(engine_a, id=f"{engine_a.id}~A")
+    spec = case.scenario.spec
+    plan = plan_for(spec)
+    policy = JudgePolicy(min_effect=spec.min_effect, observe_only=tuple(spec.observe_only))
+    a_id = f"{engine_a.id}-{case.model.name}-{case.scenario.name}.reference"
+    reboot_every = max(1, plan.max_blocks // settings.boots_per_side) if settings.boots_per_side > 1 else 0
+    t0 = time.monotonic()
+    block_s: list[float] = []
+    a_results, b_results = outcome.reference_results, outcome.results
+    for block in range(plan.max_blocks):
+        t_block = time.monotonic()
+        fresh = bool(reboot_every) and block > 0 and block % reboot_every == 0
+        for side in side_order(block):
+            engine, results, test_id = (engine_a, a_results, a_id) if side == "A" else (case.engine, b_results, case.id)
+            results += session.run_trials(case, 1, start=block, fresh_first=fresh, engine=engine, test_id=test_id)
+            if results[-1].status != "ok":
+                if side == "A":  # the reference failed: B's figures alone answer nothing
+                    outcome.error = (f"{case.id}: reference {engine_a.id} trial {block} {results[-1].status}: "
+                                     f"{results[-1].failure_reason}")
+                return
+        block_s.append(time.monotonic() - t_block)
+        elapsed = time.monotonic() - t0
+        final = settings.time_budget_s is not None and elapsed + max(block_s) > settings.time_budget_s
+        a_ver = a_results[0].environment.engine.version if a_results else None
+        reference = BaselineRef(live_engine=engine_a.id, engine_version=a_ver, machine=settings.machine)
+        context = f"{engine_a.id} ({a_ver or '?'}) live / {case.model.name} / {settings.machine}"
+        judgement, stop = judge_live([r.summary.metrics for r in a_results], [r.summary.metrics for r in b_results],
+                                     policy, plan, context=context, reference=reference, final=final)
+        outcome.judgement = judgement
+        if stop:
+            break
+    outcome.notes.append(f"live A/B vs {engine_a.id}: {len(b_results)} blocks in {time.monotonic() - t0:.0f} s; "
+                         + (outcome.judgement.reason if outcome.judgement else ""))

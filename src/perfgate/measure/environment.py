@@ -1,0 +1,116 @@
+"""The environment recorded with every result: hardware, machine name and calibration, code identity.
+
+Hardware comes from NVML when a GPU and ``nvidia-ml-py`` are present, else
+from the CPU; the perfgate version and git commit identify the measuring code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from perfgate import __version__
+from perfgate.schema.result import Hardware
+
+
+def cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def detect_hardware() -> Hardware:
+    gpu_name = driver = None
+    gpu_count = 0
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+        try:
+            gpu_count = pynvml.nvmlDeviceGetCount()
+            if gpu_count:
+                name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+                gpu_name = name.decode() if isinstance(name, bytes) else name
+                drv = pynvml.nvmlSystemGetDriverVersion()
+                driver = drv.decode() if isinstance(drv, bytes) else drv
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no library, no driver, no device: a CPU run
+        gpu_count = 0
+    return Hardware(
+        accelerator=gpu_name or "cpu",
+        gpu_driver=driver,
+        gpu_count=gpu_count,
+        cpu_model=cpu_model(),
+        cpu_count=os.cpu_count(),
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+    )
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def host_info() -> dict[str, str]:
+    return {"python": platform.python_version(), "hostname": socket.gethostname(), "perfgate_version": __version__}
+
+
+MACHINE_ENV = "PERFGATE_MACHINE"
+
+
+def machine_name(option: str | None = None) -> str:
+    """The runner's name: ``--perf-machine``, else ``$PERFGATE_MACHINE``, else ``host-<hostname>``.
+
+    Baselines are keyed by it. Two machines "of the same kind" (same CPU string
+    and core count) were measured 30-100% apart, so nothing else identifies a
+    machine well enough to compare stored numbers; CI sets it to the runner label.
+    """
+    name = option or os.environ.get(MACHINE_ENV) or f"host-{socket.gethostname()}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise ValueError(f"machine name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    return name
+
+
+_CALIBRATION: float | None = None
+
+
+def calibrate() -> float:
+    """A short, fixed CPU workload's rate (million loop steps per second, best of 5): the machine's speed.
+
+    Recorded in results and baselines so a reader can see how far apart two
+    machines are; never used to rescale numbers (engine speed does not scale
+    with one core's loop rate). Measured once per process (~0.1 s).
+    """
+    global _CALIBRATION
+    if _CALIBRATION is None:
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            acc = 0
+            for i in range(200_000):
+                acc = (acc * 31 + i) & 0xFFFF
+            best = min(best, time.perf_counter() - t0)
+        _CALIBRATION = round(0.2 / best, 2)
+    return _CALIBRATION

@@ -1,0 +1,236 @@
+"""Streaming load generation with a minimal hot path.
+
+Inside the measurement window a request only records its send time and
+``(timestamp, raw bytes)`` for every read; request bodies are serialized
+before the window and SSE is parsed after it (:mod:`perfgate.measure.sse`).
+
+Two arrival models:
+* closed loop — ``concurrency`` workers, each sends its next request when the
+  previous one finishes;
+* open loop — requests are sent on an absolute schedule drawn from a gamma
+  process (shape ``burstiness``; 1.0 is Poisson) at ``request_rate`` req/s,
+  regardless of how many are in flight. ``scheduled_at`` is kept so schedule
+  lag (actual − scheduled send) shows when the client, not the engine, fell
+  behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+
+from perfgate.measure.records import ErrorKind, RawRequest
+
+_LOOP_PROBE_INTERVAL_S = 0.005
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One request, fully prepared before the run."""
+
+    index: int
+    path: str  # /v1/completions or /v1/chat/completions
+    body: bytes  # serialized JSON
+
+    @classmethod
+    def build(cls, index: int, path: str, payload: dict) -> "RequestSpec":
+        return cls(index, path, json.dumps(payload).encode())
+
+
+@dataclass
+class LoadRun:
+    """Everything recorded during one load run (warm-up excluded from ``requests``)."""
+
+    requests: list[RawRequest]
+    warmup: list[RawRequest]
+    start: float  # perf_counter at the start of the measured window
+    end: float
+    loop_lag_ms: list[float]  # one sample per probe wake-up (every ~5 ms)
+    cpu_s: float  # this process's CPU time (user+sys) inside the measured window
+    requested_rate: float | None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+
+def arrival_offsets(n: int, rate: float, burstiness: float, seed: int) -> np.ndarray:
+    """Absolute send offsets (s) of ``n`` requests: gamma inter-arrivals with mean 1/rate.
+
+    The first request goes at 0. Shape = burstiness (1.0 = Poisson, <1 burstier,
+    >1 more regular), scale = 1/(rate·shape) so the mean rate is exact in expectation.
+    """
+    if rate <= 0 or burstiness <= 0:
+        raise ValueError("request_rate and burstiness must be > 0")
+    rng = np.random.default_rng(seed)
+    gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=n)
+    gaps[0] = 0.0
+    return np.cumsum(gaps)
+
+
+async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, rec: RawRequest, timeout_s: float) -> None:
+    """The hot path. Record timestamps and raw bytes; interpret nothing."""
+    perf = time.perf_counter
+    chunks = rec.chunks
+    try:
+        async with asyncio.timeout(timeout_s):
+            # Stamped before the request is handed to aiohttp. A later stamp (aiohttp's
+            # headers-sent trace hook) was tried: under load the hook runs up to ~2 ms after
+            # the server already has the request, so TTFT came out *below* the server's own
+            # (measured against perfgate sim). An early stamp can only over-state TTFT.
+            rec.sent_at = perf()
+            async with session.post(
+                base_url + spec.path, data=spec.body,
+                headers={"Content-Type": "application/json", "X-Request-Id": f"perfgate-{spec.index}"},
+            ) as resp:
+                rec.status = resp.status
+                if resp.status != 200:
+                    body = await resp.read()
+                    rec.done_at = perf()
+                    rec.error = (
+                        ErrorKind.HTTP_429 if resp.status == 429
+                        else ErrorKind.HTTP_5XX if resp.status >= 500
+                        else ErrorKind.HTTP_4XX
+                    )
+                    rec.error_detail = body[:300].decode("utf-8", errors="replace")
+                    return
+                async for data in resp.content.iter_any():
+                    chunks.append((perf(), data))
+                rec.done_at = perf()
+    except TimeoutError:
+        rec.done_at = perf()
+        rec.error = ErrorKind.TIMEOUT
+        rec.error_detail = f"no complete response within {timeout_s:.0f}s"
+    except aiohttp.ClientConnectorError as exc:
+        rec.done_at = perf()
+        rec.error = ErrorKind.CONNECT
+        rec.error_detail = str(exc)[:300]
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionResetError) as exc:
+        rec.done_at = perf()
+        rec.error = ErrorKind.MID_STREAM if rec.status == 200 else ErrorKind.CONNECT
+        rec.error_detail = f"{type(exc).__name__}: {exc}"[:300]
+    except aiohttp.ClientError as exc:
+        rec.done_at = perf()
+        rec.error = ErrorKind.MID_STREAM if rec.status == 200 else ErrorKind.PROTOCOL
+        rec.error_detail = f"{type(exc).__name__}: {exc}"[:300]
+
+
+async def _loop_probe(stop: asyncio.Event, out: list[float]) -> None:
+    """Measure event-loop stalls: how late (ms) each short sleep wakes up."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(_LOOP_PROBE_INTERVAL_S)
+        out.append(max(0.0, time.perf_counter() - t - _LOOP_PROBE_INTERVAL_S) * 1000.0)
+
+
+def _new_record(spec: RequestSpec, warmup: bool) -> RawRequest:
+    return RawRequest(
+        index=spec.index, scheduled_at=None, sent_at=0.0, warmup=warmup,
+    )
+
+
+async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup) -> list[RawRequest]:
+    records = [_new_record(s, warmup) for s in specs]
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(specs)):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await _send(session, base_url, specs[i], records[i], timeout_s)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(specs))))))
+    return records
+
+
+async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency) -> list[RawRequest]:
+    records = [_new_record(s, False) for s in specs]
+    limiter = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    loop = asyncio.get_running_loop()
+    perf_to_loop = loop.time() - time.perf_counter()
+
+    async def one(i: int) -> None:
+        records[i].scheduled_at = start + float(offsets[i])
+        delay = records[i].scheduled_at + perf_to_loop - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if limiter:
+            async with limiter:
+                await _send(session, base_url, specs[i], records[i], timeout_s)
+        else:
+            await _send(session, base_url, specs[i], records[i], timeout_s)
+
+    await asyncio.gather(*(one(i) for i in range(len(specs))))
+    return records
+
+
+async def run_load_async(
+    base_url: str,
+    specs: list[RequestSpec],
+    *,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    burstiness: float = 1.0,
+    max_concurrency: int | None = None,
+    seed: int = 0,
+    warmup_specs: list[RequestSpec] | None = None,
+    timeout_s: float = 600.0,
+    on_measure_start: Callable[[], object] | None = None,
+) -> LoadRun:
+    """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load."""
+    if (concurrency is None) == (request_rate is None):
+        raise ValueError("give exactly one of concurrency (closed loop) or request_rate (open loop)")
+    limit = concurrency or max_concurrency or 0
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=True)
+    # No total timeout on the session: each request has its own deadline.
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                                     auto_decompress=False) as session:
+        warm = []
+        if warmup_specs:
+            warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True)
+        if on_measure_start is not None:
+            on_measure_start()
+        stop = asyncio.Event()
+        lag: list[float] = []
+        probe = asyncio.create_task(_loop_probe(stop, lag))
+        start = time.perf_counter()
+        cpu0 = time.process_time()
+        if concurrency is not None:
+            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False)
+        else:
+            offsets = arrival_offsets(len(specs), request_rate, burstiness, seed)
+            records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency)
+        end = max((r.done_at or r.sent_at) for r in records) if records else time.perf_counter()
+        cpu_s = time.process_time() - cpu0
+        stop.set()
+        await probe
+    return LoadRun(
+        requests=records, warmup=warm, start=start, end=end, loop_lag_ms=lag, cpu_s=cpu_s,
+        requested_rate=request_rate,
+    )
+
+
+def run_load(base_url: str, specs: list[RequestSpec], **kwargs) -> LoadRun:
+    """Synchronous wrapper around :func:`run_load_async` (runs its own event loop).
+
+    The main task returns None on purpose: on Python 3.11, ``asyncio.run``'s
+    SIGINT bookkeeping formats the main task's repr, result included, which
+    for a large run meant printing every raw read (5% of the client's CPU).
+    """
+    out: list[LoadRun] = []
+
+    async def main() -> None:
+        out.append(await run_load_async(base_url, specs, **kwargs))
+
+    asyncio.run(main())
+    return out[0]

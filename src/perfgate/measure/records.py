@@ -1,0 +1,69 @@
+"""Raw per-request timelines: what the load client's hot path records.
+
+The client records only the send time and ``(timestamp, raw bytes)`` of each
+socket read; everything else (SSE parsing, token counts, metrics) is derived
+after the measurement window from these records, so parsing cost never lands
+between two timestamps.
+
+All timestamps are ``time.perf_counter()`` seconds on the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class ErrorKind(str, Enum):
+    """Why a request failed, by class. ``None`` on a record means success."""
+
+    CONNECT = "connect"  # could not open a connection / connection refused
+    HTTP_4XX = "http_4xx"  # 4xx other than 429
+    HTTP_429 = "http_429"  # throttled
+    HTTP_5XX = "http_5xx"
+    MID_STREAM = "mid_stream"  # stream started (HTTP 200) and then broke or sent an error event
+    TIMEOUT = "timeout"  # request exceeded its deadline
+    PROTOCOL = "protocol"  # unparseable response: garbage instead of SSE, missing [DONE]
+
+
+@dataclass(slots=True)
+class RawRequest:
+    """One request as seen on the wire by the client.
+
+    ``chunks`` are the raw reads in arrival order; a read may hold several SSE
+    events, part of one, or none of the payload (keep-alive).
+    """
+
+    index: int
+    scheduled_at: float | None  # when the schedule wanted it sent (None: closed loop)
+    sent_at: float  # just before the request was written
+    chunks: list[tuple[float, bytes]] = field(default_factory=list)
+    done_at: float | None = None  # after the last byte (or the failure)
+    status: int | None = None  # HTTP status, None if no response
+    error: ErrorKind | None = None
+    error_detail: str = ""
+    warmup: bool = False
+
+
+@dataclass(slots=True)
+class TokenEvent:
+    """A parsed SSE event that carried generated content."""
+
+    t: float  # timestamp of the read that completed this event
+    n_tokens: int | None  # tokens in this event when the server says so (token_ids), else None
+    text: str = ""
+
+
+@dataclass(slots=True)
+class ParsedStream:
+    """The SSE stream of one request, parsed after the run.
+
+    ``events`` holds only events with generated content: role-only first chat
+    chunks, empty-content chunks and usage-only final chunks are not tokens.
+    """
+
+    events: list[TokenEvent] = field(default_factory=list)
+    prompt_tokens: int | None = None  # from the usage chunk
+    completion_tokens: int | None = None  # from the usage chunk
+    saw_done: bool = False
+    error: str | None = None  # an error event inside the stream, or a parse failure

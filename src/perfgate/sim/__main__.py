@@ -1,0 +1,5 @@
+import sys
+
+from perfgate.sim.engine import main
+
+sys.exit(main())

@@ -1,0 +1,553 @@
+"""``perfgate sim``: a reference engine whose timing is known exactly.
+
+A **test instrument**, not an engine and not a mock of vLLM: an
+OpenAI-compatible streaming server whose timing follows a small model, and
+which records server-side truth (request arrival, and the intended and actual
+write time of every chunk) so that a client's measurements can be checked
+against it.
+
+Timing model, per request (all delays in ms, measured from request arrival):
+
+* the first content chunk is due at arrival + A + B·prompt_tokens
+* then one chunk every C·K, each carrying K tokens (the last may carry fewer
+  and is due C·k after the previous one, k being its token count)
+* when F > 0, every delay × (1 + F·(in_flight − 1)); in_flight counts this
+  request and is read when the delay is scheduled (at arrival for the first
+  chunk, right after the previous chunk was written for the others)
+* when J > 0, every delay + N(0, J) jitter (a delay never goes below 0), drawn
+  from a generator seeded with (S, request index): the n-th request after a
+  start or ``/sim/reset`` gets the same jitter on every run
+
+Every request generates exactly ``max_tokens`` tokens (ignore_eos semantics).
+Prompt tokens = whitespace-separated words of the prompt (for chat, of all
+message contents); a prompt given as a list of token ids counts its length.
+
+Chunks are written on absolute deadlines (``loop.time()``), never after
+cumulative sleeps, so lateness does not accumulate: a late chunk does not delay
+the next one's deadline. Truth timestamps are ``time.perf_counter()``, which is
+CLOCK_MONOTONIC on Linux and therefore comparable with a client process's
+``perf_counter`` on the same machine.
+
+Listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["SimConfig", "RequestTruth", "Sim", "SIM_KEY", "build_app", "count_prompt_tokens", "main"]
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0,
+            80.0, 160.0)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; used for chat too
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The timing model and identity of one simulator."""
+
+    model_name: str = "sim"
+    ttft_base_ms: float = 50.0  # A
+    ttft_per_prompt_token_ms: float = 0.0  # B
+    itl_ms: float = 5.0  # C: per token, so a chunk of K tokens is due C·K after the previous one
+    tokens_per_chunk: int = 1  # K
+    slowdown_per_inflight: float = 0.0  # F
+    jitter_ms: float = 0.0  # J: σ of Gaussian jitter added to every delay
+    seed: int = 0  # S: jitter seed
+    version: str = "sim-1"  # reported by /version
+    max_model_len: int = 32768  # prompt + max_tokens beyond this is a 400, as in vLLM; reported by /tokenize
+    # Multiplies every delay. Set through the environment (PERFGATE_SIM_INJECT_SLOWDOWN)
+    # so that the engine's flags, and with them the baseline fingerprint, stay the same:
+    # this is how tests inject a known regression.
+    inject_slowdown: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.tokens_per_chunk < 1:
+            raise ValueError("tokens_per_chunk must be >= 1")
+        for name in ("ttft_base_ms", "ttft_per_prompt_token_ms", "itl_ms", "slowdown_per_inflight", "jitter_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.inject_slowdown <= 0:
+            raise ValueError("inject_slowdown must be > 0")
+        if self.max_model_len < 1:
+            raise ValueError("max_model_len must be >= 1")
+
+
+@dataclass
+class RequestTruth:
+    """What the server did for one request. Times are ``time.perf_counter()`` seconds."""
+
+    id: str  # the key in /sim/truth
+    index: int  # arrival order since start or the last /sim/reset; seeds the jitter
+    api: str  # "completions" | "chat"
+    stream: bool
+    arrival: float  # when the handler started (request line and headers received)
+    prompt_tokens: int
+    max_tokens: int
+    headers_sent: float | None = None  # stream only: after the response headers were written
+    role_written: float | None = None  # chat stream only: after the role-only chunk was written
+    # One per content chunk: {"intended": due time, "written": after the write returned, "tokens": k}.
+    # Non-streaming: "written" is when the chunk was produced; nothing is sent before `done`.
+    chunks: list[dict] = field(default_factory=list)
+    done: float | None = None  # after the last byte ([DONE], or the whole JSON body) was written
+    error: str | None = None  # set when the request did not complete (e.g. the client went away)
+
+    @property
+    def ttft_s(self) -> float | None:
+        return self.chunks[0]["written"] - self.arrival if self.chunks else None
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "ttft_s": self.ttft_s}
+
+
+class BadRequest(Exception):
+    """A request the simulator refuses, answered with vLLM's error shape."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+    def response(self) -> web.Response:
+        kind = "BadRequestError" if self.status == 400 else "Error"
+        return web.json_response({"object": "error", "message": str(self), "type": kind, "param": None,
+                                  "code": self.status}, status=self.status)
+
+
+class Sim:
+    """The server state: config, truth records, Prometheus metrics."""
+
+    def __init__(self, config: SimConfig):
+        self.config = config
+        self.truth: dict[str, RequestTruth] = {}
+        self.inflight = 0
+        self._index = itertools.count()
+        self.registry = CollectorRegistry()
+        labels = ["model_name"]
+        r = self.registry
+        self.m_ttft = Histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+                                labels, registry=r, buckets=_BUCKETS)
+        self.m_itl = Histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
+                               labels, registry=r, buckets=_BUCKETS)
+        self.m_e2e = Histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
+                               labels, registry=r, buckets=_BUCKETS)
+        self.m_running = Gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
+                               labels, registry=r)
+        self.m_waiting = Gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.",
+                               labels, registry=r)
+        self.m_gen = Counter("vllm:generation_tokens", "Number of generation tokens processed.", labels, registry=r)
+        self.m_prompt = Counter("vllm:prompt_tokens", "Number of prefill tokens processed.", labels, registry=r)
+        self.m_success = Counter("vllm:request_success", "Count of successfully processed requests.",
+                                 labels + ["finished_reason"], registry=r)
+        name = config.model_name
+        for metric in (self.m_ttft, self.m_itl, self.m_e2e, self.m_gen, self.m_prompt):
+            metric.labels(name)  # exported from the start, at 0
+        self.m_success.labels(name, "length")
+        self.m_running.labels(name).set(0)
+        self.m_waiting.labels(name).set(0)  # no queue: every request runs at once
+
+    def factor(self) -> float:
+        """Multiplier for a delay starting now."""
+        return self.config.inject_slowdown * (1.0 + self.config.slowdown_per_inflight * max(0, self.inflight - 1))
+
+    def open(self, header_id: str | None, api: str, stream: bool, arrival: float, prompt_tokens: int,
+             max_tokens: int) -> RequestTruth:
+        index = next(self._index)
+        rid = header_id or f"sim-{index}"
+        if rid in self.truth:  # a reused X-Request-Id must not overwrite a record
+            rid = next(f"{rid}#{n}" for n in itertools.count(2) if f"{rid}#{n}" not in self.truth)
+        truth = RequestTruth(rid, index, api, stream, arrival, prompt_tokens, max_tokens)
+        self.truth[rid] = truth
+        return truth
+
+    def reset(self) -> None:
+        self.truth.clear()
+        self._index = itertools.count()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        name = self.config.model_name
+        self.inflight += 1
+        self.m_running.labels(name).set(self.inflight)
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+            self.m_running.labels(name).set(self.inflight)
+
+
+SIM_KEY = web.AppKey("sim", Sim)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):  # content parts: [{"type": "text", "text": ...}, ...]
+        return sum(len(str(p.get("text") or "").split()) for p in value if isinstance(p, dict))
+    return 0
+
+
+def count_prompt_tokens(body: dict) -> int:
+    """The simulator's tokenizer: whitespace-separated words (chat: of all message contents)."""
+    if "messages" in body:
+        messages = body["messages"]
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise BadRequest("messages must be a list of objects")
+        return sum(_words(m.get("content")) for m in messages)
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return len(prompt.split())
+    if isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return len(prompt)  # already token ids
+    raise BadRequest("prompt must be a string or a list of token ids (batched prompts are not supported)")
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """A validated generation request."""
+
+    api: str
+    stream: bool
+    prompt_tokens: int
+    max_tokens: int
+    include_usage: bool
+    return_token_ids: bool
+
+
+def parse_request(body: Any, api: str, config: SimConfig) -> GenRequest:
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    if api == "chat" and "messages" not in body:
+        raise BadRequest("messages is required")
+    if api == "completions" and "prompt" not in body:
+        raise BadRequest("prompt is required")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None and api == "chat":
+        max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = _DEFAULT_MAX_TOKENS
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise BadRequest("max_tokens must be a positive integer")
+    if body.get("n", 1) != 1:
+        raise BadRequest("only n=1 is supported")
+    prompt_tokens = count_prompt_tokens(body)
+    if prompt_tokens + max_tokens > config.max_model_len:
+        raise BadRequest(f"This model's maximum context length is {config.max_model_len} tokens. However, you "
+                         f"requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
+                         f"{max_tokens} in the completion). Please reduce the length of the messages or completion.")
+    stream_options = body.get("stream_options") or {}
+    return GenRequest(api=api, stream=bool(body.get("stream")), prompt_tokens=prompt_tokens, max_tokens=max_tokens,
+                      include_usage=bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
+                      return_token_ids=bool(body.get("return_token_ids")))
+
+
+def chunk_sizes(max_tokens: int, per_chunk: int) -> list[int]:
+    return [min(per_chunk, max_tokens - i) for i in range(0, max_tokens, per_chunk)]
+
+
+def base_delays_ms(config: SimConfig, prompt_tokens: int, sizes: list[int], index: int) -> list[float]:
+    """Each chunk's delay after the previous deadline (the first: after arrival), before the load factor."""
+    delays = [config.ttft_base_ms + config.ttft_per_prompt_token_ms * prompt_tokens]
+    delays += [config.itl_ms * k for k in sizes[1:]]
+    if config.jitter_ms:
+        rng = random.Random(f"{config.seed}:{index}")  # str seeds hash with SHA-512: stable across processes
+        delays = [max(0.0, d + rng.gauss(0.0, config.jitter_ms)) for d in delays]
+    return delays
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    """Sleep until ``loop.time() >= deadline`` (an absolute deadline, not a duration)."""
+    if deadline <= loop.time():
+        return
+    fut = loop.create_future()
+    handle = loop.call_at(deadline, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        handle.cancel()
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _sse(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _Output:
+    """Where the chunks go: written as SSE events, or collected into one JSON body."""
+
+    resp: web.StreamResponse | None = None  # once created
+
+    def __init__(self, request: web.Request, req: GenRequest, truth: RequestTruth, model: str):
+        self.request, self.req, self.truth, self.model = request, req, truth, model
+        self.created = int(time.time())
+        self.chat = req.api == "chat"
+
+    def _envelope(self, choices: list, **extra) -> dict:
+        kind = "chat.completion.chunk" if self.chat else "text_completion"
+        return {"id": self.truth.id, "object": kind, "created": self.created, "model": self.model,
+                "choices": choices, **extra}
+
+    async def start(self) -> None: ...
+
+    async def chunk(self, token_ids: list[int], text: str, last: bool) -> None: ...
+
+    async def finish(self, usage: dict) -> web.StreamResponse: ...
+
+
+class _SSEOutput(_Output):
+    async def start(self) -> None:
+        self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await self.resp.prepare(self.request)  # a StreamResponse sends its headers at once
+        self.truth.headers_sent = time.perf_counter()
+        if self.chat:  # like vLLM: a role-only chunk before any token
+            await self.resp.write(_sse(self._envelope(
+                [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])))
+            self.truth.role_written = time.perf_counter()
+
+    async def chunk(self, token_ids: list[int], text: str, last: bool) -> None:
+        choice: dict = {"index": 0, "logprobs": None, "finish_reason": "length" if last else None}
+        if self.chat:
+            choice["delta"] = {"content": text}
+        else:
+            choice["text"] = text
+        if self.req.return_token_ids:
+            choice["token_ids"] = token_ids
+        await self.resp.write(_sse(self._envelope([choice])))
+
+    async def finish(self, usage: dict) -> web.StreamResponse:
+        if self.req.include_usage:
+            await self.resp.write(_sse(self._envelope([], usage=usage)))
+        await self.resp.write(b"data: [DONE]\n\n")
+        await self.resp.write_eof()
+        return self.resp
+
+
+class _JSONOutput(_Output):
+    async def start(self) -> None:
+        self.texts: list[str] = []
+        self.ids: list[int] = []
+
+    async def chunk(self, token_ids: list[int], text: str, last: bool) -> None:
+        self.texts.append(text)
+        self.ids.extend(token_ids)
+
+    async def finish(self, usage: dict) -> web.StreamResponse:
+        text = "".join(self.texts)
+        choice: dict = {"index": 0, "logprobs": None, "finish_reason": "length"}
+        if self.chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        if self.req.return_token_ids:
+            choice["token_ids"] = self.ids
+        body = self._envelope([choice], usage=usage)
+        body["object"] = "chat.completion" if self.chat else "text_completion"
+        self.resp = web.json_response(body)
+        await self.resp.prepare(self.request)  # send it here, so that `done` is after the write
+        await self.resp.write_eof()
+        return self.resp
+
+
+# --------------------------------------------------------------------------- the generation handler
+#
+# A request goes through three steps, each a place where a fault mode can act
+# without touching the timing model:
+#   1. parse and validate (-> GenRequest, or a 400);
+#   2. open the truth record and the output (headers, the chat role chunk);
+#   3. the chunk loop: sleep until each deadline, write, record.
+# A fault that refuses a request (5xx, 429) belongs between 1 and 2; one that
+# hangs, drops the stream or writes garbage belongs in the loop of 3, around
+# `out.chunk`; a crash can act anywhere.
+
+
+async def _generate(request: web.Request, api: str) -> web.StreamResponse:
+    sim = request.app[SIM_KEY]
+    cfg = sim.config
+    loop = asyncio.get_running_loop()
+    arrival = time.perf_counter()
+    t0 = loop.time()
+    try:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("body is not JSON") from None
+        req = parse_request(body, api, cfg)
+    except BadRequest as e:
+        return e.response()
+
+    truth = sim.open(request.headers.get("X-Request-Id"), api, req.stream, arrival, req.prompt_tokens, req.max_tokens)
+    sizes = chunk_sizes(req.max_tokens, cfg.tokens_per_chunk)
+    delays = base_delays_ms(cfg, req.prompt_tokens, sizes, truth.index)
+    name = cfg.model_name
+    sim.m_prompt.labels(name).inc(req.prompt_tokens)
+    out: _Output = (_SSEOutput if req.stream else _JSONOutput)(request, req, truth, name)
+    with sim.running():
+        try:
+            await out.start()
+            deadline = t0
+            next_id = 0
+            for n, (k, delay_ms) in enumerate(zip(sizes, delays)):
+                deadline += delay_ms * sim.factor() / 1000.0
+                await _sleep_until(loop, deadline)
+                ids = list(range(next_id, next_id + k))
+                next_id += k
+                await out.chunk(ids, "".join(f" t{i}" for i in ids), last=n == len(sizes) - 1)
+                written = time.perf_counter()
+                truth.chunks.append({"intended": arrival + (deadline - t0), "written": written, "tokens": k})
+                sim.m_gen.labels(name).inc(k)
+                if n == 0:
+                    sim.m_ttft.labels(name).observe(written - arrival)
+                else:
+                    sim.m_itl.labels(name).observe(written - truth.chunks[-2]["written"])
+            usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": req.max_tokens,
+                     "total_tokens": req.prompt_tokens + req.max_tokens}
+            resp = await out.finish(usage)
+            truth.done = time.perf_counter()
+        except asyncio.CancelledError:
+            truth.error = "cancelled"
+            raise
+        except ConnectionError as e:  # the client went away; aiohttp ignores it once the handler returns
+            truth.error = f"client went away ({type(e).__name__})"
+            return out.resp or web.Response(status=499)
+    sim.m_e2e.labels(name).observe(truth.done - arrival)
+    sim.m_success.labels(name, "length").inc()
+    return resp
+
+
+async def _completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, "completions")
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, "chat")
+
+
+async def _tokenize(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    try:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("body is not JSON") from None
+        if not isinstance(body, dict) or ("prompt" not in body and "messages" not in body):
+            raise BadRequest("expected {\"prompt\": ...} or {\"messages\": [...]}")
+        n = count_prompt_tokens(body)
+    except BadRequest as e:
+        return e.response()
+    return web.json_response({"count": n, "max_model_len": sim.config.max_model_len, "tokens": list(range(n))})
+
+
+def build_app(config: SimConfig) -> web.Application:
+    """The simulator as an aiohttp application; its state is ``app[SIM_KEY]``."""
+    app = web.Application()
+    sim = Sim(config)
+    app[SIM_KEY] = sim
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    async def version(_: web.Request) -> web.Response:
+        return web.json_response({"version": config.version})
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": config.model_name, "object": "model", "created": 0, "owned_by": "perfgate-sim",
+             "root": config.model_name, "max_model_len": config.max_model_len}]})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(sim.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def sim_config(_: web.Request) -> web.Response:
+        return web.json_response(asdict(config))
+
+    async def sim_truth(_: web.Request) -> web.Response:
+        return web.json_response({rid: t.to_json() for rid, t in sim.truth.items()})
+
+    async def sim_reset(_: web.Request) -> web.Response:
+        sim.reset()
+        return web.json_response({"ok": True})
+
+    r = app.router
+    r.add_post("/v1/completions", _completions)
+    r.add_post("/v1/chat/completions", _chat)
+    r.add_post("/tokenize", _tokenize)
+    r.add_get("/health", health)
+    r.add_get("/version", version)
+    r.add_get("/v1/models", models)
+    r.add_get("/metrics", metrics)
+    r.add_get("/sim/config", sim_config)
+    r.add_get("/sim/truth", sim_truth)
+    r.add_post("/sim/reset", sim_reset)
+    return app
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = SimConfig()
+    p = argparse.ArgumentParser(
+        prog="perfgate sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Environment: PERFGATE_SIM_INJECT_SLOWDOWN=x multiplies every delay by x without changing the "
+               "flags (tests use it to inject a known regression). Endpoints and truth format: docs/sim.md.")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model-name", default=d.model_name)
+    p.add_argument("--ttft-base-ms", type=float, default=d.ttft_base_ms, metavar="A")
+    p.add_argument("--ttft-per-prompt-token-ms", type=float, default=d.ttft_per_prompt_token_ms, metavar="B")
+    p.add_argument("--itl-ms", type=float, default=d.itl_ms, metavar="C", help="per token")
+    p.add_argument("--tokens-per-chunk", type=int, default=d.tokens_per_chunk, metavar="K")
+    p.add_argument("--slowdown-per-inflight", type=float, default=d.slowdown_per_inflight, metavar="F")
+    p.add_argument("--jitter-ms", type=float, default=d.jitter_ms, metavar="J")
+    p.add_argument("--seed", type=int, default=d.seed, metavar="S")
+    p.add_argument("--version", default=d.version, metavar="V", help="reported by GET /version")
+    p.add_argument("--max-model-len", type=int, default=d.max_model_len)
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimConfig]:
+    p = _parser()
+    a = p.parse_args(argv)
+    try:
+        cfg = SimConfig(model_name=a.model_name, ttft_base_ms=a.ttft_base_ms,
+                        ttft_per_prompt_token_ms=a.ttft_per_prompt_token_ms, itl_ms=a.itl_ms,
+                        tokens_per_chunk=a.tokens_per_chunk, slowdown_per_inflight=a.slowdown_per_inflight,
+                        jitter_ms=a.jitter_ms, seed=a.seed, version=a.version, max_model_len=a.max_model_len,
+                        inject_slowdown=float(os.environ.get("PERFGATE_SIM_INJECT_SLOWDOWN", "1.0")))
+    except ValueError as e:
+        p.error(str(e))
+    return a, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    a, cfg = config_from_args(argv)
+    if a.host not in _LOOPBACK:
+        print("perfgate sim: refusing to listen beyond loopback", file=sys.stderr)
+        return 2
+    web.run_app(build_app(cfg), host=a.host, port=a.port, access_log=None,
+                print=lambda *_: print(f"perfgate sim on {a.host}:{a.port}", flush=True))
+    return 0
+
