@@ -1,0 +1,143 @@
+"""The pure judge, the one status precedence, and the live A/B's sequential statistics, against known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perfgate.judge.baselines import Baseline, BaselineKey, Provenance
+from perfgate.judge.sequential import SequentialPlan, compare_paired, decided, judge_live, side_order
+from perfgate.judge.stats import GATING_METRICS, policies_for, policy_for
+from perfgate.judge.verdict import JudgePolicy, judge_against_baseline, not_found
+from perfgate.schema.verdict import BaselineRef, Judgement, case_status
+
+KEY = BaselineKey(machine="box-a", hardware="cpu", engine="vllm", engine_version="0.31.0", model="m", scenario="s")
+FP = {"accelerator": "cpu", "cpu_model": "AMD EPYC", "workload": "{}"}
+
+
+def _trials(rng, n, scale=1.0, noise=0.03):
+    out = []
+    for _ in range(n):
+        f = scale * float(np.exp(rng.normal(0, noise)))
+        out.append({"ttft_ms.p50": 20.0 * f, "itl_per_token_ms.p50": 5.0 * f, "e2e_ms.p50": 600.0 * f,
+                    "output_throughput": 300.0 / f, "error_rate": 0.0})
+    return out
+
+
+def _baseline(trials):
+    return Baseline(key=KEY, fingerprint=FP, provenance=Provenance(created_at="t", perfgate_version="0"),
+                    trials=trials)
+
+
+def test_judge_is_pure_and_typed():
+    rng = np.random.default_rng(1)
+    base = _baseline(_trials(rng, 6))
+    cur = _trials(rng, 6, scale=1.3)
+    j1 = judge_against_baseline(cur, FP, base, JudgePolicy(), "p.json")
+    j2 = judge_against_baseline(cur, FP, base, JudgePolicy(), "p.json")
+    assert isinstance(j1, Judgement) and j1 == j2  # same inputs, same answer, nothing mutated
+    assert j1.status == "regression" and {v.metric for v in j1.regressions} >= {"ttft_ms.p50", "e2e_ms.p50"}
+    assert j1.baseline == BaselineRef(path="p.json", engine_version="0.31.0", created_at="t", machine="box-a")
+    assert j1.failure_line().startswith("ttft_ms.p50 +") and "@ box-a" in j1.failure_line()
+
+
+def test_environment_mismatch_is_not_compared_never_a_regression():
+    rng = np.random.default_rng(2)
+    j = judge_against_baseline(_trials(rng, 3, scale=2.0), {**FP, "cpu_model": "Intel"}, _baseline(_trials(rng, 3)),
+                               JudgePolicy())
+    assert j.status == "env_mismatch" and j.verdicts == [] and "cpu_model" in j.reason
+
+
+def test_missing_baseline_says_which_machines_have_one():
+    here = KEY.model_copy(update={"machine": "box-b"})
+    j = not_found(here, [], ["box-a"])
+    assert j.status == "not_comparable" and "machine 'box-b'" in j.reason and "'box-a'" in j.reason
+    assert not_found(here, ["0.30.0"], []).status == "no_baseline"
+
+
+@pytest.mark.parametrize(("error", "trials", "jstatus", "written", "expected"), [
+    ("boom", ["ok"], "regression", False, "failed"),
+    (None, ["ok", "failed"], "ok", False, "failed"),
+    (None, ["client_bound", "ok"], "regression", False, "client_bound"),
+    (None, ["ok"], "regression", False, "regression"),
+    (None, ["ok"], "not_comparable", False, "not_comparable"),
+    (None, ["ok"], "no_baseline", False, "no_baseline"),
+    (None, ["ok"], "env_mismatch", False, "env_mismatch"),
+    (None, ["ok"], None, True, "baseline_written"),
+    (None, ["ok"], None, False, "not_judged"),
+    (None, ["ok"], "ok", False, "ok"),
+])
+def test_status_precedence(error, trials, jstatus, written, expected):
+    j = Judgement(status=jstatus) if jstatus else None
+    assert case_status(error=error, trial_statuses=trials, judgement=j, baseline_written=written) == expected
+
+
+def test_error_rate_keeps_its_absolute_rule_under_a_wildcard_override():
+    assert policy_for("error_rate", {"*": 0.10}).min_effect == 0.0
+    assert policy_for("error_rate", {"error_rate": 0.02}).min_effect == 0.02  # named exactly: taken
+    rng = np.random.default_rng(3)
+    base = _baseline(_trials(rng, 3))
+    cur = [t | {"error_rate": 0.0625} for t in _trials(rng, 3)]
+    j = judge_against_baseline(cur, FP, base, JudgePolicy(min_effect={"*": 0.10}))
+    assert {v.metric: v.verdict for v in j.verdicts}["error_rate"] == "regression"
+
+
+def test_side_order_alternates():
+    assert [side_order(k) for k in range(4)] == [("A", "B"), ("B", "A"), ("A", "B"), ("B", "A")]
+
+
+def test_alpha_spending_adds_up_to_alpha():
+    plan = SequentialPlan(min_blocks=3, max_blocks=10, alpha=0.05)
+    looks = [plan.look_alpha(n) for n in range(0, 11)]
+    assert looks[:3] == [0.0, 0.0, 0.0] and all(a > 0 for a in looks[3:])
+    assert sum(looks) == pytest.approx(0.05)
+    with pytest.raises(ValueError):
+        SequentialPlan(min_blocks=1)
+
+
+def test_paired_comparison_finds_a_known_10pct_slowdown_and_cancels_drift():
+    rng = np.random.default_rng(4)
+    pol = policies_for(list(GATING_METRICS))
+    a, b = [], []
+    for k in range(8):
+        drift = 1.0 + 0.05 * k  # the machine slows down 40% over the session: shared by both sides
+        a += _trials(rng, 1, scale=drift, noise=0.02)
+        b += _trials(rng, 1, scale=1.10 * drift, noise=0.02)
+    vs = {v.metric: v for v in compare_paired(a, b, pol, 0.01)}
+    assert vs["ttft_ms.p50"].verdict == "regression" and vs["ttft_ms.p50"].method == "paired-log"
+    assert vs["ttft_ms.p50"].ci_low < 1.10 < vs["ttft_ms.p50"].ci_high
+    assert vs["output_throughput"].verdict == "regression" and vs["error_rate"].verdict == "no_change"
+
+
+def test_live_aa_false_regressions_stay_under_alpha():
+    """A/A with heavy drift and noise: the sequential judge's false-regression rate is at most its alpha."""
+    rng = np.random.default_rng(5)
+    plan = SequentialPlan(min_blocks=3, max_blocks=8, alpha=0.05)
+    pol = JudgePolicy(metrics=GATING_METRICS, min_effect={"*": 0.0})  # no effect floor: the alpha alone protects
+    false = 0
+    for _ in range(400):
+        a, b = [], []
+        for k in range(plan.max_blocks):
+            drift = float(np.exp(rng.normal(0, 0.2)))
+            a += _trials(rng, 1, scale=drift, noise=0.05)
+            b += _trials(rng, 1, scale=drift, noise=0.05)
+            j, stop = judge_live(a, b, pol, plan, context="c", reference=BaselineRef(live_engine="A"),
+                                 final=False)
+            if stop:
+                break
+        false += j.status == "regression"
+    assert false / 400 <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400)
+
+
+def test_live_stops_early_when_the_answer_is_clear():
+    rng = np.random.default_rng(6)
+    plan = SequentialPlan(min_blocks=3, max_blocks=10)
+    a, b = [], []
+    for _ in range(10):
+        a += _trials(rng, 1, noise=0.01)
+        b += _trials(rng, 1, scale=1.5, noise=0.01)
+        j, stop = judge_live(a, b, JudgePolicy(metrics=GATING_METRICS), plan, context="c",
+                             reference=BaselineRef(live_engine="A"), final=False)
+        if stop:
+            break
+    assert stop and len(a) < 10 and j.status == "regression" and decided(j.verdicts)
