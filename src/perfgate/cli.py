@@ -110,6 +110,7 @@ def _compare(args: argparse.Namespace) -> int:
         ModelSpec,
         load_engines,
         load_matrix,
+        load_models,
         load_scenario_file,
     )
     from perfgate.engines.provision import default_cache_dir
@@ -127,7 +128,7 @@ def _compare(args: argparse.Namespace) -> int:
                               or c.scenario.name == args.scenario}.values())
             if not scenarios:
                 raise ValueError(f"no scenario {args.scenario!r} in the matrix's scenarios")
-        models = {c.model.name: c.model for c in load_matrix(Path(args.matrix))}
+        models = load_models(Path(args.matrix))
         model = models.get(args.model) or ModelSpec(args.model, None, args.model)
         machine = machine_name(args.machine)
     except (MatrixError, ValueError) as exc:
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="matrix model name (or the served model name of the endpoints)")
     p.add_argument("--matrix", default="perf/matrix.yaml")
     p.add_argument("--hardware", default="cpu", choices=["cpu", "gpu"])
-    p.add_argument("--machine", default=None, help="this runner's name (default: $PERFGATE_MACHINE or host-<hostname>)")
+    p.add_argument("--machine", default=None, help="this runner's name (default: $PERFGATE_MACHINE)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds per comparison before it stops")
     p.add_argument("--boots-per-side", type=int, default=1)
     p.add_argument("--cache", default=None)

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from perfgate.config.matrix import EngineConfig
+from perfgate.config.matrix import EngineConfig, ModelSpec
 from perfgate.judge.sequential import SequentialPlan, judge_live, side_order
 from perfgate.judge.verdict import JudgePolicy
 from perfgate.schema.verdict import BaselineRef
@@ -25,18 +25,19 @@ def plan_for(spec: Any) -> SequentialPlan:
     return SequentialPlan(min_blocks=spec.ab_min_blocks, max_blocks=spec.ab_max_blocks, alpha=spec.ab_alpha)
 
 
-def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig) -> None:
+def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: ModelSpec | None = None) -> None:
     """Fill ``outcome`` (the B side's case) with B's trials, A's trials and the live judgement.
 
     ``session`` is a :class:`perfgate.session.PerfSession` (its ``run_trials`` and ``settings``).
     """
     case, settings = outcome.case, session.settings
-    if engine_a == case.engine:  # A/A: the same configuration, booted twice
+    model_a = model_a or case.model
+    if engine_a == case.engine and model_a == case.model:  # A/A: the same configuration, booted twice
         engine_a = replace(engine_a, id=f"{engine_a.id}~A")
     spec = case.scenario.spec
     plan = plan_for(spec)
     policy = JudgePolicy(min_effect=spec.min_effect, observe_only=tuple(spec.observe_only))
-    a_id = f"{engine_a.id}-{case.model.name}-{case.scenario.name}.reference"
+    a_id = f"{engine_a.id}-{model_a.name}-{case.scenario.name}.reference"
     reboot_every = max(1, plan.max_blocks // settings.boots_per_side) if settings.boots_per_side > 1 else 0
     t0 = time.monotonic()
     block_s: list[float] = []
@@ -45,8 +46,10 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig) -> None:
         t_block = time.monotonic()
         fresh = bool(reboot_every) and block > 0 and block % reboot_every == 0
         for side in side_order(block):
-            engine, results, test_id = (engine_a, a_results, a_id) if side == "A" else (case.engine, b_results, case.id)
-            results += session.run_trials(case, 1, start=block, fresh_first=fresh, engine=engine, test_id=test_id)
+            engine, model, results, test_id = ((engine_a, model_a, a_results, a_id) if side == "A"
+                                               else (case.engine, case.model, b_results, case.id))
+            results += session.run_trials(case, 1, start=block, fresh_first=fresh, engine=engine, model=model,
+                                          test_id=test_id)
             if results[-1].status != "ok":
                 if side == "A":  # the reference failed: B's figures alone answer nothing
                     outcome.error = (f"{case.id}: reference {engine_a.id} trial {block} {results[-1].status}: "
@@ -57,7 +60,7 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig) -> None:
         final = settings.time_budget_s is not None and elapsed + max(block_s) > settings.time_budget_s
         a_ver = a_results[0].environment.engine.version if a_results else None
         reference = BaselineRef(live_engine=engine_a.id, engine_version=a_ver, machine=settings.machine)
-        context = f"{engine_a.id} ({a_ver or '?'}) live / {case.model.name} / {settings.machine}"
+        context = f"{engine_a.id} ({a_ver or '?'}) live / {model_a.name} / {settings.machine}"
         judgement, stop = judge_live([r.summary.metrics for r in a_results], [r.summary.metrics for r in b_results],
                                      policy, plan, context=context, reference=reference, final=final)
         outcome.judgement = judgement

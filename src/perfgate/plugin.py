@@ -44,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--perf-baseline-version", default=None, help="compare against the baseline of this engine version (upgrade question)")
     g.addoption("--perf-allow-env-mismatch", action="store_true", help="compare even when hardware/flags differ from the baseline")
     g.addoption("--perf-machine", default=None,
-                help="this runner's name; baselines are keyed by it (default: $PERFGATE_MACHINE, else host-<hostname>)")
+                help="this runner's name; baselines are keyed by it (default: $PERFGATE_MACHINE; unnamed: no stored comparison)")
     g.addoption("--perf-strict", action="store_true",
                 help="fail a case that compared nothing (no baseline, environment mismatch, another machine)")
     g.addoption("--perf-compare-to", default=None, metavar="ENGINE",
@@ -66,6 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
         machine = machine_name(config.getoption("--perf-machine"))
     except ValueError as exc:
         raise pytest.UsageError(f"perfgate: {exc}") from None
+    if config.getoption("--perf-update-baselines") and machine is None:
+        raise pytest.UsageError("perfgate: --perf-update-baselines needs a machine name (--perf-machine NAME or "
+                                "PERFGATE_MACHINE): baselines are kept per machine")
     boots = config.getoption("--perf-boots-per-side")
     if boots < 1:
         raise pytest.UsageError(f"perfgate: --perf-boots-per-side must be >= 1, not {boots}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perfgate import __version__
-from perfgate.config.matrix import Case, EngineConfig
+from perfgate.config.matrix import Case, EngineConfig, ModelSpec
 from perfgate.engines.pool import TargetPool
 from perfgate.engines.provision import ProvisionError
 from perfgate.engines.server import ServerError
@@ -44,13 +44,14 @@ class Settings:
     results_dir: Path
     cache_dir: Path
     baselines_dir: Path
-    machine: str
+    machine: str | None  # None: unnamed, compares with no stored baseline (measure.environment.machine_name)
     trials: int | None = None  # override every scenario's trial count
     update_baselines: bool = False
     baseline_version: str | None = None  # compare with another engine version's stored baseline
     allow_env_mismatch: bool = False
     strict: bool = False  # a case that compared nothing fails
     compare_to: EngineConfig | None = None  # live A/B: the reference engine, booted in this session
+    compare_model: ModelSpec | None = None  # live A/B: the reference's model when it differs (a model change)
     time_budget_s: float | None = None  # per live comparison
     boots_per_side: int = 1  # live A/B: engine boots per side
 
@@ -60,7 +61,7 @@ class CaseOutcome:
     """One case's trials and judgement; :attr:`status` comes from the one precedence rule."""
 
     case: Case
-    machine: str
+    machine: str | None
     results: list[Result] = field(default_factory=list)
     reference_results: list[Result] = field(default_factory=list)  # live A/B: the A side
     error: str | None = None  # engine failed to boot / crashed / bad input: no numbers at all
@@ -162,13 +163,14 @@ class PerfSession:
         (self.results_dir / "verdicts.json").unlink(missing_ok=True)
 
     def run_trials(self, case: Case, count: int, start: int = 0, fresh_first: bool = False,
-                   engine: EngineConfig | None = None, test_id: str | None = None) -> list[Result]:
+                   engine: EngineConfig | None = None, model: ModelSpec | None = None,
+                   test_id: str | None = None) -> list[Result]:
         from perfgate.measure.trial import run_trial  # late: keeps plugin loading light
 
         out = []
         for i, trial in enumerate(range(start, start + count)):
             fresh = (fresh_first and i == 0) or (trial > 0 and case.scenario.spec.restart_between_trials)
-            target = self.pool.get(engine or case.engine, case.model, fresh=fresh)
+            target = self.pool.get(engine or case.engine, model or case.model, fresh=fresh)
             out.append(run_trial(target, case.scenario, trial=trial, test_id=test_id or case.id,
                                  results_dir=self.results_dir, machine=self.settings.machine))
         return out
@@ -185,7 +187,7 @@ class PerfSession:
             if self.settings.compare_to is not None:
                 from perfgate.live import run_live_ab
 
-                run_live_ab(self, outcome, self.settings.compare_to)
+                run_live_ab(self, outcome, self.settings.compare_to, self.settings.compare_model)
                 return outcome
             outcome.results = self.run_trials(case, self.trials_for(case))
             if outcome.status in ("failed", "client_bound"):
@@ -220,6 +222,12 @@ class PerfSession:
         from perfgate.judge.verdict import judge_against_baseline, not_found
 
         first = outcome.results[0]
+        if self.settings.machine is None:
+            outcome.judgement = Judgement(
+                status="not_comparable", context="stored baselines",
+                reason="not comparable: this machine has no name (--perf-machine NAME or PERFGATE_MACHINE); "
+                       "stored baselines are compared only on the machine that wrote them")
+            return
         against = self.settings.baseline_version
         key = key_of(first, engine_version=against)
         path = find_baseline(self.settings.baselines_dir, key)
@@ -319,7 +327,8 @@ class PerfSession:
             lines.append(f"{label:13s} {o.case.id}")
             lines.extend(f"    {line}" for line in o.lines)
         c = self.counts()
-        lines.append(f"{c['cases']} cases on machine {self.settings.machine!r}: {c['compared']} compared "
+        machine = repr(self.settings.machine) if self.settings.machine else "(unnamed)"
+        lines.append(f"{c['cases']} cases on machine {machine}: {c['compared']} compared "
                      f"({c['regression']} regressed), {c['not_compared']} NOT COMPARED, {c['failed']} failed"
                      + (f", {c['baseline_written']} baselines written" if c["baseline_written"] else ""))
         if c["not_compared"] and not self.settings.strict:

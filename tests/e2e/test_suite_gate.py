@@ -99,3 +99,46 @@ def test_update_pass_regress_corrupt(project):
     bad = _pytest(project)
     assert bad.returncode == 1
     assert f"{base}: not a readable baseline" in bad.stdout
+
+
+LIVE_MATRIX = """
+scenarios_dir: scenarios
+engines:
+  sim-a:
+    kind: sim
+    flags: [--ttft-base-ms, "40", --itl-ms, "4", --jitter-ms, "0.3", --seed, "1", --drift-per-min, "0.5"]
+    boot_timeout_s: 30
+  sim-b-slower:
+    kind: sim
+    flags: [--ttft-base-ms, "48", --itl-ms, "4.8", --jitter-ms, "0.3", --seed, "1", --drift-per-min, "0.5"]
+    boot_timeout_s: 30
+models:
+  sim-model: {path: sim-model}
+runs:
+  - hardware: cpu
+    engines: [sim-a, sim-b-slower]
+    models: [sim-model]
+    scenarios: [gate]
+"""
+
+
+def test_live_ab_sees_a_20pct_slowdown_through_drift_and_passes_a_a(project):
+    """--perf-compare-to: both engines booted in one session, blocks alternating; the machine drifts
+    +50%/min (both sides), B is 20% slower. B vs A fails with the regression; A vs A (booted twice) passes."""
+    (project / "perf" / "matrix.yaml").write_text(LIVE_MATRIX)
+    slow = _pytest(project, "--perf-engine", "sim-b-slower", "--perf-compare-to", "sim-a", "--perf-machine", "x")
+    assert slow.returncode == 1, slow.stdout[-3000:]
+    assert "live A/B vs sim-a" in slow.stdout and "paired blocks" in slow.stdout
+    line = next(ln for ln in slow.stdout.splitlines() if "ttft_ms.p50 +" in ln)
+    assert "vs sim-a (sim-1) live / sim-model / x" in line
+    verdicts = json.loads((project / "reports" / "verdicts.json").read_text())
+    case = verdicts["cases"][0]
+    assert case["status"] == "regression" and case["baseline"]["live_engine"] == "sim-a"
+    ratio = {v["metric"]: v["ratio"] for v in case["verdicts"]}["ttft_ms.p50"]
+    assert 1.12 < ratio < 1.30  # +20% true, drift cancelled by the pairing
+
+    same = _pytest(project, "--perf-engine", "sim-a", "--perf-compare-to", "sim-a")
+    assert same.returncode == 0, same.stdout[-3000:]
+    case = json.loads((project / "reports" / "verdicts.json").read_text())["cases"][0]
+    assert case["status"] == "ok" and case["verdicts"]  # compared, not skipped
+    assert not any(v["verdict"] == "regression" for v in case["verdicts"])

@@ -551,10 +551,27 @@ def test_running_gauge_counts_inflight():
 def test_cli_options_map_to_config():
     _, cfg = config_from_args(["--model-name", "m", "--ttft-base-ms", "1", "--ttft-per-prompt-token-ms", "2",
                                "--itl-ms", "3", "--tokens-per-chunk", "4", "--slowdown-per-inflight", "0.5",
-                               "--jitter-ms", "6", "--seed", "7", "--version", "v8", "--max-model-len", "9"])
-    assert cfg == SimConfig("m", 1.0, 2.0, 3.0, 4, 0.5, 6.0, 7, "v8", 9)
+                               "--jitter-ms", "6", "--seed", "7", "--version", "v8", "--max-model-len", "9",
+                               "--boot-sigma", "0.1", "--boot-seed", "11", "--drift-per-min", "0.2"])
+    assert cfg == SimConfig("m", 1.0, 2.0, 3.0, 4, 0.5, 6.0, 7, "v8", 9, boot_sigma=0.1, boot_seed=11,
+                            drift_per_min=0.2)
+    _, fresh = config_from_args([])
+    _, again = config_from_args([])
+    assert fresh.boot_seed != again.boot_seed  # every boot draws its own speed factor unless seeded
     with pytest.raises(SystemExit):
         config_from_args(["--tokens-per-chunk", "0"])
+
+
+def test_boot_factor_is_seeded_and_drift_grows_delays(monkeypatch):
+    import perfgate.sim.engine as eng
+
+    a = eng.Sim(SimConfig(boot_sigma=0.2, boot_seed=1))
+    b = eng.Sim(SimConfig(boot_sigma=0.2, boot_seed=1))
+    c = eng.Sim(SimConfig(boot_sigma=0.2, boot_seed=2))
+    assert a.boot_factor == b.boot_factor != c.boot_factor and a.factor() == pytest.approx(a.boot_factor)
+    d = eng.Sim(SimConfig(drift_per_min=0.5))
+    monkeypatch.setattr(eng.time, "monotonic", lambda: d.started + 120.0)  # two minutes later
+    assert d.factor() == pytest.approx(2.0)
 
 
 def test_python_dash_m_refuses_non_loopback():

@@ -243,6 +243,14 @@ def load_engines(path: Path) -> dict[str, EngineConfig]:
     return {k: _engine_config(k, e) for k, e in matrix.engines.items()}
 
 
+def load_models(path: Path) -> dict[str, ModelSpec]:
+    """The models a matrix file defines, by name (recipes resolved against the project root)."""
+    path = Path(path)
+    root = path.parent.parent if path.parent.name == "perf" else path.parent
+    matrix: MatrixFile = _validate(MatrixFile, _load_yaml(path), path)
+    return {k: ModelSpec(k, (root / e.recipe) if e.recipe else None, e.path) for k, e in matrix.models.items()}
+
+
 def load_matrix(path: Path) -> list[Case]:
     """Read the matrix file and expand it into test cases (validated, with clear errors)."""
     path = Path(path)

@@ -75,7 +75,7 @@ def path_for(root: Path | str, key: BaselineKey) -> Path:
 def key_of(result: Result, engine_version: str | None = None) -> BaselineKey:
     env = result.environment
     return BaselineKey(
-        machine=env.machine, hardware=env.hardware.accelerator, engine=env.engine.name,
+        machine=env.machine or "unnamed", hardware=env.hardware.accelerator, engine=env.engine.name,
         engine_version=engine_version or env.engine.version or "unknown",
         model=env.model, scenario=result.scenario,
     )

@@ -80,15 +80,17 @@ def host_info() -> dict[str, str]:
 MACHINE_ENV = "PERFGATE_MACHINE"
 
 
-def machine_name(option: str | None = None) -> str:
-    """The runner's name: ``--perf-machine``, else ``$PERFGATE_MACHINE``, else ``host-<hostname>``.
+def machine_name(option: str | None = None) -> str | None:
+    """The runner's name: ``--perf-machine``, else ``$PERFGATE_MACHINE``, else None (unnamed).
 
-    Baselines are keyed by it. Two machines "of the same kind" (same CPU string
-    and core count) were measured 30-100% apart, so nothing else identifies a
-    machine well enough to compare stored numbers; CI sets it to the runner label.
+    Baselines are keyed by it. Two machines "of the same kind" (same CPU string,
+    core count, even host name) were measured 30-100% apart, so nothing perfgate
+    can read off a machine identifies it well enough to compare stored numbers:
+    the user names it (CI: the runner's name). An unnamed machine writes no
+    baselines and compares with none; live A/B needs no name.
     """
-    name = option or os.environ.get(MACHINE_ENV) or f"host-{socket.gethostname()}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+    name = option or os.environ.get(MACHINE_ENV) or None
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise ValueError(f"machine name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
     return name
 

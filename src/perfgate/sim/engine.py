@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import random
 import sys
@@ -78,6 +79,12 @@ class SimConfig:
     seed: int = 0  # S: jitter seed
     version: str = "sim-1"  # reported by /version
     max_model_len: int = 32768  # prompt + max_tokens beyond this is a 400, as in vLLM; reported by /tokenize
+    # Noise of a real machine, for the statistics' power curves (docs/sim.md): every delay is multiplied by a
+    # per-boot speed factor exp(N(0, boot_sigma)) drawn once per process from (seed, boot_seed), and by
+    # 1 + drift_per_min * minutes since start (a machine that warms up or throttles).
+    boot_sigma: float = 0.0
+    boot_seed: int = 0
+    drift_per_min: float = 0.0
     # Multiplies every delay. Set through the environment (PERFGATE_SIM_INJECT_SLOWDOWN)
     # so that the engine's flags, and with them the baseline fingerprint, stay the same:
     # this is how tests inject a known regression.
@@ -86,7 +93,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.tokens_per_chunk < 1:
             raise ValueError("tokens_per_chunk must be >= 1")
-        for name in ("ttft_base_ms", "ttft_per_prompt_token_ms", "itl_ms", "slowdown_per_inflight", "jitter_ms"):
+        for name in ("ttft_base_ms", "ttft_per_prompt_token_ms", "itl_ms", "slowdown_per_inflight", "jitter_ms",
+                     "boot_sigma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.inject_slowdown <= 0:
@@ -140,6 +148,9 @@ class Sim:
 
     def __init__(self, config: SimConfig):
         self.config = config
+        self.boot_factor = math.exp(random.Random(f"{config.seed}:boot:{config.boot_seed}").gauss(0.0, 1.0)
+                                    * config.boot_sigma)
+        self.started = time.monotonic()
         self.truth: dict[str, RequestTruth] = {}
         self.inflight = 0
         self._index = itertools.count()
@@ -169,7 +180,9 @@ class Sim:
 
     def factor(self) -> float:
         """Multiplier for a delay starting now."""
-        return self.config.inject_slowdown * (1.0 + self.config.slowdown_per_inflight * max(0, self.inflight - 1))
+        drift = 1.0 + self.config.drift_per_min * (time.monotonic() - self.started) / 60.0
+        return (self.config.inject_slowdown * self.boot_factor * max(drift, 0.01)
+                * (1.0 + self.config.slowdown_per_inflight * max(0, self.inflight - 1)))
 
     def open(self, header_id: str | None, api: str, stream: bool, arrival: float, prompt_tokens: int,
              max_tokens: int) -> RequestTruth:
@@ -525,6 +538,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, metavar="S")
     p.add_argument("--version", default=d.version, metavar="V", help="reported by GET /version")
     p.add_argument("--max-model-len", type=int, default=d.max_model_len)
+    p.add_argument("--boot-sigma", type=float, default=d.boot_sigma,
+                   help="sigma of the log of a per-boot speed factor (boot-to-boot variance)")
+    p.add_argument("--boot-seed", type=int, default=None,
+                   help="draws this boot's factor (default: a new one every boot)")
+    p.add_argument("--drift-per-min", type=float, default=d.drift_per_min,
+                   help="delays grow by this fraction per minute since start (machine drift)")
     return p
 
 
@@ -536,7 +555,9 @@ def config_from_args(argv: list[str] | None = None) -> tuple[argparse.Namespace,
                         ttft_per_prompt_token_ms=a.ttft_per_prompt_token_ms, itl_ms=a.itl_ms,
                         tokens_per_chunk=a.tokens_per_chunk, slowdown_per_inflight=a.slowdown_per_inflight,
                         jitter_ms=a.jitter_ms, seed=a.seed, version=a.version, max_model_len=a.max_model_len,
-                        inject_slowdown=float(os.environ.get("PERFGATE_SIM_INJECT_SLOWDOWN", "1.0")))
+                        inject_slowdown=float(os.environ.get("PERFGATE_SIM_INJECT_SLOWDOWN", "1.0")),
+                        boot_sigma=a.boot_sigma, drift_per_min=a.drift_per_min,
+                        boot_seed=a.boot_seed if a.boot_seed is not None else time.time_ns())
     except ValueError as e:
         p.error(str(e))
     return a, cfg
