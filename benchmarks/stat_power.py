@@ -35,7 +35,7 @@ import numpy as np
 from perfgate.judge.stats import DEFAULT_ALPHA, KEY_METRICS, compare_batch, policy_for
 
 FAMILIES = ("TTFT", "ITL", "throughput")
-REPRESENTATIVE = {"TTFT": "ttft_ms.p50", "ITL": "itl_ms.p50", "throughput": "output_throughput"}
+REPRESENTATIVE = {"TTFT": "ttft_ms.p50", "ITL": "itl_per_token_ms.p50", "throughput": "output_throughput"}
 FP_TARGET, DETECT_TARGET, DETECT_AT = 0.01, 0.95, 0.10
 SLOWDOWNS = (0.05, 0.10, 0.20)
 

@@ -4,8 +4,11 @@ The statistics are :mod:`perfgate.judge.sequential` (pure); this module runs
 the trials: A is the reference engine (``--perf-compare-to``), B the case's
 own engine. Both stay booted (the pool holds two), each trial has the
 scenario's warm-up requests before its window, the order alternates
-(A B, B A, ...), and with ``boots_per_side`` > 1 both sides are rebooted at
-evenly spaced blocks so boot-to-boot variance is part of the comparison.
+(A B, B A, ...), the side not being measured is paused (SIGSTOP: an idle
+engine that polls would take CPU from the measured one on a small box), and
+with ``boots_per_side`` > 1 both sides are rebooted at evenly spaced blocks
+so boot-to-boot variance is part of the comparison. The time budget counts
+from the end of the first block (boots and provisioning are not measurement).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
     a_id = f"{engine_a.id}-{model_a.name}-{case.scenario.name}.reference"
     reboot_every = max(1, plan.max_blocks // settings.boots_per_side) if settings.boots_per_side > 1 else 0
     t0 = time.monotonic()
+    measuring_since: float | None = None  # the budget starts once both sides are booted and measured once
     block_s: list[float] = []
     a_results, b_results = outcome.reference_results, outcome.results
     for block in range(plan.max_blocks):
@@ -49,15 +53,19 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
             engine, model, results, test_id = ((engine_a, model_a, a_results, a_id) if side == "A"
                                                else (case.engine, case.model, b_results, case.id))
             results += session.run_trials(case, 1, start=block, fresh_first=fresh, engine=engine, model=model,
-                                          test_id=test_id)
+                                          test_id=test_id, quiesce=True)
             if results[-1].status != "ok":
                 if side == "A":  # the reference failed: B's figures alone answer nothing
                     outcome.error = (f"{case.id}: reference {engine_a.id} trial {block} {results[-1].status}: "
                                      f"{results[-1].failure_reason}")
                 return
-        block_s.append(time.monotonic() - t_block)
-        elapsed = time.monotonic() - t0
-        final = settings.time_budget_s is not None and elapsed + max(block_s) > settings.time_budget_s
+        if measuring_since is None:
+            measuring_since = time.monotonic()  # block 0 held the boots (and any provisioning)
+        else:
+            block_s.append(time.monotonic() - t_block)
+        elapsed = time.monotonic() - measuring_since
+        final = (settings.time_budget_s is not None and bool(block_s)
+                 and elapsed + max(block_s) > settings.time_budget_s)
         a_ver = a_results[0].environment.engine.version if a_results else None
         reference = BaselineRef(live_engine=engine_a.id, engine_version=a_ver, machine=settings.machine)
         context = f"{engine_a.id} ({a_ver or '?'}) live / {model_a.name} / {settings.machine}"

@@ -164,13 +164,15 @@ class PerfSession:
 
     def run_trials(self, case: Case, count: int, start: int = 0, fresh_first: bool = False,
                    engine: EngineConfig | None = None, model: ModelSpec | None = None,
-                   test_id: str | None = None) -> list[Result]:
+                   test_id: str | None = None, quiesce: bool = False) -> list[Result]:
         from perfgate.measure.trial import run_trial  # late: keeps plugin loading light
 
         out = []
         for i, trial in enumerate(range(start, start + count)):
             fresh = (fresh_first and i == 0) or (trial > 0 and case.scenario.spec.restart_between_trials)
             target = self.pool.get(engine or case.engine, model or case.model, fresh=fresh)
+            if quiesce:
+                self.pool.quiesce_others(target)
             out.append(run_trial(target, case.scenario, trial=trial, test_id=test_id or case.id,
                                  results_dir=self.results_dir, machine=self.settings.machine))
         return out
@@ -187,7 +189,10 @@ class PerfSession:
             if self.settings.compare_to is not None:
                 from perfgate.live import run_live_ab
 
-                run_live_ab(self, outcome, self.settings.compare_to, self.settings.compare_model)
+                try:
+                    run_live_ab(self, outcome, self.settings.compare_to, self.settings.compare_model)
+                finally:
+                    self.pool.resume_all()
                 return outcome
             outcome.results = self.run_trials(case, self.trials_for(case))
             if outcome.status in ("failed", "client_bound"):

@@ -137,6 +137,22 @@ class TargetPool:
         if target.server is not None:
             target.server.stop()
 
+    def quiesce_others(self, active: Target) -> None:
+        """Pause every live server but ``active`` (resumed if it was paused): a live A/B measures one side
+        while the other uses no CPU or GPU at all."""
+        for target in self._live.values():
+            if target.server is None:
+                continue
+            if target is active:
+                target.server.resume()
+            else:
+                target.server.pause()
+
+    def resume_all(self) -> None:
+        for target in self._live.values():
+            if target.server is not None:
+                target.server.resume()
+
     def release(self) -> None:
         """Stop every server perfgate started."""
         while self._live:

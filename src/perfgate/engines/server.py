@@ -164,12 +164,23 @@ class EngineServer:
     def _probe_version(self) -> str | None:
         return probe_version(self.base_url, self.adapter.version_paths())
 
+    def pause(self) -> None:
+        """SIGSTOP the engine's processes: an idle engine that polls would take CPU from the one measured."""
+        if self.proc is not None and self.proc.poll() is None:
+            _signal_all(self.proc.pid, _group_members(self.proc.pid) | _descendants(self.proc.pid), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT what :meth:`pause` stopped (harmless on a running engine)."""
+        if self.proc is not None:
+            _signal_all(self.proc.pid, _group_members(self.proc.pid) | _descendants(self.proc.pid), signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGTERM the group, wait ``grace_s``, SIGKILL; raise if any process survives."""
         if self.proc is None:
             return
         pgid = self.proc.pid  # start_new_session: pgid == pid
         members = _group_members(pgid) | _descendants(self.proc.pid)
+        _signal_all(pgid, members, signal.SIGCONT)  # a paused engine could not act on SIGTERM
         _signal_all(pgid, members, signal.SIGTERM)
         try:
             self.proc.wait(timeout=self.grace_s)
