@@ -87,7 +87,7 @@ def stored(rng, p, effect, reps, trials=3):
     return float((suspect & (second == "regression").any(axis=-1)).mean()), 2 * trials
 
 
-def live(rng, p, effect, reps, plan=SequentialPlan()):
+def live(rng, p, effect, reps, plan):
     """(fraction failing, fraction improving-or-no-change, mean blocks) of live sequential comparisons."""
     s = lambda x: np.sqrt(np.log1p(x ** 2))  # noqa: E731
     n = plan.max_blocks
@@ -100,7 +100,7 @@ def live(rng, p, effect, reps, plan=SequentialPlan()):
     done = np.zeros(reps, dtype=bool)
     failed = np.zeros(reps, dtype=bool)
     blocks = np.full(reps, n)
-    for k in range(plan.min_blocks, n + 1):
+    for k in plan.looks():
         x = d[:, :k, :]
         diff = x.mean(axis=1)
         se = x.std(axis=1, ddof=1) / np.sqrt(k)
@@ -121,10 +121,15 @@ def main() -> int:
     ap.add_argument("--profile", nargs="+", default=list(PROFILES), choices=list(PROFILES))
     ap.add_argument("--reps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--min-blocks", type=int, default=4)
+    ap.add_argument("--max-blocks", type=int, default=30)
+    ap.add_argument("--look-every", type=int, default=1)
     args = ap.parse_args()
+    plan = SequentialPlan(min_blocks=args.min_blocks, max_blocks=args.max_blocks, look_every=args.look_every)
     rng = np.random.default_rng(args.seed)
     t0 = time.monotonic()
-    print(f"gating metrics: {', '.join(METRICS)} (+ error_rate, absolute rule); {args.reps} comparisons per cell")
+    print(f"gating metrics: {', '.join(METRICS)} (+ error_rate, absolute rule); {args.reps} comparisons per cell;"
+          f" live looks after blocks {plan.looks()}, alpha {plan.alpha}")
     for name in args.profile:
         p = PROFILES[name]
         print(f"\nprofile {name}: trial CV {p['cv']:.0%}, boot {p['boot']:.0%}, drift {p['drift']:.1%}/block, "
@@ -132,7 +137,7 @@ def main() -> int:
         print(f"{'true slowdown':>14} | {'stored: fails':>14} {'trials':>7} | {'live: fails':>12} {'blocks':>7}")
         for e in EFFECTS:
             sf, st = stored(rng, p, e, args.reps)
-            lf, lb = live(rng, p, e, args.reps)
+            lf, lb = live(rng, p, e, args.reps, plan)
             print(f"{e:>13.0%} | {sf:>13.1%} {st:>7} | {lf:>11.1%} {lb:>7.1f}")
     print(f"\n({time.monotonic() - t0:.0f} s)")
     return 0

@@ -24,8 +24,9 @@ from perfgate.schema.verdict import BaselineRef
 
 
 def plan_for(spec: Any) -> SequentialPlan:
-    """The sequential plan of a scenario: ``ab_min_blocks`` / ``ab_max_blocks`` / ``ab_alpha`` when it sets them."""
-    return SequentialPlan(min_blocks=spec.ab_min_blocks, max_blocks=spec.ab_max_blocks, alpha=spec.ab_alpha)
+    """The sequential plan of a scenario (``ab_min_blocks``, ``ab_max_blocks``, ``ab_alpha``, ``ab_look_every``)."""
+    return SequentialPlan(min_blocks=spec.ab_min_blocks, max_blocks=spec.ab_max_blocks, alpha=spec.ab_alpha,
+                          look_every=spec.ab_look_every)
 
 
 def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: ModelSpec | None = None) -> None:

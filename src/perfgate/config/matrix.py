@@ -125,6 +125,7 @@ class ScenarioFile(_Strict):
     ab_min_blocks: int = Field(default=3, ge=2)
     ab_max_blocks: int = Field(default=10, ge=2)
     ab_alpha: float = Field(default=0.05, gt=0, lt=1)
+    ab_look_every: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _arrival(self) -> "ScenarioFile":

@@ -52,12 +52,18 @@ class SequentialPlan:
     max_blocks: int = 10
     alpha: float = 0.05  # family-wise false-regression rate per comparison, over all looks
     rho: float = 2.0  # spending exponent: 1 spends evenly (Pocock-like), larger saves alpha for later looks
+    look_every: int = 1  # blocks between looks after the first (fewer looks: more alpha at each)
 
     def __post_init__(self) -> None:
         if not (2 <= self.min_blocks <= self.max_blocks):
             raise ValueError(f"need 2 <= min_blocks <= max_blocks, got {self.min_blocks}, {self.max_blocks}")
-        if not (0 < self.alpha < 1) or self.rho <= 0:
-            raise ValueError("alpha must be in (0, 1) and rho > 0")
+        if not (0 < self.alpha < 1) or self.rho <= 0 or self.look_every < 1:
+            raise ValueError("alpha must be in (0, 1), rho > 0 and look_every >= 1")
+
+    def looks(self) -> list[int]:
+        """Block counts after which the case is judged."""
+        out = list(range(self.min_blocks, self.max_blocks + 1, self.look_every))
+        return out if out[-1] == self.max_blocks else [*out, self.max_blocks]
 
     def spent(self, blocks: int) -> float:
         """Alpha spent by all looks up to and including the one after ``blocks`` blocks."""
@@ -66,11 +72,12 @@ class SequentialPlan:
         return self.alpha * min(1.0, blocks / self.max_blocks) ** self.rho
 
     def look_alpha(self, blocks: int) -> float:
-        """The share of alpha the look after ``blocks`` blocks may use (0 before ``min_blocks``)."""
-        if blocks < self.min_blocks:
+        """The share of alpha the look after ``blocks`` blocks may use (0 when no look falls there)."""
+        looks = self.looks()
+        if blocks not in looks:
             return 0.0
-        previous = self.spent(blocks - 1) if blocks > self.min_blocks else 0.0
-        return self.spent(blocks) - previous
+        i = looks.index(blocks)
+        return self.spent(blocks) - (self.spent(looks[i - 1]) if i else 0.0)
 
 
 def side_order(block: int) -> tuple[str, str]:
@@ -152,9 +159,12 @@ def judge_live(a: Trials, b: Trials, policy: JudgePolicy, plan: SequentialPlan, 
     blocks = len(a)
     policies = policies_for(list(policy.metrics), policy.min_effect, policy.observe_only)
     look = plan.look_alpha(blocks)
-    if look <= 0:
+    if look <= 0 and not final:
         return Judgement(status="ok", context=context, baseline=reference,
-                         reason=f"{blocks} blocks, first look after {plan.min_blocks}"), False
+                         reason=f"{blocks} blocks, no look here (looks after {plan.looks()})"), False
+    if look <= 0:  # the budget ran out between looks: judge at what the next look would have spent
+        nxt = next((n for n in plan.looks() if n > blocks), plan.max_blocks)
+        look = plan.look_alpha(nxt)
     verdicts = compare_paired(a, b, policies, look)
     stop = final or decided(verdicts) or blocks >= plan.max_blocks
     regressed = any(v.verdict == "regression" and v.judged for v in verdicts)
