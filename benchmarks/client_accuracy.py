@@ -108,7 +108,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         cfg = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "50", "--itl-ms", "5"))
-        with EngineServer(get_adapter("sim"), cfg, ModelRef("sim", "sim"), Path(sys.executable), tmp / "sim.log") as sim:
+        sim = EngineServer(get_adapter("sim"), cfg, ModelRef("sim", "sim"), Path(sys.executable), tmp / "sim.log").start()
+        try:
             url = sim.base_url
             for c in a.concurrency:
                 base = max(c, 16)
@@ -154,6 +155,8 @@ def main() -> int:
                     })
                     r = rows[-1]
                     print(f"  {client:17s} c={c:<4d} n={large:<5d} done in {wall:5.1f}s", flush=True)
+        finally:
+            sim.stop()
     print()
     hdr = (f"{'client':17s} {'conc':>5s} {'TTFT mean':>10s} {'truth':>8s} {'mean err':>9s} {'p99 err':>8s} "
            f"{'ITL p50':>8s} {'truth':>7s} {'p50 err':>8s} {'CPU us/tok':>11s} {'in-window':>10s}")

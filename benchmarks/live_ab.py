@@ -44,6 +44,9 @@ def main() -> int:
     ap.add_argument("--scenario", default="cpu-short-prompt-long-output")
     ap.add_argument("--comparisons", type=int, default=20)
     ap.add_argument("--fixed-blocks", type=int, default=None, help="no early stop: exactly this many blocks")
+    ap.add_argument("--min-blocks", type=int, default=None, help="override the scenario's ab_min_blocks")
+    ap.add_argument("--max-blocks", type=int, default=None, help="override the scenario's ab_max_blocks")
+    ap.add_argument("--look-every", type=int, default=None, help="override the scenario's ab_look_every")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds per comparison")
     args = ap.parse_args()
 
@@ -51,9 +54,12 @@ def main() -> int:
     cases = load_matrix(Path(args.matrix))
     models = load_models(Path(args.matrix))
     scenario = next(c.scenario for c in cases if c.scenario.name == args.scenario)
+    update = {k: v for k, v in (("ab_min_blocks", args.min_blocks), ("ab_max_blocks", args.max_blocks),
+                                ("ab_look_every", args.look_every)) if v is not None}
     if args.fixed_blocks:
-        scenario = type(scenario)(scenario.name, scenario.family, scenario.spec.model_copy(
-            update={"ab_min_blocks": args.fixed_blocks, "ab_max_blocks": args.fixed_blocks}))
+        update.update(ab_min_blocks=args.fixed_blocks, ab_max_blocks=args.fixed_blocks)
+    if update:
+        scenario = type(scenario)(scenario.name, scenario.family, scenario.spec.model_copy(update=update))
     a_engine = engines[args.a_engine]
     b_engine = engines[args.b_engine or args.a_engine]
     a_model, b_model = models[args.model], models[args.b_model or args.model]
@@ -63,7 +69,8 @@ def main() -> int:
                                    time_budget_s=args.time_budget))
     case = Case("cpu", b_engine, b_model, scenario)
     print(f"A = {a_engine.id} / {a_model.name}, B = {b_engine.id} / {b_model.name}, scenario {scenario.name}, "
-          f"plan {scenario.spec.ab_min_blocks}..{scenario.spec.ab_max_blocks} blocks, alpha {scenario.spec.ab_alpha}",
+          f"plan {scenario.spec.ab_min_blocks}..{scenario.spec.ab_max_blocks} blocks, look every "
+          f"{scenario.spec.ab_look_every}, alpha {scenario.spec.ab_alpha}",
           flush=True)
     verdicts: Counter[str] = Counter()
     per_metric: dict[str, Counter[str]] = {m: Counter() for m in GATING_METRICS}

@@ -46,10 +46,12 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
     t0 = time.monotonic()
     measuring_since: float | None = None  # the budget starts once both sides are booted and measured once
     block_s: list[float] = []
+    clusters: list[int] = []  # boot pair of each block
     a_results, b_results = outcome.reference_results, outcome.results
     for block in range(plan.max_blocks):
         t_block = time.monotonic()
         fresh = bool(reboot_every) and block > 0 and block % reboot_every == 0
+        clusters.append((clusters[-1] + fresh) if clusters else 0)
         for side in side_order(block):
             engine, model, results, test_id = ((engine_a, model_a, a_results, a_id) if side == "A"
                                                else (case.engine, case.model, b_results, case.id))
@@ -71,7 +73,8 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
         reference = BaselineRef(live_engine=engine_a.id, engine_version=a_ver, machine=settings.machine)
         context = f"{engine_a.id} ({a_ver or '?'}) live / {model_a.name} / {settings.machine}"
         judgement, stop = judge_live([r.summary.metrics for r in a_results], [r.summary.metrics for r in b_results],
-                                     policy, plan, context=context, reference=reference, final=final)
+                                     policy, plan, context=context, reference=reference, final=final,
+                                     clusters=clusters, min_clusters=min(2, settings.boots_per_side))
         outcome.judgement = judgement
         if stop:
             break

@@ -77,7 +77,26 @@ class CaseOutcome:
 
     @property
     def lines(self) -> list[str]:
+        if self.reference_results and self.judgement is not None:
+            return [*self.notes, *self.ab_table()]
         return [*self.notes, *(self.judgement.lines() if self.judgement else [])]
+
+    def ab_table(self) -> list[str]:
+        """The live A/B's verdict table: each judged metric with A's and B's medians, the change and its interval."""
+        assert self.judgement is not None
+        rows = [f"{'metric':24s} {'A median':>10s} {'B median':>10s} {'B vs A':>8s}  {'interval':18s} verdict"]
+        for v in self.judgement.verdicts:
+            if v.observe_only and v.metric not in ("tpot_ms.mean", "request_throughput"):
+                continue
+            interval = (f"[{(v.ci_low - 1) * 100:+.1f}%, {(v.ci_high - 1) * 100:+.1f}%]"
+                        if v.ci_low is not None and v.ci_high is not None else "")
+            change = f"{v.change_pct:+.1f}%" if v.change_pct is not None else ""
+            a = f"{v.baseline_median:.4g}" if v.baseline_median is not None else "-"
+            b = f"{v.current_median:.4g}" if v.current_median is not None else "-"
+            tag = v.verdict.upper() if v.verdict == "regression" and v.judged else v.verdict
+            rows.append(f"{v.metric:24s} {a:>10s} {b:>10s} {change:>8s}  {interval:18s} {tag}"
+                        + (" (shown, not gated)" if v.observe_only else ""))
+        return rows
 
     def gate(self) -> tuple[str, str | None]:
         """("pass" | "fail", one line). The test fails on a failed, client-bound or regressed case,
@@ -109,6 +128,18 @@ class CaseOutcome:
         action, line = self.gate()
         if action == "fail":
             pytest.fail(line, pytrace=False)
+
+    def records(self) -> list[CaseVerdict]:
+        """This case's entries in verdicts.json: the case, and for a live A/B its reference side."""
+        out = [self.record()]
+        if self.reference_results:
+            first = self.reference_results[0]
+            env = first.environment
+            out.append(CaseVerdict(
+                case_id=first.test_id, engine=env.engine.name, engine_version=env.engine.version, model=env.model,
+                scenario=first.scenario, hardware=self.case.hardware, machine=self.machine, status="reference",
+                reason=f"reference (A) of the live A/B of {self.case.id}"))
+        return out
 
     def record(self) -> CaseVerdict:
         first = self.results[0] if self.results else None
@@ -302,7 +333,8 @@ class PerfSession:
                 self._pool.release()
         finally:
             if self.outcomes:
-                VerdictsFile(cases=[o.record() for o in self.outcomes]).write(self.results_dir / "verdicts.json")
+                VerdictsFile(cases=[r for o in self.outcomes for r in o.records()]).write(
+                    self.results_dir / "verdicts.json")
                 self.render_report()
 
     def render_report(self) -> None:

@@ -145,3 +145,22 @@ def test_live_stops_early_when_the_answer_is_clear():
         if stop:
             break
     assert stop and len(a) < 10 and j.status == "regression" and decided(j.verdicts)
+
+
+def test_boot_offsets_need_several_boots_to_be_seen():
+    """One boot per side: a boot offset looks like a real difference. With boot pairs as clusters the
+    interval widens to include boot-to-boot variance, and the same data is no longer a clear regression."""
+    rng = np.random.default_rng(7)
+    pol = policies_for(list(GATING_METRICS))
+    a, b, clusters = [], [], []
+    for boot in range(4):
+        offset = [1.12, 0.97, 1.02, 0.93][boot]  # B's boot-to-boot speed, mean ~1.01
+        for _ in range(6):
+            a += _trials(rng, 1, noise=0.01)
+            b += _trials(rng, 1, scale=offset, noise=0.01)
+            clusters.append(boot)
+    first = {v.metric: v for v in compare_paired(a[:6], b[:6], pol, 0.05)}
+    assert first["ttft_ms.p50"].verdict == "regression"  # boot 0 alone: +12% "regression"
+    all_boots = {v.metric: v for v in compare_paired(a, b, pol, 0.05, clusters)}
+    v = all_boots["ttft_ms.p50"]
+    assert v.verdict == "inconclusive" and v.n_baseline == 24 and v.ci_low < 1.0 < v.ci_high

@@ -241,12 +241,12 @@ def test_record_from_a_stats_verdict():
 
 
 @pytest.mark.parametrize("content, needle", [
-    ("{ nope", "not JSON"),
+    ("{ nope", "not a readable verdicts file"),
     ('{"schema_version": 1, "cases": []}', "schema_version 1"),
     ('{"schema_version": 2, "cases": [{"case_id": "x"}]}', "cases.0.engine"),
     ('{"schema_version": 2, "cases": [{"case_id": "x", "engine": "vllm", "model": "m", "scenario": "s", '
      '"hardware": "cpu", "status": "exploded"}]}', "cases.0.status"),
-    ("[]", "not a valid verdicts file"),
+    ("[]", "verdicts file schema_version 'list'"),
 ])
 def test_bad_verdicts_file_is_an_error_naming_it(tmp_path, content, needle):
     p = tmp_path / "verdicts.json"

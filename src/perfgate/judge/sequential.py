@@ -85,19 +85,37 @@ def side_order(block: int) -> tuple[str, str]:
     return ("A", "B") if block % 2 == 0 else ("B", "A")
 
 
-def _paired(metric: str, a: Trials, b: Trials, policy: MetricPolicy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A values, B values, log ratios) of the blocks where both sides have a positive, finite value."""
-    pairs = [(x.get(metric), y.get(metric)) for x, y in zip(a, b)]
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
-    av = np.array([x for x, _ in pairs], dtype=float)
-    bv = np.array([y for _, y in pairs], dtype=float)
+def _paired(metric: str, a: Trials, b: Trials, policy: MetricPolicy, clusters: Sequence[int]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(A values, B values, log ratios, cluster of each ratio) of the blocks where both sides have a value."""
+    rows = [(x.get(metric), y.get(metric), c) for x, y, c in zip(a, b, clusters)]
+    rows = [(x, y, c) for x, y, c in rows if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    av = np.array([x for x, _, _ in rows], dtype=float)
+    bv = np.array([y for _, y, _ in rows], dtype=float)
+    cl = np.array([c for _, _, c in rows], dtype=int)
     if policy.absolute or not (np.all(av > 0) and np.all(bv > 0)):
-        return av, bv, np.array([], dtype=float)
-    return av, bv, np.log(bv) - np.log(av)
+        return av, bv, np.array([], dtype=float), cl[:0]
+    return av, bv, np.log(bv) - np.log(av), cl
+
+
+def _mean_se_df(d: np.ndarray, clusters: np.ndarray) -> tuple[float, float, float]:
+    """Mean log ratio, its standard error and degrees of freedom.
+
+    One boot per side: blocks are the units. Several boots (``--perf-boots-per-side``):
+    a boot pair's blocks share that pair's boot offset, so the units are the
+    boot pairs' mean ratios (cluster means): the interval then includes
+    boot-to-boot variance, at the price of few degrees of freedom.
+    """
+    ids = np.unique(clusters)
+    if len(ids) > 1:
+        d = np.array([d[clusters == i].mean() for i in ids])
+    n = len(d)
+    sd = float(d.std(ddof=1)) if n > 1 and np.ptp(d) > 0 else 0.0
+    return float(d.mean()), sd / math.sqrt(n), float(n - 1)
 
 
 def _verdict_of(metric: str, policy: MetricPolicy, av: np.ndarray, bv: np.ndarray, d: np.ndarray,
-                alpha_i: float) -> MetricVerdict:
+                cl: np.ndarray, alpha_i: float) -> MetricVerdict:
     common = dict(metric=metric, n_baseline=len(av), n_current=len(bv), direction=policy.direction,
                   observe_only=policy.observe_only, min_effect=policy.min_effect,
                   baseline_median=float(np.median(av)) if len(av) else None,
@@ -108,12 +126,9 @@ def _verdict_of(metric: str, policy: MetricPolicy, av: np.ndarray, bv: np.ndarra
         verdict = "regression" if worse > policy.min_effect else "improvement" if worse < -policy.min_effect \
             else "no_change"
         return MetricVerdict(verdict=verdict, method="absolute", baseline_mean=mb, current_mean=mc, **common)
-    if len(d) < 2:
+    diff, se, df = _mean_se_df(d, cl) if len(d) else (0.0, 0.0, 0.0)
+    if df < 1:
         return MetricVerdict(verdict="inconclusive", method="none", **common)
-    n = len(d)
-    diff = float(d.mean())
-    sd = float(d.std(ddof=1)) if np.ptp(d) > 0 else 0.0
-    se, df = sd / math.sqrt(n), float(n - 1)
     sign = 1.0 if policy.direction == "lower" else -1.0
     code, lo, hi, mde_log = _decide(np.float64(diff), np.float64(se), np.float64(df), alpha_i, sign,
                                     policy.min_effect)
@@ -124,20 +139,22 @@ def _verdict_of(metric: str, policy: MetricPolicy, av: np.ndarray, bv: np.ndarra
                          level=1 - alpha_i, method="paired-log", **common)
 
 
-def compare_paired(a: Trials, b: Trials, policies: Mapping[str, MetricPolicy], alpha: float) -> list[MetricVerdict]:
-    """Judge B against A on paired blocks (``a[k]``, ``b[k]``) with Holm over the gating metrics at ``alpha``."""
+def compare_paired(a: Trials, b: Trials, policies: Mapping[str, MetricPolicy], alpha: float,
+                   clusters: Sequence[int] | None = None) -> list[MetricVerdict]:
+    """Judge B against A on paired blocks (``a[k]``, ``b[k]``) with Holm over the gating metrics at ``alpha``.
+
+    ``clusters[k]`` is the boot pair block k ran on (default: all one boot).
+    """
     if len(a) != len(b):
         raise ValueError(f"paired comparison needs as many A as B blocks ({len(a)} vs {len(b)})")
-    data = {m: _paired(m, a, b, p) for m, p in policies.items()}
+    clusters = list(clusters) if clusters is not None else [0] * len(a)
+    data = {m: _paired(m, a, b, p, clusters) for m, p in policies.items()}
     data = {m: v for m, v in data.items() if len(v[0])}
-    family = [m for m, (_, _, d) in data.items() if not policies[m].observe_only and len(d) >= 2]
+    stats = {m: _mean_se_df(v[2], v[3]) for m, v in data.items() if len(v[2])}
+    family = [m for m in stats if not policies[m].observe_only and stats[m][2] >= 1]
     alphas = {m: alpha / max(len(family), 1) for m in data}
     if family:
-        ps = []
-        for m in family:
-            d = data[m][2]
-            sd = float(d.std(ddof=1)) if np.ptp(d) > 0 else 0.0
-            ps.append(float(_p_value(np.float64(d.mean()), np.float64(sd / math.sqrt(len(d))), np.float64(len(d) - 1))))
+        ps = [float(_p_value(*(np.float64(x) for x in stats[m]))) for m in family]
         for m, a_i in zip(family, holm_alphas(np.array(ps), alpha)):
             alphas[m] = float(a_i)
     return [_verdict_of(m, policies[m], *data[m], alphas[m]) for m in data]
@@ -150,22 +167,28 @@ def decided(verdicts: Sequence[MetricVerdict]) -> bool:
 
 
 def judge_live(a: Trials, b: Trials, policy: JudgePolicy, plan: SequentialPlan, *, context: str,
-               reference: BaselineRef, final: bool) -> tuple[Judgement, bool]:
+               reference: BaselineRef, final: bool, clusters: Sequence[int] | None = None,
+               min_clusters: int = 1) -> tuple[Judgement, bool]:
     """One look at a live A/B after ``len(a)`` blocks: (judgement, stop?).
 
     Stops when the case is decided at this look's share of alpha, or ``final``
-    (no budget left). Between looks the judgement is provisional.
+    (no budget left). Between looks the judgement is provisional. With several
+    boots per side (``min_clusters`` 2) nothing is judged before the second
+    boot pair: one pair alone cannot tell a boot offset from a difference.
     """
     blocks = len(a)
     policies = policies_for(list(policy.metrics), policy.min_effect, policy.observe_only)
     look = plan.look_alpha(blocks)
+    if clusters is not None and len(set(clusters)) < min_clusters and not final:
+        return Judgement(status="ok", context=context, baseline=reference,
+                         reason=f"{blocks} blocks on one boot pair; the first look waits for a second"), False
     if look <= 0 and not final:
         return Judgement(status="ok", context=context, baseline=reference,
                          reason=f"{blocks} blocks, no look here (looks after {plan.looks()})"), False
     if look <= 0:  # the budget ran out between looks: judge at what the next look would have spent
         nxt = next((n for n in plan.looks() if n > blocks), plan.max_blocks)
         look = plan.look_alpha(nxt)
-    verdicts = compare_paired(a, b, policies, look)
+    verdicts = compare_paired(a, b, policies, look, clusters)
     stop = final or decided(verdicts) or blocks >= plan.max_blocks
     regressed = any(v.verdict == "regression" and v.judged for v in verdicts)
     reason = (f"live A/B, {blocks} paired blocks (A B B A ...), look alpha {look:.4f} of {plan.alpha:g}"

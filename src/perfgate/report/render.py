@@ -40,6 +40,7 @@ LABEL = {
     "regression": "REGRESSION", "improvement": "improved", "no_change": "no change", "inconclusive": "inconclusive",
     "no_baseline": "NOT COMPARED: no baseline", "failed": "FAILED", "client_bound": "CLIENT-BOUND",
     "env_mismatch": "NOT COMPARED: env mismatch", "not_comparable": "NOT COMPARED: other machine",
+    "reference": "reference (A)",
     "ok": "ok", "baseline_written": "baseline written", "not_judged": "not judged",
 }
 

@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from perfgate.schema.files import write_text_atomic
+from perfgate.schema.files import read_document, write_text_atomic
 
 SCHEMA_VERSION = 2
 
@@ -24,7 +23,7 @@ Method = Literal["log-welch", "linear-welch", "absolute", "paired-log", "none"]
 
 JudgementStatus = Literal["ok", "regression", "no_baseline", "env_mismatch", "not_comparable", "not_judged"]
 CaseStatus = Literal["ok", "regression", "failed", "client_bound", "no_baseline", "env_mismatch", "not_comparable",
-                     "baseline_written", "not_judged"]
+                     "baseline_written", "not_judged", "reference"]  # reference: the A side of a live A/B
 
 NOT_COMPARED: frozenset[str] = frozenset({"no_baseline", "env_mismatch", "not_comparable"})
 """Statuses of a case that ran but was compared with nothing: counted and shown, failed under --perf-strict."""
@@ -191,21 +190,4 @@ class VerdictsFile(_Model):
 
 def load_verdicts(path: Path) -> VerdictsFile:
     """Read and validate ``verdicts.json``; any problem is a :class:`VerdictsFileError` naming the file."""
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise VerdictsFileError(f"{path}: cannot read verdicts file ({exc.strerror or exc})") from exc
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise VerdictsFileError(f"{path}: verdicts file is not JSON ({exc})") from exc
-    if isinstance(doc, dict) and doc.get("schema_version") not in (None, SCHEMA_VERSION):
-        raise VerdictsFileError(
-            f"{path}: verdicts schema_version {doc.get('schema_version')!r}, this perfgate reads {SCHEMA_VERSION}")
-    try:
-        return VerdictsFile.model_validate(doc)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
-        more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
-        raise VerdictsFileError(f"{path}: not a valid verdicts file: {problems}{more}") from exc
+    return read_document(Path(path), VerdictsFile, SCHEMA_VERSION, VerdictsFileError, "verdicts file")
