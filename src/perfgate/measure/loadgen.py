@@ -80,10 +80,9 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
     chunks = rec.chunks
     try:
         async with asyncio.timeout(timeout_s):
-            # Stamped before the request is handed to aiohttp. A later stamp (aiohttp's
-            # headers-sent trace hook) was tried: under load the hook runs up to ~2 ms after
-            # the server already has the request, so TTFT came out *below* the server's own
-            # (measured against perfgate sim). An early stamp can only over-state TTFT.
+            # Stamped before the request is handed to aiohttp: an early stamp can only over-state
+            # TTFT, while aiohttp's headers-sent hook runs after the server may already have the
+            # request and would under-state it (docs/accuracy.md).
             rec.sent_at = perf()
             async with session.post(
                 base_url + spec.path, data=spec.body,
