@@ -164,3 +164,16 @@ def test_boot_offsets_need_several_boots_to_be_seen():
     all_boots = {v.metric: v for v in compare_paired(a, b, pol, 0.05, clusters)}
     v = all_boots["ttft_ms.p50"]
     assert v.verdict == "inconclusive" and v.n_baseline == 24 and v.ci_low < 1.0 < v.ci_high
+
+
+def test_correlated_neighbouring_blocks_widen_the_interval():
+    """Slow phases that last several blocks: the Newey-West error is larger than the plain one, never smaller."""
+    from perfgate.judge.sequential import _mean_se_df
+
+    rng = np.random.default_rng(8)
+    phases = np.repeat(rng.normal(0, 0.1, 6), 4)  # 24 blocks, phases of 4
+    d = phases + rng.normal(0, 0.02, 24)
+    _, se, df = _mean_se_df(d, np.zeros(24, dtype=int))
+    assert df == 23 and se > 1.3 * d.std(ddof=1) / np.sqrt(24)
+    iid = rng.normal(0, 0.1, 24)
+    assert _mean_se_df(iid, np.zeros(24, dtype=int))[1] >= iid.std(ddof=1) / np.sqrt(24)
