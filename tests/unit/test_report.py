@@ -259,5 +259,5 @@ def test_bad_verdicts_file_is_an_error_naming_it(tmp_path, content, needle):
 
 
 def test_missing_verdicts_file_is_an_error_naming_it(tmp_path):
-    with pytest.raises(VerdictsFileError, match="cannot read"):
+    with pytest.raises(VerdictsFileError, match="not a readable verdicts file"):
         load_verdicts(tmp_path / "verdicts.json")
