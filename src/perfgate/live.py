@@ -2,7 +2,9 @@
 
 The statistics are :mod:`perfgate.judge.sequential` (pure); this module runs
 the trials: A is the reference engine (``--perf-compare-to``), B the case's
-own engine. Both stay booted (the pool holds two), each trial has the
+own engine. A block with a client-bound trial is dropped whole and re-run
+(counted in the notes; more than a tenth of the blocks and the comparison
+fails). Both stay booted (the pool holds two), each trial has the
 scenario's warm-up requests before its window, the order alternates
 (A B, B A, ...), the side not being measured is paused (SIGSTOP: an idle
 engine that polls would take CPU from the measured one on a small box), and
@@ -48,20 +50,44 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
     block_s: list[float] = []
     clusters: list[int] = []  # boot pair of each block
     a_results, b_results = outcome.reference_results, outcome.results
-    for block in range(plan.max_blocks):
+    discarded, max_discards = 0, max(3, plan.max_blocks // 10)
+    block, attempt = 0, 0
+    while block < plan.max_blocks:
         t_block = time.monotonic()
-        fresh = bool(reboot_every) and block > 0 and block % reboot_every == 0
-        clusters.append((clusters[-1] + fresh) if clusters else 0)
+        first_try = len(clusters) == block  # a discarded block is re-run on the same boots
+        fresh = first_try and bool(reboot_every) and block > 0 and block % reboot_every == 0
+        if first_try:
+            clusters.append((clusters[-1] + fresh) if clusters else 0)
+        block_results = []
         for side in side_order(block):
             engine, model, results, test_id = ((engine_a, model_a, a_results, a_id) if side == "A"
                                                else (case.engine, case.model, b_results, case.id))
-            results += session.run_trials(case, 1, start=block, fresh_first=fresh, engine=engine, model=model,
+            results += session.run_trials(case, 1, start=attempt, fresh_first=fresh, engine=engine, model=model,
                                           test_id=test_id, quiesce=True)
-            if results[-1].status != "ok":
+            block_results.append((results, results[-1]))
+            if results[-1].status == "failed":
                 if side == "A":  # the reference failed: B's figures alone answer nothing
-                    outcome.error = (f"{case.id}: reference {engine_a.id} trial {block} {results[-1].status}: "
+                    outcome.error = (f"{case.id}: reference {engine_a.id} trial {attempt} failed: "
                                      f"{results[-1].failure_reason}")
                 return
+            if results[-1].status == "client_bound":
+                break
+        attempt += 1
+        bound = [r for _, r in block_results if r.status == "client_bound"]
+        if bound:
+            # A client-bound trial describes the load generator, not the engine: the block is dropped
+            # whole (both sides), counted, and run again; too many and the comparison is client-bound.
+            discarded += 1
+            outcome.notes.append(f"block {block} discarded: {bound[0].test_id} trial {bound[0].trial} client-bound "
+                                 f"({bound[0].failure_reason})")
+            if discarded > max_discards:
+                outcome.error = (f"{case.id}: client-bound in {discarded} blocks (more than {max_discards}); "
+                                 f"latencies would describe the load generator, not the engines")
+                return
+            for results, r in block_results:
+                results.remove(r)
+            continue
+        block += 1
         if measuring_since is None:
             measuring_since = time.monotonic()  # block 0 held the boots (and any provisioning)
         else:
@@ -78,5 +104,7 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
         outcome.judgement = judgement
         if stop:
             break
+    if discarded:
+        outcome.notes.append(f"{discarded} block(s) discarded as client-bound and re-run")
     outcome.notes.append(f"live A/B vs {engine_a.id}: {len(b_results)} blocks in {time.monotonic() - t0:.0f} s; "
                          + (outcome.judgement.reason if outcome.judgement else ""))

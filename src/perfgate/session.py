@@ -77,7 +77,7 @@ class CaseOutcome:
 
     @property
     def lines(self) -> list[str]:
-        if self.reference_results and self.judgement is not None:
+        if self.reference_results and self.judgement is not None and self.judgement.verdicts:
             return [*self.notes, *self.ab_table()]
         return [*self.notes, *(self.judgement.lines() if self.judgement else [])]
 
