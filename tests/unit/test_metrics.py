@@ -6,7 +6,6 @@ where a test asserts an exact figure or an SLO boundary.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -24,18 +23,8 @@ from perfgate.measure.metrics import (
 )
 from perfgate.measure.records import ErrorKind, RawRequest
 from perfgate.measure.sse import parse_stream
+from sse_events import comp, ev
 from perfgate.schema.result import RequestRecord
-
-
-def ev(obj) -> bytes:
-    return f"data: {json.dumps(obj)}\n\n".encode()
-
-
-def comp(text, ids=None):
-    c = {"index": 0, "text": text}
-    if ids is not None:
-        c["token_ids"] = ids
-    return {"choices": [c]}
 
 
 def chat(content, role=None):

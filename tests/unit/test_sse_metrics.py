@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from hypothesis import given
@@ -17,17 +16,7 @@ from perfgate.measure.metrics import (
 )
 from perfgate.measure.records import ErrorKind, RawRequest
 from perfgate.measure.sse import parse_stream
-
-
-def ev(obj) -> bytes:
-    return f"data: {json.dumps(obj)}\n\n".encode()
-
-
-def comp(text, ids=None):
-    c = {"index": 0, "text": text}
-    if ids is not None:
-        c["token_ids"] = ids
-    return {"choices": [c]}
+from sse_events import comp, ev
 
 
 def chat(content=None, role=None, ids=None):
