@@ -9,6 +9,7 @@ so a user's study is a file they can copy. A scenario may declare a ``sweep``
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,67 @@ class MatrixFile(_Strict):
     runs: list[RunEntry]
 
 
+class LengthDist(_Strict):
+    """How long each request's prompt (or output) is: ``fixed``, ``uniform``, ``normal`` or from the ``dataset``.
+
+    fixed: ``value``; uniform: integers in [``low``, ``high``]; normal: N(``mean``, ``std``) rounded and
+    clipped to [``low`` or 1, ``high`` or unbounded]; dataset: each entry's own length (its turns' token counts).
+    """
+
+    dist: Literal["fixed", "uniform", "normal", "dataset"]
+    value: int | None = Field(default=None, gt=0)
+    low: int | None = Field(default=None, gt=0)
+    high: int | None = Field(default=None, gt=0)
+    mean: float | None = Field(default=None, gt=0)
+    std: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "LengthDist":
+        need = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"), "dataset": ()}[self.dist]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.dist} length needs {' and '.join(missing)}")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}")
+        return self
+
+    def nominal(self) -> int:
+        """The typical length (fixed value, mid-range, mean; 0 for dataset lengths), for the Workload record."""
+        if self.dist == "fixed":
+            return int(self.value or 0)
+        if self.dist == "uniform":
+            return round(((self.low or 0) + (self.high or 0)) / 2)
+        if self.dist == "normal":
+            return round(self.mean or 0)
+        return 0
+
+
+class SaturationSpec(_Strict):
+    """Raise the request rate step by step until goodput under the scenario's SLOs stops rising."""
+
+    rates: list[float] = Field(default_factory=list)  # explicit steps (req/s), ascending
+    start_rate: float | None = Field(default=None, gt=0)  # or: start, multiply by `factor` each step
+    factor: float = Field(default=1.5, gt=1)
+    max_steps: int = Field(default=8, ge=2)
+    step_duration_s: float = Field(default=10.0, gt=0)  # each step is a duration run of this length
+    min_gain: float = Field(default=0.05, ge=0)  # goodput must rise by this fraction to count as rising
+    patience: int = Field(default=1, ge=1)  # steps without a rise before stopping
+    min_attainment: float = Field(default=0.9, gt=0, le=1)  # a step is within SLO when this share meets every SLO
+
+    @model_validator(mode="after")
+    def _check(self) -> "SaturationSpec":
+        if bool(self.rates) == (self.start_rate is not None):
+            raise ValueError("saturation needs exactly one of `rates` (a list) or `start_rate`")
+        if self.rates and (any(r <= 0 for r in self.rates) or self.rates != sorted(self.rates)):
+            raise ValueError("saturation `rates` must be positive and ascending")
+        return self
+
+    def step_rates(self) -> list[float]:
+        if self.rates:
+            return list(self.rates)
+        return [round(self.start_rate * self.factor ** i, 3) for i in range(self.max_steps)]  # type: ignore[operator]
+
+
 class ScenarioFile(_Strict):
     """A scenario: the workload plus how to judge it."""
 
@@ -103,8 +165,8 @@ class ScenarioFile(_Strict):
     description: str = ""
     api: Literal["completions", "chat"] = "completions"
     num_requests: int = Field(gt=0)
-    prompt_tokens: int = Field(gt=0)
-    max_tokens: int = Field(gt=0)
+    prompt_tokens: int | None = Field(default=None, gt=0)  # required unless input_len or dataset is given
+    max_tokens: int | None = Field(default=None, gt=0)  # required unless output_len is given
     concurrency: int | None = Field(default=None, gt=0)
     request_rate: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, gt=0)  # open loop: cap on requests in flight
@@ -126,6 +188,59 @@ class ScenarioFile(_Strict):
     ab_max_blocks: int = Field(default=10, ge=2)
     ab_alpha: float = Field(default=0.05, gt=0, lt=1)
     ab_look_every: int = Field(default=1, ge=1)
+    # Workload shapes (docs/metrics.md "Workloads"); none set = the exact fixed-length path.
+    dataset: str | None = None  # ShareGPT-format JSON / JSONL, relative to the scenario file
+    input_len: LengthDist | None = None  # prompt lengths (replaces prompt_tokens)
+    output_len: LengthDist | None = None  # max_tokens per request (replaces max_tokens)
+    shared_prefix_groups: int | None = Field(default=None, gt=0)
+    shared_prefix_tokens: int | None = Field(default=None, gt=0)
+    turns: int | None = Field(default=None, ge=2)  # multi-turn conversations (chat): each turn carries the history
+    prefix_cache: Literal["reset_between_trials", "keep"] | None = None
+    # Load shapes.
+    duration_s: float | None = Field(default=None, gt=0)  # send until then (num_requests is the prepared pool)
+    ramp_to_rate: float | None = Field(default=None, gt=0)  # open loop: request_rate rises linearly to this
+    saturation: SaturationSpec | None = None
+    # Checks.
+    slo_e2e_ms: float | None = Field(default=None, gt=0)
+    assert_slo: bool = False  # fail the case when p99 TTFT / TPOT / e2e exceeds its SLO (saturation: below the rate)
+    prompt_tokens_tolerance: float = Field(default=0.02, ge=0)  # delivered vs asked prompt tokens, fraction
+    max_coalesced_fraction: float = Field(default=0.1, ge=0, le=1)  # of token gaps; above: not delivered
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "ScenarioFile":
+        varied = self.dataset is not None or self.input_len is not None
+        if self.prompt_tokens is None and not varied:
+            raise ValueError("give `prompt_tokens` (or `input_len`, or a `dataset`)")
+        if self.prompt_tokens is not None and self.input_len is not None:
+            raise ValueError("give `prompt_tokens` or `input_len`, not both")
+        if self.max_tokens is not None and self.output_len is not None:
+            raise ValueError("give `max_tokens` or `output_len`, not both")
+        if self.max_tokens is None and self.output_len is None:
+            raise ValueError("give `max_tokens` (or `output_len`)")
+        for name, dist in (("input_len", self.input_len), ("output_len", self.output_len)):
+            if dist is not None and dist.dist == "dataset" and self.dataset is None:
+                raise ValueError(f"{name}: dist 'dataset' needs a `dataset` file")
+        if (self.shared_prefix_groups is None) != (self.shared_prefix_tokens is None):
+            raise ValueError("shared prefixes need both `shared_prefix_groups` and `shared_prefix_tokens`")
+        if self.shared_prefix_tokens is not None:
+            if self.dataset is not None or self.turns is not None:
+                raise ValueError("shared prefixes are synthetic: not with `dataset` or `turns`")
+            shortest = self.prompt_tokens or (self.input_len.low if self.input_len and self.input_len.low else None)
+            if shortest is not None and self.shared_prefix_tokens >= shortest:
+                raise ValueError(f"shared_prefix_tokens {self.shared_prefix_tokens} must be below the prompt "
+                                 f"length {shortest} (the prefix is part of the prompt)")
+        if self.turns is not None and self.api != "chat":
+            raise ValueError("multi-turn conversations (`turns`) need `api: chat`")
+        if self.ramp_to_rate is not None and self.request_rate is None:
+            raise ValueError("`ramp_to_rate` ramps an open loop: give `request_rate` (the starting rate)")
+        if self.saturation is not None:
+            if self.sweep:
+                raise ValueError("a saturation scenario finds its own rates: no `sweep`")
+            if not any((self.slo_ttft_ms, self.slo_tpot_ms, self.slo_e2e_ms)):
+                raise ValueError("saturation needs at least one SLO (slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)")
+            if self.request_rate is None:
+                raise ValueError("saturation runs open loop: give `request_rate` (the rate the SLO is asserted at)")
+        return self
 
     @model_validator(mode="after")
     def _arrival(self) -> "ScenarioFile":
@@ -148,16 +263,39 @@ class Scenario:
     name: str  # e.g. "study-a[prompt_tokens=50,concurrency=2]"
     family: str  # the file's name, shared by all points of a sweep
     spec: ScenarioFile
+    root: Path | None = None  # the scenario file's directory: a `dataset` path is relative to it
 
     def workload(self) -> Workload:
         s = self.spec
         return Workload(
-            scenario=self.name, api=s.api, num_requests=s.num_requests, prompt_tokens=s.prompt_tokens,
-            max_tokens=s.max_tokens, concurrency=s.concurrency, request_rate=s.request_rate,
+            scenario=self.name, api=s.api, num_requests=s.num_requests,
+            prompt_tokens=s.prompt_tokens or (s.input_len.nominal() if s.input_len else 0),
+            max_tokens=s.max_tokens or (s.output_len.nominal() if s.output_len else 0), concurrency=s.concurrency, request_rate=s.request_rate,
             max_concurrency=s.max_concurrency,
             burstiness=s.burstiness, warmup_requests=s.warmup_requests, seed=s.seed,
-            slo_ttft_ms=s.slo_ttft_ms, slo_tpot_ms=s.slo_tpot_ms,
+            slo_ttft_ms=s.slo_ttft_ms, slo_tpot_ms=s.slo_tpot_ms, **self._shape_fields(),
         )
+
+    def _shape_fields(self) -> dict:
+        """The workload-shape fields of the Workload record; an unused one stays None (fingerprint unchanged)."""
+        s = self.spec
+        out: dict = dict(
+            dataset=s.dataset, input_len=s.input_len.model_dump(exclude_none=True) if s.input_len else None,
+            output_len=s.output_len.model_dump(exclude_none=True) if s.output_len else None,
+            shared_prefix_groups=s.shared_prefix_groups, shared_prefix_tokens=s.shared_prefix_tokens, turns=s.turns,
+            prefix_cache=s.prefix_cache, duration_s=s.duration_s, ramp_to_rate=s.ramp_to_rate, slo_e2e_ms=s.slo_e2e_ms,
+        )
+        if s.prompt_tokens_tolerance != 0.02:
+            out["prompt_tokens_tolerance"] = s.prompt_tokens_tolerance
+        if s.dataset is not None and self.root is not None:
+            out["dataset_sha256"] = hashlib.sha256((self.root / s.dataset).read_bytes()).hexdigest()
+        return out
+
+    @property
+    def shaped(self) -> bool:
+        """Whether the workload leaves the exact fixed-length path (datasets, distributions, prefixes, turns)."""
+        s = self.spec
+        return any(v is not None for v in (s.dataset, s.input_len, s.output_len, s.shared_prefix_tokens, s.turns))
 
 
 @dataclass(frozen=True)
@@ -200,9 +338,9 @@ def _validate(model: type[BaseModel], data: object, path: Path):
         raise MatrixError(f"{path}: {loc}: {err['msg']}") from exc
 
 
-def expand_sweep(spec: ScenarioFile) -> list[Scenario]:
+def expand_sweep(spec: ScenarioFile, root: Path | None = None) -> list[Scenario]:
     if not spec.sweep:
-        return [Scenario(spec.name, spec.name, spec)]
+        return [Scenario(spec.name, spec.name, spec, root)]
     keys = list(spec.sweep)
     points = []
     for values in itertools.product(*(spec.sweep[k] for k in keys)):
@@ -211,7 +349,7 @@ def expand_sweep(spec: ScenarioFile) -> list[Scenario]:
             changes["concurrency"] = None
         label = ",".join(f"{k}={v}" for k, v in zip(keys, values))
         point = spec.model_copy(update={**changes, "sweep": {}})
-        points.append(Scenario(f"{spec.name}[{label}]", spec.name, point))
+        points.append(Scenario(f"{spec.name}[{label}]", spec.name, point, root))
     return points
 
 
@@ -219,7 +357,9 @@ def load_scenario_file(path: Path) -> list[Scenario]:
     spec = _validate(ScenarioFile, _load_yaml(path), path)
     if spec.name != path.stem:
         raise MatrixError(f"{path}: scenario name {spec.name!r} must match the file name {path.stem!r}")
-    return expand_sweep(spec)
+    if spec.dataset is not None and not (path.parent / spec.dataset).is_file():
+        raise MatrixError(f"{path}: dataset: no file {spec.dataset!r} (paths are relative to the scenario file)")
+    return expand_sweep(spec, path.parent)
 
 
 def load_scenarios(directory: Path) -> dict[str, list[Scenario]]:

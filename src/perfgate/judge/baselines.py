@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfgate.schema.files import read_document, slug, write_text_atomic
-from perfgate.schema.result import Result
+from perfgate.schema.result import WORKLOAD_OPTIONAL_FIELDS, Result
 
 SCHEMA_VERSION = 2
 DEFAULT_ROOT = Path("baselines")
@@ -81,6 +81,16 @@ def key_of(result: Result, engine_version: str | None = None) -> BaselineKey:
     )
 
 
+def _workload_identity(w) -> dict:
+    """The workload as compared: outcomes left out, and fields added later left out while unused
+    (so results written before they existed keep their fingerprint)."""
+    d = w.model_dump(exclude={"prompt_tokens_verified", "prefix_cache_reset"})
+    for k in WORKLOAD_OPTIONAL_FIELDS:
+        if d.get(k) is None:
+            d.pop(k, None)
+    return d
+
+
 def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
     """What must match for two runs to be comparable.
 
@@ -93,7 +103,7 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
         "gpu_count": env.hardware.gpu_count, "cpu_model": env.hardware.cpu_model,
         "cpu_count": env.hardware.cpu_count, "engine": env.engine.name,
         "engine_flags": " ".join(env.engine.flags), "model": env.model,
-        "workload": json.dumps(w.model_dump(exclude={"prompt_tokens_verified"}), sort_keys=True),
+        "workload": json.dumps(_workload_identity(w), sort_keys=True),
     }
 
 

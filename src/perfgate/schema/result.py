@@ -44,6 +44,19 @@ class RequestRecord(_Model):
     error: str | None = None  # ErrorKind value
     error_detail: str = ""
     schedule_lag_ms: float | None = None
+    # What was asked of this request, when it differs per request (datasets, length distributions),
+    # for the delivered-workload check (perfgate.measure.delivery); None on the exact fixed-length path.
+    requested_prompt_tokens: int | None = None
+    requested_max_tokens: int | None = None
+    coalesced_events: int = 0  # token events that arrived in the same read as the previous one (zero gap)
+
+
+WORKLOAD_OPTIONAL_FIELDS: tuple[str, ...] = (
+    "dataset", "dataset_sha256", "input_len", "output_len", "shared_prefix_groups", "shared_prefix_tokens", "turns",
+    "prefix_cache", "duration_s", "ramp_to_rate", "prompt_tokens_tolerance", "slo_e2e_ms",
+)
+"""Workload fields added after schema 1's first baselines: left out of a baseline fingerprint while None,
+so a scenario that does not use them keeps the fingerprint it always had (judge.baselines.fingerprint)."""
 
 
 class Workload(_Model):
@@ -63,6 +76,20 @@ class Workload(_Model):
     slo_ttft_ms: float | None = None  # goodput thresholds
     slo_tpot_ms: float | None = None
     prompt_tokens_verified: bool = False  # counted by the engine's own /tokenize
+    # Shapes beyond fixed exact lengths (docs/metrics.md "Workloads"); all None on the exact path.
+    dataset: str | None = None  # ShareGPT-format JSON / JSONL file the prompts come from
+    dataset_sha256: str | None = None
+    input_len: dict[str, float | str] | None = None  # {"dist": fixed|uniform|normal|dataset, ...}
+    output_len: dict[str, float | str] | None = None
+    shared_prefix_groups: int | None = None  # groups of requests sharing one prefix
+    shared_prefix_tokens: int | None = None  # tokens of that shared prefix (part of the prompt)
+    turns: int | None = None  # multi-turn conversations: turns per conversation (chat, history included)
+    prefix_cache: Literal["reset_between_trials", "keep"] | None = None
+    prefix_cache_reset: bool | None = None  # outcome: the engine's prefix cache was emptied before this trial
+    duration_s: float | None = None  # send until this many seconds have passed (from the prepared pool)
+    ramp_to_rate: float | None = None  # open loop: rate rises linearly from request_rate to this
+    prompt_tokens_tolerance: float | None = None  # delivered prompt tokens may differ from asked by this fraction
+    slo_e2e_ms: float | None = None
 
 
 class EngineInfo(_Model):
@@ -115,6 +142,21 @@ class ClientHealth(_Model):
     reason: str | None = None
 
 
+class Delivery(_Model):
+    """Did the engine deliver the workload asked of it? (perfgate.measure.delivery, docs/metrics.md)"""
+
+    checked_requests: int = 0
+    short_outputs: int = 0  # ignore_eos asked, engine-counted output tokens != max_tokens
+    output_unchecked: int = 0  # output count only approximate (tokenizer / chunks): not checked
+    prompt_mismatches: int = 0  # usage.prompt_tokens outside the tolerance of what was asked
+    prompt_unchecked: int = 0  # no usage.prompt_tokens in the stream
+    coalesced_events: int = 0  # token events read together with the previous one
+    token_gaps: int = 0  # gaps between token events (the coalesced fraction's denominator)
+    pool_exhausted: bool = False  # a duration run ran out of prepared requests before its end
+    delivered: bool = True
+    reason: str | None = None
+
+
 class Summary(_Model):
     """Aggregates of one trial. ``metrics`` keys are documented in docs/metrics.md."""
 
@@ -131,7 +173,7 @@ class Result(_Model):
     test_id: str
     scenario: str
     trial: int = 0
-    status: Literal["ok", "failed", "client_bound"] = "ok"
+    status: Literal["ok", "failed", "client_bound", "workload_not_delivered"] = "ok"
     failure_reason: str | None = None
     # perf_counter (CLOCK_MONOTONIC) at the start of the window: request times are relative to it,
     # so they can be lined up with server logs or a reference engine's truth on the same machine.
@@ -140,6 +182,7 @@ class Result(_Model):
     workload: Workload
     summary: Summary | None = None
     client_health: ClientHealth | None = None
+    delivery: Delivery | None = None
     server_metrics: dict[str, float] = Field(default_factory=dict)  # /metrics deltas over the run
     telemetry: dict[str, list[list[float]]] = Field(default_factory=dict)  # name -> [[t, value], ...]
     requests: list[RequestRecord] = Field(default_factory=list)
