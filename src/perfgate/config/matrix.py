@@ -220,6 +220,8 @@ class ScenarioFile(_Strict):
         for name, dist in (("input_len", self.input_len), ("output_len", self.output_len)):
             if dist is not None and dist.dist == "dataset" and self.dataset is None:
                 raise ValueError(f"{name}: dist 'dataset' needs a `dataset` file")
+        if self.dataset is not None and self.input_len is not None and self.input_len.dist != "dataset":
+            raise ValueError("a dataset's prompts keep their own lengths: input_len must be `dist: dataset` or absent")
         if (self.shared_prefix_groups is None) != (self.shared_prefix_tokens is None):
             raise ValueError("shared prefixes need both `shared_prefix_groups` and `shared_prefix_tokens`")
         if self.shared_prefix_tokens is not None:

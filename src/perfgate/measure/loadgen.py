@@ -54,6 +54,7 @@ class LoadRun:
     loop_lag_ms: list[float]  # one sample per probe wake-up (every ~5 ms)
     cpu_s: float  # this process's CPU time (user+sys) inside the measured window
     requested_rate: float | None
+    pool_exhausted: bool = False  # a duration run ran out of prepared requests before the duration ended
 
     @property
     def duration_s(self) -> float:
@@ -72,6 +73,28 @@ def arrival_offsets(n: int, rate: float, burstiness: float, seed: int) -> np.nda
     gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=n)
     gaps[0] = 0.0
     return np.cumsum(gaps)
+
+
+def ramp_offsets(n: int, rate0: float, rate1: float, ramp_s: float, burstiness: float, seed: int) -> np.ndarray:
+    """Send offsets (s) whose rate rises linearly from ``rate0`` to ``rate1`` over ``ramp_s``, then stays.
+
+    Time change of a unit-rate gamma process (shape ``burstiness``): the i-th
+    arrival is at Λ⁻¹(uᵢ) with Λ(t) = rate0·t + (rate1 − rate0)·t²/(2·ramp_s),
+    the expected number of arrivals by t. The first request goes at 0.
+    """
+    if min(rate0, rate1) <= 0 or burstiness <= 0 or ramp_s <= 0:
+        raise ValueError("ramp rates, burstiness and the ramp duration must be > 0")
+    u = arrival_offsets(n, 1.0, burstiness, seed)
+    a = (rate1 - rate0) / (2.0 * ramp_s)
+    at_end = ramp_s * (rate0 + rate1) / 2.0  # Λ(ramp_s)
+    out = np.empty_like(u)
+    inside = u <= at_end
+    if a == 0:
+        out[inside] = u[inside] / rate0
+    else:
+        out[inside] = (-rate0 + np.sqrt(rate0 * rate0 + 4.0 * a * u[inside])) / (2.0 * a)
+    out[~inside] = ramp_s + (u[~inside] - at_end) / rate1
+    return out
 
 
 async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, rec: RawRequest, timeout_s: float) -> None:
@@ -134,7 +157,7 @@ def _new_record(spec: RequestSpec, warmup: bool) -> RawRequest:
     )
 
 
-async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup) -> list[RawRequest]:
+async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup, deadline=None) -> list[RawRequest]:
     records = [_new_record(s, warmup) for s in specs]
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(specs)):
@@ -142,6 +165,8 @@ async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup)
 
     async def worker() -> None:
         while True:
+            if deadline is not None and time.perf_counter() >= deadline:
+                return  # a duration run: nothing new is sent after the window
             try:
                 i = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -149,6 +174,8 @@ async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup)
             await _send(session, base_url, specs[i], records[i], timeout_s)
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(specs))))))
+    if deadline is not None:
+        records = [r for r in records if r.sent_at]  # never sent: not part of the run
     return records
 
 
@@ -185,8 +212,19 @@ async def run_load_async(
     warmup_specs: list[RequestSpec] | None = None,
     timeout_s: float = 600.0,
     on_measure_start: Callable[[], object] | None = None,
+    duration_s: float | None = None,
+    ramp_to_rate: float | None = None,
 ) -> LoadRun:
-    """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load."""
+    """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load.
+
+    ``duration_s``: send from ``specs`` (the prepared pool) until that many
+    seconds have passed; requests sent in the window are counted and allowed
+    to finish, the rest are never sent (``LoadRun.pool_exhausted`` when the
+    pool ran out first). ``ramp_to_rate``: open loop only, the rate rises
+    linearly from ``request_rate`` to it over the run (:func:`ramp_offsets`).
+    """
+    if ramp_to_rate is not None and request_rate is None:
+        raise ValueError("ramp_to_rate needs request_rate (open loop)")
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency (closed loop) or request_rate (open loop)")
     limit = concurrency or max_concurrency or 0
@@ -204,10 +242,24 @@ async def run_load_async(
         probe = asyncio.create_task(_loop_probe(stop, lag))
         start = time.perf_counter()
         cpu0 = time.process_time()
+        exhausted = False
         if concurrency is not None:
-            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False)
+            deadline = start + duration_s if duration_s is not None else None
+            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False, deadline)
+            if duration_s is not None and len(records) == len(specs):
+                last = max((r.done_at or r.sent_at) for r in records) if records else start
+                exhausted = last < start + duration_s
         else:
-            offsets = arrival_offsets(len(specs), request_rate, burstiness, seed)
+            if ramp_to_rate is not None:
+                ramp_s = duration_s or 2.0 * len(specs) / (request_rate + ramp_to_rate)
+                offsets = ramp_offsets(len(specs) + 1, request_rate, ramp_to_rate, ramp_s, burstiness, seed)
+            else:
+                offsets = arrival_offsets(len(specs) + 1, request_rate, burstiness, seed)
+            if duration_s is not None:
+                exhausted = bool(offsets[len(specs)] < duration_s)  # the pool's next request was still due
+                keep = int(np.searchsorted(offsets[:len(specs)], duration_s, side="left"))
+                specs = specs[:keep]
+            offsets = offsets[:len(specs)]
             records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency)
         end = max((r.done_at or r.sent_at) for r in records) if records else time.perf_counter()
         cpu_s = time.process_time() - cpu0
@@ -215,7 +267,7 @@ async def run_load_async(
         await probe
     return LoadRun(
         requests=records, warmup=warm, start=start, end=end, loop_lag_ms=lag, cpu_s=cpu_s,
-        requested_rate=request_rate,
+        requested_rate=request_rate, pool_exhausted=exhausted,
     )
 
 

@@ -156,11 +156,14 @@ def per_user_tps(record: RequestRecord) -> float | None:
     return record.output_tokens / (record.e2e_ms / _MS)
 
 
-def meets_slo(record: RequestRecord, slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None) -> bool:
+def meets_slo(record: RequestRecord, slo_ttft_ms: float | None = None, slo_tpot_ms: float | None = None,
+              slo_e2e_ms: float | None = None) -> bool:
     """Whether a request meets every SLO given (``<=``); a request with no TPOT (one token) meets any TPOT SLO."""
     if slo_ttft_ms is not None and (record.ttft_ms is None or record.ttft_ms > slo_ttft_ms):
         return False
     if slo_tpot_ms is not None and record.tpot_ms is not None and record.tpot_ms > slo_tpot_ms:
+        return False
+    if slo_e2e_ms is not None and (record.e2e_ms is None or record.e2e_ms > slo_e2e_ms):
         return False
     return True
 
@@ -170,6 +173,7 @@ def summarize(
     duration_s: float,
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
+    slo_e2e_ms: float | None = None,
 ) -> Summary:
     """Aggregate one trial's measured (non-warm-up) requests.
 
@@ -195,7 +199,7 @@ def summarize(
     out_tokens = sum(r.output_tokens or 0 for r in ok)
     prompt_known = all(r.prompt_tokens is not None for r in ok)
     in_tokens = sum(r.prompt_tokens or 0 for r in ok)
-    good = sum(meets_slo(r, slo_ttft_ms, slo_tpot_ms) for r in ok)
+    good = sum(meets_slo(r, slo_ttft_ms, slo_tpot_ms, slo_e2e_ms) for r in ok)
     if duration_s > 0:
         m["request_throughput"] = len(ok) / duration_s
         m["output_throughput"] = out_tokens / duration_s

@@ -11,9 +11,12 @@ import os
 from pathlib import Path
 
 from perfgate import __version__
+from perfgate._http import NETWORK_ERRORS, request
 from perfgate.config.matrix import Scenario
 from perfgate.engines.pool import Target
 from perfgate.measure.cost import cost_metrics
+from perfgate.measure.datasets import prepare_shaped
+from perfgate.measure.delivery import check_delivery, coalesced_events
 from perfgate.measure.engine_metrics import delta, scrape
 from perfgate.measure.environment import (
     calibrate,
@@ -35,6 +38,7 @@ from perfgate.measure.telemetry import (
 from perfgate.measure.workload import (
     CountFn,
     NoTokenizerError,
+    WorkloadError,
     prepare,
     tokenize_count_fn,
 )
@@ -72,6 +76,25 @@ def _pin_client_away_from(engine_cpus: tuple[int, ...]):
     return lambda: os.sched_setaffinity(0, before)
 
 
+def reset_prefix_cache(target: Target) -> bool:
+    """Empty the engine's prefix cache before a trial; False when the engine offers no way to.
+
+    Raises WorkloadError when the engine has the endpoint but refuses: the
+    scenario asked for a cold cache and would otherwise silently get a warm one.
+    """
+    if target.capabilities.cache_reset is None:
+        return False
+    method, path = target.capabilities.cache_reset
+    try:
+        status, body = request(method, target.base_url + path, timeout=30)
+    except NETWORK_ERRORS as exc:
+        raise WorkloadError(f"{target.base_url}{path}: prefix cache reset failed: {exc}") from exc
+    if status != 200:
+        hint = " (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)" if path == "/reset_prefix_cache" else ""
+        raise WorkloadError(f"{method} {target.base_url}{path} answered HTTP {status}: prefix cache not reset{hint}")
+    return True
+
+
 def result_path(results_dir: Path, test_id: str, trial: int) -> Path:
     return results_dir / "results" / f"{slug(test_id)}.trial{trial}{RESULT_SUFFIX}"
 
@@ -97,9 +120,15 @@ def run_trial(
             f"{target.base_url}: no /tokenize endpoint and no local tokenizer.json for {target.model.path}; "
             "cannot build exact-length prompts"
         )
-    prepared = prepare(workload, target.model.name, count, return_token_ids=target.capabilities.token_ids_in_stream,
-                       trial=trial)
+    if scenario.shaped:
+        prepared = prepare_shaped(scenario, workload, target.model.name, count,
+                                  return_token_ids=target.capabilities.token_ids_in_stream, trial=trial)
+    else:
+        prepared = prepare(workload, target.model.name, count, return_token_ids=target.capabilities.token_ids_in_stream,
+                           trial=trial)
     workload = workload.model_copy(update={"prompt_tokens_verified": verified})
+    if workload.prefix_cache == "reset_between_trials":
+        workload = workload.model_copy(update={"prefix_cache_reset": reset_prefix_cache(target)})
 
     scraped: dict[str, dict | None] = {}
     samplers: list = [s for s in (gpu_sampler(),) if s is not None]
@@ -125,6 +154,8 @@ def run_trial(
             burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
             timeout_s=scenario.spec.timeout_s,
             on_measure_start=measure_start,
+            **({"duration_s": workload.duration_s} if workload.duration_s is not None else {}),
+            **({"ramp_to_rate": workload.ramp_to_rate} if workload.ramp_to_rate is not None else {}),
         )
     finally:
         restore()
@@ -134,15 +165,25 @@ def run_trial(
 
     # Fallback for streams without usage or token ids: re-tokenize the text (marked "tokenizer").
     output_count = _local_count_fn(target.model.path, special_tokens=False)
-    records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start, output_count)
-               for r in run.requests]
-    summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms)
+    parsed = [parse_stream(r.chunks) if r.chunks else None for r in run.requests]
+    records = [request_record(r, p, run.start, output_count) for r, p in zip(run.requests, parsed)]
+    for rec, p in zip(records, parsed):  # what each request asked, and its coalesced reads
+        rec.coalesced_events = coalesced_events(p)
+        if prepared.expected is not None and rec.index in prepared.expected:
+            rec.requested_prompt_tokens, rec.requested_max_tokens = prepared.expected[rec.index]
+    summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms,
+                        slo_e2e_ms=workload.slo_e2e_ms)
     summary.metrics.update(telemetry_summary(telemetry))
     summary.metrics.update(cost_metrics(scenario.spec.hourly_price_usd, summary.metrics))
     health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms)
     health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
     failure = None
+    delivery = check_delivery(records, workload, pool_exhausted=run.pool_exhausted,
+                              prompt_tolerance=scenario.spec.prompt_tokens_tolerance,
+                              max_coalesced_fraction=scenario.spec.max_coalesced_fraction)
+    if status == "ok" and not delivery.delivered:
+        status, failure = "workload_not_delivered", delivery.reason
     if summary.completed == 0:
         status, failure = "failed", f"all {summary.failed} requests failed: {summary.errors}"
     info = host_info()
@@ -155,7 +196,7 @@ def run_trial(
     result = Result(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
         clock_origin_s=run.start,
-        environment=env, workload=workload, summary=summary, client_health=health,
+        environment=env, workload=workload, summary=summary, client_health=health, delivery=delivery,
         server_metrics=delta(before, after), telemetry=telemetry, requests=records,
     )
     write_result(result, result_path(results_dir, test_id, trial))

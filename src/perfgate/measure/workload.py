@@ -150,6 +150,9 @@ def exact_prompt(count: CountFn, target: int, rng: random.Random) -> str:
 class PreparedWorkload:
     specs: list[RequestSpec]
     warmup: list[RequestSpec]
+    # request index -> (asked prompt tokens or None when not counted, asked max_tokens); None on the exact
+    # fixed-length path, where every request asks workload.prompt_tokens and workload.max_tokens
+    expected: dict[int, tuple[int | None, int]] | None = None
 
 
 def prepare(workload: Workload, model: str, count: CountFn, return_token_ids: bool = False,

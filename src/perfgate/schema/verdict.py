@@ -23,7 +23,11 @@ Method = Literal["log-welch", "linear-welch", "absolute", "paired-log", "none"]
 
 JudgementStatus = Literal["ok", "regression", "no_baseline", "env_mismatch", "not_comparable", "not_judged"]
 CaseStatus = Literal["ok", "regression", "failed", "client_bound", "no_baseline", "env_mismatch", "not_comparable",
-                     "baseline_written", "not_judged", "reference"]  # reference: the A side of a live A/B
+                     "baseline_written", "not_judged", "reference",  # reference: the A side of a live A/B
+                     "workload_not_delivered", "slo_violated"]
+
+UNUSABLE: tuple[str, ...] = ("failed", "client_bound", "workload_not_delivered")
+"""Trial statuses whose numbers are not worth judging (the case fails with the reason)."""
 
 NOT_COMPARED: frozenset[str] = frozenset({"no_baseline", "env_mismatch", "not_comparable"})
 """Statuses of a case that ran but was compared with nothing: counted and shown, failed under --perf-strict."""
@@ -126,10 +130,13 @@ class Judgement(_Model):
 
 
 def case_status(*, error: str | None, trial_statuses: list[str], judgement: Judgement | None,
-                baseline_written: bool = False) -> CaseStatus:
-    """The status of a case. Precedence: failed > client_bound > regression > not compared > written > ok.
+                baseline_written: bool = False, slo_violated: bool = False) -> CaseStatus:
+    """The status of a case. Precedence: failed > client_bound > workload_not_delivered > slo_violated >
+    regression > not compared > written > ok.
 
-    A run that failed or was client-bound has no numbers worth judging; a
+    A run that failed, was client-bound or did not get the asked workload
+    delivered has no numbers worth judging; an absolute SLO assertion
+    (``assert_slo``) fails on its own figures, before any comparison; a
     regression outranks "not compared" because it was compared; a case that
     compared nothing never reads as ok.
     """
@@ -137,6 +144,10 @@ def case_status(*, error: str | None, trial_statuses: list[str], judgement: Judg
         return "failed"
     if "client_bound" in trial_statuses:
         return "client_bound"
+    if "workload_not_delivered" in trial_statuses:
+        return "workload_not_delivered"
+    if slo_violated:
+        return "slo_violated"
     if judgement is not None and judgement.status == "regression":
         return "regression"
     if baseline_written:

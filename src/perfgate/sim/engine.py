@@ -89,6 +89,12 @@ class SimConfig:
     # so that the engine's flags, and with them the baseline fingerprint, stay the same:
     # this is how tests inject a known regression.
     inject_slowdown: float = 1.0
+    # Capacity and delivery faults (docs/sim.md): at most `max_running` requests generate at once, the rest wait
+    # in arrival order (0: no limit); `eos_after` > 0 stops every request after that many tokens although
+    # ignore_eos is asked (an engine that stops early); `coalesce` > 1 writes that many chunks in one write.
+    max_running: int = 0
+    eos_after: int = 0
+    coalesce: int = 1
 
     def __post_init__(self) -> None:
         if self.tokens_per_chunk < 1:
@@ -101,6 +107,8 @@ class SimConfig:
             raise ValueError("inject_slowdown must be > 0")
         if self.max_model_len < 1:
             raise ValueError("max_model_len must be >= 1")
+        if self.max_running < 0 or self.eos_after < 0 or self.coalesce < 1:
+            raise ValueError("max_running and eos_after must be >= 0, coalesce >= 1")
 
 
 @dataclass
@@ -153,6 +161,8 @@ class Sim:
         self.started = time.monotonic()
         self.truth: dict[str, RequestTruth] = {}
         self.inflight = 0
+        self.waiting = 0
+        self._slots: asyncio.Semaphore | None = None
         self._index = itertools.count()
         self.registry = CollectorRegistry()
         labels = ["model_name"]
@@ -198,6 +208,19 @@ class Sim:
         self.truth.clear()
         self._index = itertools.count()
 
+    async def acquire_slot(self) -> None:
+        """Wait (FIFO) for one of ``max_running`` generation slots; :meth:`running` gives it back."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.config.max_running)
+        name = self.config.model_name
+        self.waiting += 1
+        self.m_waiting.labels(name).set(self.waiting)
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+            self.m_waiting.labels(name).set(self.waiting)
+
     @contextmanager
     def running(self) -> Iterator[None]:
         name = self.config.model_name
@@ -208,6 +231,8 @@ class Sim:
         finally:
             self.inflight -= 1
             self.m_running.labels(name).set(self.inflight)
+            if self._slots is not None:
+                self._slots.release()
 
 
 SIM_KEY = web.AppKey("sim", Sim)
@@ -343,15 +368,19 @@ class _SSEOutput(_Output):
                 [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])))
             self.truth.role_written = time.perf_counter()
 
-    async def chunk(self, token_ids: list[int], text: str, last: bool) -> None:
-        choice: dict = {"index": 0, "logprobs": None, "finish_reason": "length" if last else None}
+    async def chunk(self, token_ids: list[int], text: str, last: bool, hold: bool = False,
+                    finish: str = "length") -> None:
+        choice: dict = {"index": 0, "logprobs": None, "finish_reason": finish if last else None}
         if self.chat:
             choice["delta"] = {"content": text}
         else:
             choice["text"] = text
         if self.req.return_token_ids:
             choice["token_ids"] = token_ids
-        await self.resp.write(_sse(self._envelope([choice])))
+        data = getattr(self, "held", b"") + _sse(self._envelope([choice]))
+        self.held = data if hold else b""  # held events go out with a later one, in one write (coalesce)
+        if not hold:
+            await self.resp.write(data)
 
     async def finish(self, usage: dict) -> web.StreamResponse:
         if self.req.include_usage:
@@ -366,13 +395,15 @@ class _JSONOutput(_Output):
         self.texts: list[str] = []
         self.ids: list[int] = []
 
-    async def chunk(self, token_ids: list[int], text: str, last: bool) -> None:
+    async def chunk(self, token_ids: list[int], text: str, last: bool, hold: bool = False,
+                    finish: str = "length") -> None:
+        self.finish_reason = finish
         self.texts.append(text)
         self.ids.extend(token_ids)
 
     async def finish(self, usage: dict) -> web.StreamResponse:
         text = "".join(self.texts)
-        choice: dict = {"index": 0, "logprobs": None, "finish_reason": "length"}
+        choice: dict = {"index": 0, "logprobs": None, "finish_reason": getattr(self, "finish_reason", "length")}
         if self.chat:
             choice["message"] = {"role": "assistant", "content": text}
         else:
@@ -415,31 +446,46 @@ async def _generate(request: web.Request, api: str) -> web.StreamResponse:
         return e.response()
 
     truth = sim.open(request.headers.get("X-Request-Id"), api, req.stream, arrival, req.prompt_tokens, req.max_tokens)
-    sizes = chunk_sizes(req.max_tokens, cfg.tokens_per_chunk)
+    generated = min(req.max_tokens, cfg.eos_after) if cfg.eos_after else req.max_tokens
+    finish = "stop" if generated < req.max_tokens else "length"
+    sizes = chunk_sizes(generated, cfg.tokens_per_chunk)
     delays = base_delays_ms(cfg, req.prompt_tokens, sizes, truth.index)
     name = cfg.model_name
     sim.m_prompt.labels(name).inc(req.prompt_tokens)
     out: _Output = (_SSEOutput if req.stream else _JSONOutput)(request, req, truth, name)
+    arrival_slot = arrival
+    if cfg.max_running:
+        await sim.acquire_slot()  # queue time: the model's delays start once a slot is free
+        t0, arrival_slot = loop.time(), time.perf_counter()
     with sim.running():
         try:
             await out.start()
             deadline = t0
             next_id = 0
+            held: list[dict] = []  # truth of chunks waiting to go out in one write (coalesce)
             for n, (k, delay_ms) in enumerate(zip(sizes, delays)):
                 deadline += delay_ms * sim.factor() / 1000.0
                 await _sleep_until(loop, deadline)
                 ids = list(range(next_id, next_id + k))
                 next_id += k
-                await out.chunk(ids, "".join(f" t{i}" for i in ids), last=n == len(sizes) - 1)
+                last = n == len(sizes) - 1
+                hold = cfg.coalesce > 1 and not last and (n + 1) % cfg.coalesce != 0
+                await out.chunk(ids, "".join(f" t{i}" for i in ids), last=last, hold=hold, finish=finish)
                 written = time.perf_counter()
-                truth.chunks.append({"intended": arrival + (deadline - t0), "written": written, "tokens": k})
-                sim.m_gen.labels(name).inc(k)
-                if n == 0:
-                    sim.m_ttft.labels(name).observe(written - arrival)
-                else:
-                    sim.m_itl.labels(name).observe(written - truth.chunks[-2]["written"])
-            usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": req.max_tokens,
-                     "total_tokens": req.prompt_tokens + req.max_tokens}
+                held.append({"intended": arrival_slot + (deadline - t0), "written": written, "tokens": k})
+                if hold:
+                    continue
+                for c in held:  # a held chunk was written with this one
+                    c["written"] = written
+                    truth.chunks.append(c)
+                    sim.m_gen.labels(name).inc(c["tokens"])
+                    if len(truth.chunks) == 1:
+                        sim.m_ttft.labels(name).observe(written - arrival)
+                    else:
+                        sim.m_itl.labels(name).observe(written - truth.chunks[-2]["written"])
+                held = []
+            usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": generated,
+                     "total_tokens": req.prompt_tokens + generated}
             resp = await out.finish(usage)
             truth.done = time.perf_counter()
         except asyncio.CancelledError:
@@ -544,6 +590,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="draws this boot's factor (default: a new one every boot)")
     p.add_argument("--drift-per-min", type=float, default=d.drift_per_min,
                    help="delays grow by this fraction per minute since start (machine drift)")
+    p.add_argument("--max-running", type=int, default=d.max_running,
+                   help="at most this many requests generate at once, the rest queue (0: no limit)")
+    p.add_argument("--eos-after", type=int, default=d.eos_after,
+                   help="stop every request after this many tokens although ignore_eos is asked (a fault)")
+    p.add_argument("--coalesce", type=int, default=d.coalesce,
+                   help="write this many chunks in one write (a fault: coalesced events)")
     return p
 
 
@@ -557,6 +609,7 @@ def config_from_args(argv: list[str] | None = None) -> tuple[argparse.Namespace,
                         jitter_ms=a.jitter_ms, seed=a.seed, version=a.version, max_model_len=a.max_model_len,
                         inject_slowdown=float(os.environ.get("PERFGATE_SIM_INJECT_SLOWDOWN", "1.0")),
                         boot_sigma=a.boot_sigma, drift_per_min=a.drift_per_min,
+                        max_running=a.max_running, eos_after=a.eos_after, coalesce=a.coalesce,
                         boot_seed=a.boot_seed if a.boot_seed is not None else time.time_ns())
     except ValueError as e:
         p.error(str(e))
