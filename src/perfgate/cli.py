@@ -60,32 +60,47 @@ def _load(args: argparse.Namespace) -> int:
     )
     from perfgate.engines import ModelRef
     from perfgate.engines.pool import Target
-    from perfgate.measure.trial import result_path, run_trial
+    from perfgate.measure.trial import result_path
     from perfgate.schema.result import EngineInfo
 
     try:
         if args.scenario:
-            scenario = load_scenario_file(Path(args.scenario))[0]
+            scenarios = load_scenario_file(Path(args.scenario))
         else:
             fields = dict(name="adhoc", api=args.api, num_requests=args.num_requests, prompt_tokens=args.prompt_tokens,
-                          max_tokens=args.max_tokens, warmup_requests=args.warmup, seed=args.seed)
+                          max_tokens=args.max_tokens, warmup_requests=args.warmup, seed=args.seed, trials=1)
             if args.request_rate:
                 fields["request_rate"] = args.request_rate
             else:
                 fields["concurrency"] = args.concurrency
-            scenario = expand_sweep(ScenarioFile(**fields))[0]
+            scenarios = expand_sweep(ScenarioFile(**fields))
+        if any(sc.spec.saturation is not None for sc in scenarios):
+            raise ValueError("saturation scenarios run in the suite (pytest perf --perf-scenario NAME)")
     except (MatrixError, ValueError) as exc:
         print(f"perfgate: {exc}", file=sys.stderr)
         return 2
     url = args.url.rstrip("/")
     target = Target(url, ModelRef(args.model, args.tokenizer or args.model),
                     EngineInfo(name="external", version=probe_version(url), base_url=url))
-    result = run_trial(target, scenario, trial=0, test_id=args.name or f"load-{scenario.name}", results_dir=Path(args.out))
-    print(result_path(Path(args.out), result.test_id, 0))
-    m = result.summary.metrics if result.summary else {}
-    print(f"status={result.status} ttft_p50_ms={m.get('ttft_ms.p50')} itl_p50_ms={m.get('itl_ms.p50')} "
-          f"output_tok_s={m.get('output_throughput')}", file=sys.stderr)
-    return 0 if result.status == "ok" else 1
+    results = _run_points(target, scenarios, args.name, Path(args.out))
+    for result in results:
+        print(result_path(Path(args.out), result.test_id, result.trial))
+        m = result.summary.metrics if result.summary else {}
+        print(f"{result.scenario} trial {result.trial}: status={result.status} ttft_p50_ms={m.get('ttft_ms.p50')} "
+              f"itl_p50_ms={m.get('itl_ms.p50')} output_tok_s={m.get('output_throughput')}", file=sys.stderr)
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def _run_points(target, scenarios: list, name: str | None, out: Path) -> list:
+    """Every point of a sweep, each with its scenario's trials (test id: --name, or load-<point>)."""
+    from perfgate.measure.trial import run_trial
+
+    results = []
+    for sc in scenarios:
+        test_id = f"{name}-{sc.name}" if name and len(scenarios) > 1 else (name or f"load-{sc.name}")
+        for trial in range(sc.spec.trials):
+            results.append(run_trial(target, sc, trial=trial, test_id=test_id, results_dir=out))
+    return results
 
 
 def _engine_or_url(name: str, engines: dict) -> object:

@@ -23,9 +23,10 @@ from perfgate.config.matrix import Case, EngineConfig, ModelSpec
 from perfgate.engines.pool import TargetPool
 from perfgate.engines.provision import ProvisionError
 from perfgate.engines.server import ServerError
-from perfgate.schema.result import RESULT_SUFFIX, Result
+from perfgate.schema.result import RESULT_SUFFIX, Result, SaturationResult
 from perfgate.schema.verdict import (
     NOT_COMPARED,
+    UNUSABLE,
     CaseStatus,
     CaseVerdict,
     Judgement,
@@ -69,11 +70,14 @@ class CaseOutcome:
     baseline_written: str | None = None
     notes: list[str] = field(default_factory=list)  # what the session did (confirmation run, baseline changes)
     strict: bool = False
+    slo_violation: str | None = None  # assert_slo: the SLOs the run missed (one line)
+    saturation: SaturationResult | None = None  # a saturation scenario's curve
 
     @property
     def status(self) -> CaseStatus:
         return case_status(error=self.error, trial_statuses=[r.status for r in self.results],
-                           judgement=self.judgement, baseline_written=self.baseline_written is not None)
+                           judgement=self.judgement, baseline_written=self.baseline_written is not None,
+                           slo_violated=self.slo_violation is not None)
 
     @property
     def lines(self) -> list[str]:
@@ -111,6 +115,12 @@ class CaseOutcome:
             bad = next(r for r in self.results if r.status == "client_bound")
             return "fail", (f"{self.case.id}: client-bound, latencies describe the load generator, not the engine: "
                             f"{bad.failure_reason}")
+        if status == "workload_not_delivered":
+            bad = next(r for r in self.results if r.status == "workload_not_delivered")
+            return "fail", (f"{self.case.id}: workload not delivered, the figures describe another workload: "
+                            f"trial {bad.trial}: {bad.failure_reason}")
+        if status == "slo_violated":
+            return "fail", f"{self.case.id}: {self.slo_violation}"
         if status == "regression":
             assert self.judgement is not None
             return "fail", self.judgement.failure_line()
@@ -145,7 +155,7 @@ class CaseOutcome:
         first = self.results[0] if self.results else None
         engine = first.environment.engine if first else None
         reason = self.error
-        if reason is None and self.status in ("failed", "client_bound"):
+        if reason is None and self.status in (*UNUSABLE, "slo_violated"):
             reason = self.gate()[1]
         if reason is None and self.judgement is not None:
             reason = self.judgement.failure_line() or self.judgement.reason
@@ -223,9 +233,16 @@ class PerfSession:
                 finally:
                     self.pool.resume_all()
                 return outcome
-            outcome.results = self.run_trials(case, self.trials_for(case))
-            if outcome.status in ("failed", "client_bound"):
+            if case.scenario.spec.saturation is not None:
+                self._run_saturation(outcome)
                 return outcome
+            outcome.results = self.run_trials(case, self.trials_for(case))
+            if outcome.status in UNUSABLE:
+                return outcome
+            if case.scenario.spec.assert_slo:
+                from perfgate.measure.saturation import assert_slo_line
+
+                outcome.slo_violation = assert_slo_line(outcome.results, case.scenario)
             if self.settings.update_baselines:
                 self._update_baseline(outcome)
             else:
@@ -233,6 +250,46 @@ class PerfSession:
         except (ServerError, WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
         return outcome
+
+    def _run_saturation(self, outcome: CaseOutcome) -> None:
+        """Raise the rate step by step until goodput stops rising; write the curve (measure.saturation)."""
+        from perfgate.measure.saturation import (
+            should_stop,
+            step_of,
+            step_scenario,
+            summarize_saturation,
+        )
+        from perfgate.measure.trial import run_trial
+        from perfgate.schema.files import write_text_atomic
+        from perfgate.schema.result import saturation_path
+
+        case, spec = outcome.case, outcome.case.scenario.spec
+        sat = spec.saturation
+        assert sat is not None
+        steps, stopped = [], "all steps run"
+        for rate in sat.step_rates():
+            point = step_scenario(case.scenario, rate)
+            target = self.pool.get(case.engine, case.model)
+            result = run_trial(target, point, trial=0, test_id=f"{case.engine.id}-{case.model.name}-{point.name}",
+                               results_dir=self.results_dir, machine=self.settings.machine)
+            steps.append(step_of(result, rate))
+            if (why := should_stop(steps, sat.min_gain, sat.patience)) is not None:
+                stopped = why
+                break
+        env = result.environment
+        outcome.saturation = summarize_saturation(
+            steps, test_id=case.id, scenario=case.scenario.name, engine=env.engine.name,
+            engine_version=env.engine.version, model=env.model, slo_ttft_ms=spec.slo_ttft_ms,
+            slo_tpot_ms=spec.slo_tpot_ms, slo_e2e_ms=spec.slo_e2e_ms, stopped=stopped)
+        write_text_atomic(saturation_path(self.results_dir, case.id), outcome.saturation.model_dump_json(indent=1))
+        s = outcome.saturation
+        outcome.notes.append(
+            f"saturation: highest rate within SLO {s.max_sustained_rate if s.max_sustained_rate is not None else 'none'}"
+            f" req/s, peak goodput {s.peak_goodput or 0:.2f} req/s over {len(steps)} steps ({stopped})")
+        if spec.assert_slo and (s.max_sustained_rate is None or s.max_sustained_rate < (spec.request_rate or 0)):
+            outcome.slo_violation = (f"SLO violated: highest rate within SLO "
+                                     f"{s.max_sustained_rate if s.max_sustained_rate is not None else 'none'} req/s "
+                                     f"< the scenario's {spec.request_rate:g} req/s")
 
     # -- stored baselines -------------------------------------------------------------------------
 
@@ -351,7 +408,7 @@ class PerfSession:
             "compared": sum(s in ("ok", "regression") for s in statuses),
             "regression": statuses.count("regression"),
             "not_compared": sum(s in NOT_COMPARED for s in statuses),
-            "failed": sum(s in ("failed", "client_bound") for s in statuses),
+            "failed": sum(s in (*UNUSABLE, "slo_violated") for s in statuses),
             "baseline_written": statuses.count("baseline_written"),
         }
 

@@ -27,9 +27,14 @@ def coalesced_events(parsed: ParsedStream | None) -> int:
     return sum(1 for a, b in zip(ev, ev[1:]) if b.t == a.t)
 
 
-def check_delivery(records: Sequence[RequestRecord], workload: Workload, *, pool_exhausted: bool = False,
-                   prompt_tolerance: float = 0.02, max_coalesced_fraction: float = 0.1) -> Delivery:
-    """Check every completed request against what it asked (its ``requested_*`` fields, else the workload's).
+def check_delivery(records: Sequence[RequestRecord], workload: Workload, *, per_request: bool = False,
+                   pool_exhausted: bool = False, prompt_tolerance: float = 0.02,
+                   max_coalesced_fraction: float = 0.1) -> Delivery:
+    """Check every completed request against what it asked.
+
+    ``per_request``: each request's ``requested_*`` fields say what it asked
+    (shaped workloads; a None prompt count is not checked); otherwise every
+    request asked the workload's ``prompt_tokens`` and ``max_tokens``.
 
     * outputs: with ``ignore_eos`` asked, the engine's own output count must equal ``max_tokens``;
     * prompts: ``usage.prompt_tokens`` within ``prompt_tolerance`` × asked (relative) of the asked count;
@@ -37,21 +42,20 @@ def check_delivery(records: Sequence[RequestRecord], workload: Workload, *, pool
     * a duration run must not run out of prepared requests before its end.
     """
     d = Delivery()
-    shaped_prompts = workload.prompt_tokens == 0 or any(r.requested_prompt_tokens is not None for r in records)
     for r in records:
         if r.error is not None:
             continue
         d.checked_requests += 1
         d.coalesced_events += r.coalesced_events
         d.token_gaps += max(0, r.chunks - 1)
-        asked_out = r.requested_max_tokens if r.requested_max_tokens is not None else workload.max_tokens
+        asked_out = r.requested_max_tokens if per_request and r.requested_max_tokens else workload.max_tokens
         if workload.ignore_eos:
             if r.output_tokens_source in EXACT_SOURCES:
                 if r.output_tokens != asked_out:
                     d.short_outputs += 1
             else:
                 d.output_unchecked += 1
-        asked_in = r.requested_prompt_tokens if shaped_prompts else workload.prompt_tokens
+        asked_in = r.requested_prompt_tokens if per_request else workload.prompt_tokens
         if asked_in is None or r.prompt_tokens is None:
             d.prompt_unchecked += 1
         elif abs(r.prompt_tokens - asked_in) > prompt_tolerance * asked_in:

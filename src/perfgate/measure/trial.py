@@ -179,7 +179,8 @@ def run_trial(
     health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
     failure = None
-    delivery = check_delivery(records, workload, pool_exhausted=run.pool_exhausted,
+    delivery = check_delivery(records, workload, per_request=prepared.expected is not None,
+                              pool_exhausted=run.pool_exhausted,
                               prompt_tolerance=scenario.spec.prompt_tokens_tolerance,
                               max_coalesced_fraction=scenario.spec.max_coalesced_fraction)
     if status == "ok" and not delivery.delivered:

@@ -134,6 +134,28 @@ def sweep(points: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str
     return _render(2.4, draw)
 
 
+def saturation(points: list[tuple[float, float | None, float | None, bool]], sustained: float | None) -> str | None:
+    """Goodput and throughput against the offered rate; steps outside the SLOs hollow, the answer marked."""
+    pts = [p for p in points if p[1] is not None]
+    if not pts:
+        return None
+
+    def draw(ax) -> None:
+        x = [p[0] for p in pts]
+        ax.plot(x, [p[2] or 0 for p in pts], linewidth=1.0, linestyle="--", color="0.5", label="throughput")
+        ax.plot(x, [p[1] for p in pts], linewidth=1.3, color="C0", label="goodput (within SLO)")
+        ax.scatter([p[0] for p in pts if p[3]], [p[1] for p in pts if p[3]], s=14, color="C0", zorder=3)
+        ax.scatter([p[0] for p in pts if not p[3]], [p[1] for p in pts if not p[3]], s=14, facecolors="none",
+                   edgecolors="C3", zorder=3, label="step misses an SLO")
+        if sustained is not None:
+            ax.axvline(sustained, color="C2", linewidth=1.0, label=f"highest rate within SLO: {sustained:g}")
+        ax.set_xlabel("offered rate (req/s)")
+        ax.set_ylabel("req/s")
+        ax.legend()
+
+    return _render(2.6, draw)
+
+
 def timeseries(series: dict[str, list[list[float]]], ylabel: str) -> str | None:
     """Telemetry over the run, one line per series (e.g. one per GPU)."""
     series = {k: v for k, v in series.items() if v}

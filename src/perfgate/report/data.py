@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from perfgate.schema.result import Result, ResultError, iter_results, read_result
+from perfgate.schema.result import (
+    SATURATION_SUFFIX,
+    Result,
+    ResultError,
+    SaturationResult,
+    iter_results,
+    read_result,
+    read_saturation,
+)
 from perfgate.schema.verdict import (
     NOT_COMPARED,
     CaseVerdict,
@@ -94,7 +102,7 @@ class CaseView:
 
     @property
     def has_numbers(self) -> bool:
-        return self.status not in ("failed", "client_bound")
+        return self.status not in ("failed", "client_bound", "workload_not_delivered")
 
     def metric_verdicts(self) -> dict[str, MetricVerdict]:
         return {v.metric: v for v in self.verdict.verdicts} if self.verdict else {}
@@ -138,6 +146,7 @@ class CaseView:
 class ReportData:
     cases: list[CaseView]
     unreadable: list[str]
+    saturations: list[SaturationResult] = field(default_factory=list)  # saturation curves (*.saturation.json)
 
     def counts(self) -> dict[str, int]:
         metric_verdicts = [v for c in self.cases for v in c.metric_verdicts().values()]
@@ -147,7 +156,8 @@ class ReportData:
             "inconclusive": sum(v.verdict == "inconclusive" and not v.observe_only for v in metric_verdicts),
             "new": sum(c.status == "no_baseline" for c in self.cases),
             "not_compared": sum(c.status in NOT_COMPARED or c.status == "not_judged" for c in self.cases),
-            "failed": sum(c.status in ("failed", "client_bound") for c in self.cases),
+            "failed": sum(c.status in ("failed", "client_bound", "workload_not_delivered", "slo_violated")
+                          for c in self.cases),
             "cases": len(self.cases),
         }
 
@@ -161,7 +171,8 @@ class ReportData:
                 if len({(c.engine, c.version) for c in v}) > 1]
 
 
-_ORDER = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3, "not_comparable": 3}
+_ORDER = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3, "not_comparable": 3,
+          "workload_not_delivered": 2, "slo_violated": 1}
 
 
 def _rank(c: CaseView) -> int:
@@ -220,4 +231,11 @@ def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
     for v in by_case.values():
         v.results.sort(key=lambda r: r.trial)
     cases = sorted(by_case.values(), key=lambda c: (_rank(c), c.engine, c.version, c.model, c.scenario))
-    return ReportData(cases, unreadable)
+    saturations = []
+    for d in result_dirs:
+        for path in sorted(Path(d).rglob(f"*{SATURATION_SUFFIX}")):
+            try:
+                saturations.append(read_saturation(path))
+            except ResultError as exc:
+                unreadable.append(str(exc))
+    return ReportData(cases, unreadable, saturations)

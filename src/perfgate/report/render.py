@@ -41,6 +41,7 @@ LABEL = {
     "no_baseline": "NOT COMPARED: no baseline", "failed": "FAILED", "client_bound": "CLIENT-BOUND",
     "env_mismatch": "NOT COMPARED: env mismatch", "not_comparable": "NOT COMPARED: other machine",
     "reference": "reference (A)",
+    "workload_not_delivered": "WORKLOAD NOT DELIVERED", "slo_violated": "SLO VIOLATED",
     "ok": "ok", "baseline_written": "baseline written", "not_judged": "not judged",
 }
 
@@ -89,6 +90,12 @@ def _sweep_charts(data: ReportData) -> list[tuple[str, str]]:
             for (name, x_key), pts in sorted(families.items())]
 
 
+def _saturation_charts(data: ReportData) -> list[tuple[object, str | None]]:
+    """(saturation result, goodput/throughput-against-rate chart) per saturation scenario."""
+    return [(s, charts.saturation([(p.rate, p.goodput, p.request_throughput, p.within_slo) for p in s.steps],
+                                  s.max_sustained_rate)) for s in data.saturations]
+
+
 def _ab_rows(group: list[CaseView]) -> list[dict]:
     """Per key metric: each member's median of trial values and its ratio to the first member.
 
@@ -123,7 +130,7 @@ def render_html(data: ReportData) -> str:
     return _env.get_template("report.html.j2").render(
         data=data, counts=data.counts(), key_columns=KEY_COLUMNS, label=LABEL,
         case_charts=[_case_charts(c) for c in data.cases],  # aligned with data.cases
-        sweep_charts=_sweep_charts(data), ab_groups=[(k, g, _ab_rows(g)) for k, g in data.ab_groups()],
+        sweep_charts=_sweep_charts(data), saturation_charts=_saturation_charts(data), ab_groups=[(k, g, _ab_rows(g)) for k, g in data.ab_groups()],
         generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=__version__,
     )
 
@@ -142,12 +149,16 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
     entries: list[list[str]] = []
     for c in data.cases:  # already ordered: regressions, failures, ... first
         entry = [f"- **{LABEL.get(c.status, c.status)}** `{c.case_id}` ({c.engine} {c.version}, {c.hardware}, machine {c.machine})"]
-        if c.status in ("failed", "client_bound", "env_mismatch", "not_comparable", "no_baseline") and c.reason:
+        if c.status in ("failed", "client_bound", "env_mismatch", "not_comparable", "no_baseline",
+                        "workload_not_delivered", "slo_violated") and c.reason:
             entry.append(f"  - {c.reason.splitlines()[0][:200]}")
         for v in c.metric_verdicts().values():
             if v.verdict in ("regression", "improvement") and not v.observe_only:
                 entry.append(f"  - {v.metric} {_pct(v.ratio)} [{_pct(v.ci_low)}, {_pct(v.ci_high)}] {v.verdict}")
         entries.append(entry)
+    entries.extend([f"- **saturation** `{s.test_id}`: highest rate within SLO "
+                    f"{_num(s.max_sustained_rate)} req/s, peak goodput {_num(s.peak_goodput)} req/s "
+                    f"({len(s.steps)} steps)"] for s in data.saturations)
     entries.extend([f"- **unreadable result** {u[:200]}"] for u in data.unreadable)
 
     lines, used = list(head), sum(len(x.encode()) + 1 for x in head)

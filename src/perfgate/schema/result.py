@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from perfgate.schema.files import read_document, write_text_atomic
+from perfgate.schema.files import read_document, slug, write_text_atomic
 
 SCHEMA_VERSION = 1
 
@@ -208,3 +208,49 @@ RESULT_SUFFIX = ".result.json"
 def iter_results(directory: Path) -> list[Path]:
     """All result files (``*.result.json``) under ``directory``, recursively, sorted."""
     return sorted(Path(directory).rglob(f"*{RESULT_SUFFIX}"))
+
+
+SATURATION_SUFFIX = ".saturation.json"
+
+
+class SaturationStep(_Model):
+    """One step of a saturation search: an open-loop duration run at ``rate``."""
+
+    rate: float  # offered request rate, req/s
+    test_id: str  # the step's result file's test id
+    status: str  # the step trial's Result.status
+    completed: int = 0
+    request_throughput: float | None = None
+    goodput: float | None = None  # completed requests meeting every SLO / duration (docs/metrics.md)
+    ttft_ms_p99: float | None = None
+    tpot_ms_p99: float | None = None
+    e2e_ms_p99: float | None = None
+    error_rate: float | None = None
+    within_slo: bool = False
+    reason: str | None = None  # why not within SLO
+
+
+class SaturationResult(_Model):
+    """The curve of a saturation scenario and the highest rate sustained within its SLOs."""
+
+    schema_version: int = SCHEMA_VERSION
+    test_id: str
+    scenario: str
+    engine: str
+    engine_version: str | None = None
+    model: str
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
+    slo_e2e_ms: float | None = None
+    steps: list[SaturationStep] = Field(default_factory=list)
+    max_sustained_rate: float | None = None  # highest rate before the first step that misses an SLO; None: none
+    peak_goodput: float | None = None
+    stopped: str = ""  # why the search stopped
+
+
+def saturation_path(results_dir: Path, test_id: str) -> Path:
+    return Path(results_dir) / "results" / f"{slug(test_id)}{SATURATION_SUFFIX}"
+
+
+def read_saturation(path: Path) -> SaturationResult:
+    return read_document(path, SaturationResult, SCHEMA_VERSION, ResultError, "saturation result")
