@@ -276,3 +276,18 @@ def test_slo_misses_and_step_scenario(tmp_path):
     st = step_scenario(sc, 4.0)
     assert st.name == "s[request_rate=4]" and st.spec.duration_s == 5 and st.spec.num_requests == 34
     assert st.spec.saturation is None and st.spec.trials == 1
+
+
+def test_assert_slo_uses_the_median_trial(tmp_path):
+    from perfgate.measure.saturation import assert_slo_line
+    from perfgate.schema.result import Summary
+
+    sc = scenario(tmp_path, prompt_tokens=8, slo_ttft_ms=100, assert_slo=True)
+
+    class R:  # the two fields assert_slo_line reads
+        def __init__(self, p99):
+            self.summary = Summary(completed=1, failed=0, duration_s=1, metrics={"ttft_ms.p99": p99})
+
+    assert assert_slo_line([R(90), R(400), R(95)], sc) is None  # one bad trial of three
+    assert assert_slo_line([R(120), R(400), R(95)], sc) == \
+        "SLO violated (median of 3 trials): p99 TTFT 120.0 ms > 100 ms"

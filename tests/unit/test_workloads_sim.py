@@ -149,3 +149,27 @@ def test_perfgate_load_runs_every_sweep_point_with_its_trials(sim, tmp_path, cap
     main(["load", target.base_url, "--model", "sim", "--scenario", str(path), "--out", str(tmp_path / "out")])
     files = sorted(p.name for p in (tmp_path / "out" / "results").glob("*.result.json"))
     assert files == [f"load-sw-concurrency={c}.trial{t}.result.json" for c in (1, 2) for t in (0, 1)]
+
+
+def test_prefix_cache_reset_refused_is_a_clear_error_and_absent_is_recorded(sim):
+    from dataclasses import replace
+
+    from perfgate.engines import EngineCapabilities
+    from perfgate.measure.trial import reset_prefix_cache
+    from perfgate.measure.workload import WorkloadError
+
+    target, out = sim
+    assert reset_prefix_cache(target) is False  # the sim offers no reset: recorded, not an error
+    r = _run(target, out, "keep", prompt_tokens=20, prefix_cache="reset_between_trials", num_requests=2)
+    assert r.workload.prefix_cache_reset is False
+    claims = replace(target, capabilities=EngineCapabilities(cache_reset=("POST", "/reset_prefix_cache")))
+    with pytest.raises(WorkloadError, match=r"answered HTTP 404: prefix cache not reset \(vLLM serves it only with"):
+        reset_prefix_cache(claims)  # a real 404 from a server without the route
+
+
+def test_max_concurrency_caps_requests_in_flight(sim):
+    target, out = sim
+    r = _run(target, out, "cap-open", concurrency=None, request_rate=50.0, max_concurrency=2, num_requests=10)
+    truth = _truth(target)
+    spans = [(truth[f"perfgate-{q.index}"]["arrival"], truth[f"perfgate-{q.index}"]["done"]) for q in r.requests]
+    assert max(sum(a <= t < b for a, b in spans) for t, _ in spans) == 2
