@@ -16,7 +16,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from perfgate.config.matrix import Scenario, load_engines, load_models, load_scenario_file
+from perfgate.config.matrix import (
+    Scenario,
+    load_engines,
+    load_models,
+    load_scenario_file,
+)
 from perfgate.engines.pool import TargetPool
 from perfgate.engines.provision import default_cache_dir
 from perfgate.measure.trial import run_trial

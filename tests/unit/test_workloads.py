@@ -11,12 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perfgate.config.matrix import LengthDist, MatrixError, ScenarioFile, expand_sweep, load_scenario_file
+from perfgate.config.matrix import (
+    LengthDist,
+    MatrixError,
+    ScenarioFile,
+    expand_sweep,
+    load_scenario_file,
+)
 from perfgate.judge.baselines import _workload_identity, load_baseline
 from perfgate.measure.datasets import draw_lengths, load_sharegpt, prepare_shaped
 from perfgate.measure.delivery import check_delivery
 from perfgate.measure.loadgen import arrival_offsets, ramp_offsets
-from perfgate.measure.saturation import should_stop, slo_misses, step_scenario, summarize_saturation
+from perfgate.measure.saturation import (
+    should_stop,
+    slo_misses,
+    step_scenario,
+    summarize_saturation,
+)
 from perfgate.measure.workload import WorkloadError
 from perfgate.schema.result import RequestRecord, SaturationStep, Workload
 from perfgate.schema.verdict import case_status

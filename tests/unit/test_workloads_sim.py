@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.config.matrix import Case, EngineConfig, ModelSpec, ScenarioFile, expand_sweep
+from perfgate.config.matrix import (
+    Case,
+    EngineConfig,
+    ModelSpec,
+    ScenarioFile,
+    expand_sweep,
+)
 from perfgate.engines import ModelRef, get_adapter
 from perfgate.engines.pool import Target
 from perfgate.engines.server import EngineServer
