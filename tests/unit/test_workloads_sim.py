@@ -175,6 +175,7 @@ def test_prefix_cache_reset_refused_is_a_clear_error_and_absent_is_recorded(sim)
 
 def test_max_concurrency_caps_requests_in_flight(sim):
     target, out = sim
+    urllib.request.urlopen(urllib.request.Request(target.base_url + "/sim/reset", data=b"", method="POST")).read()
     r = _run(target, out, "cap-open", concurrency=None, request_rate=50.0, max_concurrency=2, num_requests=10)
     truth = _truth(target)
     spans = [(truth[f"perfgate-{q.index}"]["arrival"], truth[f"perfgate-{q.index}"]["done"]) for q in r.requests]
