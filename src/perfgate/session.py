@@ -161,7 +161,8 @@ class CaseOutcome:
             reason = self.judgement.failure_line() or self.judgement.reason
         return CaseVerdict(
             case_id=self.case.id, engine=engine.name if engine else self.case.engine.kind,
-            engine_version=engine.version if engine else None, model=self.case.model.name,
+            engine_version=(engine.version if engine else None) or (self.saturation.engine_version if self.saturation
+                                                                     else None), model=self.case.model.name,
             scenario=self.case.scenario.name, hardware=self.case.hardware, machine=self.machine,
             status=self.status, reason=reason,
             baseline=self.judgement.baseline if self.judgement else None,
@@ -273,8 +274,14 @@ class PerfSession:
         for rate in sat.step_rates():
             point = step_scenario(case.scenario, rate)
             target = self.pool.get(case.engine, case.model)
-            result = run_trial(target, point, trial=0, test_id=f"{case.engine.id}-{case.model.name}-{point.name}",
-                               results_dir=self.results_dir, machine=self.settings.machine)
+            step_id = f"{case.engine.id}-{case.model.name}-{point.name}"
+            result = run_trial(target, point, trial=0, test_id=step_id, results_dir=self.results_dir,
+                               machine=self.settings.machine)
+            if result.status == "client_bound":  # a busy machine, once: re-run the step before it ends the search
+                outcome.notes.append(f"step at {rate:g} req/s was client-bound ({result.failure_reason}); re-run, "
+                                     "its result file replaced")
+                result = run_trial(target, point, trial=0, test_id=step_id, results_dir=self.results_dir,
+                                   machine=self.settings.machine)
             steps.append(step_of(result, rate))
             if (why := should_stop(steps, sat.min_gain, sat.patience)) is not None:
                 stopped = why

@@ -146,7 +146,9 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         f"({counts['new']} without baseline) — {counts['cases']} cases",
         "",
     ]
-    entries: list[list[str]] = []
+    entries: list[list[str]] = [[f"- **saturation** `{s.test_id}`: highest rate within SLO "
+                                 f"{_num(s.max_sustained_rate)} req/s, peak goodput {_num(s.peak_goodput)} req/s "
+                                 f"({len(s.steps)} steps)"] for s in data.saturations]
     for c in data.cases:  # already ordered: regressions, failures, ... first
         entry = [f"- **{LABEL.get(c.status, c.status)}** `{c.case_id}` ({c.engine} {c.version}, {c.hardware}, machine {c.machine})"]
         if c.status in ("failed", "client_bound", "env_mismatch", "not_comparable", "no_baseline",
@@ -156,9 +158,6 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
             if v.verdict in ("regression", "improvement") and not v.observe_only:
                 entry.append(f"  - {v.metric} {_pct(v.ratio)} [{_pct(v.ci_low)}, {_pct(v.ci_high)}] {v.verdict}")
         entries.append(entry)
-    entries.extend([f"- **saturation** `{s.test_id}`: highest rate within SLO "
-                    f"{_num(s.max_sustained_rate)} req/s, peak goodput {_num(s.peak_goodput)} req/s "
-                    f"({len(s.steps)} steps)"] for s in data.saturations)
     entries.extend([f"- **unreadable result** {u[:200]}"] for u in data.unreadable)
 
     lines, used = list(head), sum(len(x.encode()) + 1 for x in head)
