@@ -130,6 +130,7 @@ def test_auth_header_forms_and_a_repr_without_the_value():
     for shown in (repr(auth), str(auth), repr(Target("http://x", ModelRef("m", "m"), EngineInfo(name="e"), auth=auth))):
         assert "tok-123" not in shown
     assert repr(auth) == "EndpointAuth(Authorization from $PERFGATE_ENDPOINT_TOKEN)"
+    assert auth.redact('echo: "Bearer tok-123", tok-123') == 'echo: "***", ***'  # a server quoting it back
     with pytest.raises(EndpointError, match=r"^environment variable MY_KEY \(the endpoint's auth token\) is not set"):
         endpoint_auth("MY_KEY", {})
     with pytest.raises(EndpointError, match="control or non-ASCII") as info:

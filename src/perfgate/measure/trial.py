@@ -152,6 +152,10 @@ def run_trial(
         telemetry = recorder.stop()
     after = scrape(target.base_url, headers=target.headers)
     before = scraped.get("before")
+    if target.auth is not None:  # a gateway that echoes request headers in an error body must not write the token
+        for raw in (*run.requests, *run.warmup):
+            if raw.error_detail:
+                raw.error_detail = target.auth.redact(raw.error_detail)
 
     # Fallback for streams without usage or token ids: re-tokenize the text (marked "tokenizer").
     output_count = _local_count_fn(target.model.path, special_tokens=False, also=(target.model.name,))
