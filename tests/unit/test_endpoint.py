@@ -151,30 +151,30 @@ def test_token_reaches_every_request_and_no_file_line_or_message(tmp_path):
         "scenarios_dir: scenarios\nengines:\n  sim: {kind: sim}\n"
         "models:\n  key: {path: not-served/at-all}\n"
         "runs:\n  - {hardware: cpu, engines: [sim], models: [key], scenarios: [ep-*]}\n")
-    for api in ("completions", "chat"):
-        (project / "scenarios" / f"ep-{api}.yaml").write_text(
-            f"name: ep-{api}\napi: {api}\nnum_requests: 6\nprompt_tokens: 12\nmax_tokens: 4\nconcurrency: 2\n"
-            "warmup_requests: 1\ntrials: 1\nseed: 3\n")
+    (project / "scenarios" / "ep-chat.yaml").write_text(  # chat: /tokenize with messages, the richest path
+        "name: ep-chat\napi: chat\nnum_requests: 6\nprompt_tokens: 12\nmax_tokens: 4\nconcurrency: 2\n"
+        "warmup_requests: 1\ntrials: 1\nseed: 3\n")
     (project / "perf" / "test_serving.py").write_text(
         "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n")
     (project / "pytest.ini").write_text("[pytest]\n")
 
-    def run(results: str, value: str) -> subprocess.CompletedProcess:
+    def run(results: str, value: str, *args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PERFGATE_ENDPOINT_TOKEN": value, "PERFGATE_MACHINE": "ep-box"}
         return subprocess.run([sys.executable, "-m", "pytest", "perf", "-q", "-p", "no:cacheprovider",
-                               "--perf-endpoint", url, "--perf-results", results],
+                               "--perf-endpoint", url, "--perf-results", results, *args],
                               cwd=project, capture_output=True, text=True, env=env, timeout=300)
 
     with sim("--api-key", token, "--check-model") as url:
         ok = run("reports-ok", token)
         wrong_value = "pgtok-" + secrets.token_hex(12)
         wrong = run("reports-wrong", wrong_value)
+        misnamed = run("reports-model", token, "--perf-endpoint-model", "other-model")
 
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-2000:]
     # The matrix model's id is not served: the endpoint's only model is used, and the run says so.
     assert f"serves one model, '{SERVED}'" in ok.stdout
     results = sorted((project / "reports-ok" / "results").glob("*.json"))
-    assert len(results) == 2
+    assert len(results) == 1
     for path in results:
         doc = json.loads(path.read_text())
         assert doc["status"] == "ok" and doc["summary"]["failed"] == 0
@@ -186,12 +186,17 @@ def test_token_reaches_every_request_and_no_file_line_or_message(tmp_path):
     assert wrong.returncode != 0
     assert "HTTP 401 on /v1/models: it rejected the Authorization header from $PERFGATE_ENDPOINT_TOKEN" in wrong.stdout
 
-    files = [p for d in ("reports-ok", "reports-wrong") for p in (project / d).rglob("*") if p.is_file()]
+    assert misnamed.returncode != 0
+    assert (f"endpoint {url} does not serve model 'other-model'; it serves: {SERVED} (check the name given for "
+            "the endpoint's model)") in misnamed.stdout
+
+    files = [p for d in ("reports-ok", "reports-wrong", "reports-model") for p in (project / d).rglob("*")
+             if p.is_file()]
     assert any(p.name == "verdicts.json" for p in files) and any(p.suffix == ".html" for p in files)
     for value in (token, wrong_value):
         for p in files:
             assert value.encode() not in p.read_bytes(), f"token value in {p}"
-        for proc in (ok, wrong):
+        for proc in (ok, wrong, misnamed):
             assert value not in proc.stdout and value not in proc.stderr
 
 

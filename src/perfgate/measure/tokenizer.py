@@ -36,18 +36,21 @@ def _looks_like_repo_id(model: str) -> bool:
 
 def _cached_file(repo_id: str, filename: str) -> Path | None:
     """``filename`` of ``repo_id`` from the local HF cache: the ``main`` revision, else the newest snapshot holding it."""
-    from huggingface_hub import constants, try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    if not folder.is_dir():  # not cached: no need to import the hub client (a third of a second)
+        return None
+    from huggingface_hub import try_to_load_from_cache
 
     try:
         found = try_to_load_from_cache(repo_id, filename)
-    except (HFValidationError, ValueError):
+    except ValueError:  # HFValidationError: not a valid repo id
         return None
     if isinstance(found, str):
         return Path(found)
     # A snapshot fetched by commit has no refs/main; any snapshot holding the file will do.
-    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
-    hits = sorted(snapshots.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    hits = sorted((folder / "snapshots").glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
     return hits[0] if hits else None
 
 
