@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.perfgate-installed
 
-.PHONY: venv perf-cpu perf-cpu-workloads test unit browser-deps clean
+.PHONY: venv perf-cpu perf-cpu-workloads test unit browser-deps lint-workflows clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ browser-deps:
 
 test: $(STAMP) browser-deps
 	$(PY) -m pytest tests -v -p no:cacheprovider $(PYTEST_ARGS)
+
+# The workflow lints on their own (tests/unit/test_workflows.py runs them inside `make test`).
+lint-workflows: $(STAMP)
+	$(VENV)/bin/zizmor --offline .github/workflows
+	$(VENV)/bin/actionlint -config-file .github/actionlint.yaml $$(test -x $(VENV)/bin/shellcheck && echo -shellcheck $(VENV)/bin/shellcheck) \
+	  $(wildcard .github/workflows/*.yml .github/workflows/*.yaml)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)

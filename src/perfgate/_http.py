@@ -26,20 +26,20 @@ def request(method: str, url: str, body: dict | None = None, timeout: float = 5.
         return exc.code, exc.read()
 
 
-def get_text(url: str, timeout: float = 5.0) -> str | None:
+def get_text(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> str | None:
     """The body of a 200 answer as text, or None (any other status, or no answer)."""
     try:
-        status, body = request("GET", url, timeout=timeout)
+        status, body = request("GET", url, timeout=timeout, headers=headers)
     except NETWORK_ERRORS:
         return None
     return body.decode("utf-8", errors="replace") if status == 200 else None
 
 
 def probe_version(base_url: str, paths: tuple[str, ...] = ("/version", "/get_server_info"),
-                  timeout: float = 5.0) -> str | None:
+                  timeout: float = 5.0, headers: dict[str, str] | None = None) -> str | None:
     """The engine version from the first of ``paths`` that answers ``{"version": ...}``, or None."""
     for path in paths:
-        text = get_text(base_url + path, timeout)
+        text = get_text(base_url + path, timeout, headers)
         try:
             data = json.loads(text) if text else None
         except ValueError:

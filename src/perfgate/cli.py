@@ -80,8 +80,19 @@ def _load(args: argparse.Namespace) -> int:
         print(f"perfgate: {exc}", file=sys.stderr)
         return 2
     url = args.url.rstrip("/")
+    from perfgate.engines.endpoint import EndpointError, diagnose, endpoint_auth
+
+    try:  # the real cause (refused, /v1 URL, 401, unknown model) before any prompt is built
+        auth = endpoint_auth(getattr(args, "auth_env", None))
+        problem = diagnose(url, auth, args.model)
+    except EndpointError as exc:
+        problem = str(exc)
+    if problem:
+        print(f"perfgate: {problem}", file=sys.stderr)
+        return 2
     target = Target(url, ModelRef(args.model, args.tokenizer or args.model),
-                    EngineInfo(name="external", version=probe_version(url), base_url=url))
+                    EngineInfo(name="external", version=probe_version(url, headers=auth.headers() if auth else None),
+                               base_url=url), auth=auth)
     results = _run_points(target, scenarios, args.name, Path(args.out))
     for result in results:
         print(result_path(Path(args.out), result.test_id, result.trial))
@@ -149,10 +160,19 @@ def _compare(args: argparse.Namespace) -> int:
     except (MatrixError, ValueError) as exc:
         print(f"perfgate: {exc}", file=sys.stderr)
         return 2
+    if args.endpoint_auth_env:
+        from perfgate.engines.endpoint import EndpointError, endpoint_auth
+
+        try:
+            endpoint_auth(args.endpoint_auth_env)
+        except EndpointError as exc:
+            print(f"perfgate: --endpoint-auth-env: {exc}", file=sys.stderr)
+            return 2
     session = PerfSession(Settings(
         results_dir=Path(args.out), cache_dir=Path(args.cache) if args.cache else default_cache_dir(),
         baselines_dir=Path("baselines"), machine=machine, compare_to=a, time_budget_s=args.time_budget,
-        boots_per_side=args.boots_per_side, trials=None))
+        boots_per_side=args.boots_per_side, trials=None,
+        endpoint_model=args.endpoint_model, endpoint_auth_env=args.endpoint_auth_env))
     worst = 0
     try:
         for sc in scenarios:
@@ -203,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=None)
     p.add_argument("--out", default="reports")
+    p.add_argument("--auth-env", default=None, metavar="VAR",
+                   help="environment variable holding the endpoint's token (default: $PERFGATE_ENDPOINT_TOKEN if set)")
     p.set_defaults(func=_load)
     p = sub.add_parser("report", help="render the report from result directories")
     p.add_argument("results", nargs="+", help="result directories (merged)")
@@ -220,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boots-per-side", type=int, default=1)
     p.add_argument("--cache", default=None)
     p.add_argument("--out", default="reports/compare")
+    p.add_argument("--endpoint-model", default=None, metavar="NAME",
+                   help="model name the endpoint(s) serve (default: the matrix model's HF id or key if listed, "
+                        "else the endpoint's only model)")
+    p.add_argument("--endpoint-auth-env", default=None, metavar="VAR",
+                   help="environment variable holding the endpoints' token (default: $PERFGATE_ENDPOINT_TOKEN if set)")
     p.set_defaults(func=_compare)
     args = parser.parse_args(argv)
     return args.func(args)

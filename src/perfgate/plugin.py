@@ -38,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--perf-results", default="reports", help="directory for results, server logs and reports (default: reports)")
     g.addoption("--perf-cache", default=None, help="cache for engine venvs and built models (default: ~/.cache/perfgate)")
     g.addoption("--perf-endpoint", default=None, help="measure an already-running OpenAI-compatible endpoint (URL) instead of booting engines")
+    g.addoption("--perf-endpoint-model", default=None, metavar="NAME",
+                help="the model name the endpoint serves (default: the matrix model's HF id or key if the endpoint "
+                     "lists it, else its only model)")
+    g.addoption("--perf-endpoint-auth-env", default=None, metavar="VAR",
+                help="environment variable holding the endpoint's token, sent as 'Authorization: Bearer ...' "
+                     "(or a full 'Header: value'); default: $PERFGATE_ENDPOINT_TOKEN if set")
     g.addoption("--perf-trials", type=int, default=None, help="override every scenario's trial count")
     g.addoption("--perf-baselines", default="baselines", help="baseline store directory (default: baselines)")
     g.addoption("--perf-update-baselines", action="store_true", help="write baselines from complete, error-free runs")
@@ -72,6 +78,14 @@ def pytest_configure(config: pytest.Config) -> None:
     boots = config.getoption("--perf-boots-per-side")
     if boots < 1:
         raise pytest.UsageError(f"perfgate: --perf-boots-per-side must be >= 1, not {boots}")
+    auth_env = config.getoption("--perf-endpoint-auth-env")
+    if auth_env:
+        from perfgate.engines.endpoint import EndpointError, endpoint_auth
+
+        try:
+            endpoint_auth(auth_env)  # set, and a value a header can carry (the value is never printed)
+        except EndpointError as exc:
+            raise pytest.UsageError(f"perfgate: --perf-endpoint-auth-env: {exc}") from None
     compare_to = None
     name = config.getoption("--perf-compare-to")
     if name:
@@ -94,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
         allow_env_mismatch=config.getoption("--perf-allow-env-mismatch"),
         strict=config.getoption("--perf-strict"), compare_to=compare_to,
         time_budget_s=config.getoption("--perf-time-budget"), boots_per_side=boots,
+        endpoint_model=config.getoption("--perf-endpoint-model"), endpoint_auth_env=auth_env,
     ))
 
 

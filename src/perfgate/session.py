@@ -55,6 +55,8 @@ class Settings:
     compare_model: ModelSpec | None = None  # live A/B: the reference's model when it differs (a model change)
     time_budget_s: float | None = None  # per live comparison
     boots_per_side: int = 1  # live A/B: engine boots per side
+    endpoint_model: str | None = None  # the model name an external endpoint serves (else found from /v1/models)
+    endpoint_auth_env: str | None = None  # variable holding the endpoint's token (else $PERFGATE_ENDPOINT_TOKEN)
 
 
 @dataclass
@@ -187,7 +189,9 @@ class PerfSession:
     def pool(self) -> TargetPool:
         if self._pool is None:
             self._pool = TargetPool(self.settings.cache_dir, self.results_dir / "logs",
-                                    capacity=2 if self.settings.compare_to else 1)
+                                    capacity=2 if self.settings.compare_to else 1,
+                                    endpoint_model=self.settings.endpoint_model,
+                                    endpoint_auth_env=self.settings.endpoint_auth_env)
         return self._pool
 
     def trials_for(self, case: Case) -> int:
@@ -253,6 +257,8 @@ class PerfSession:
                 self._judge_stored(outcome)
         except (ServerError, WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
+        finally:
+            outcome.notes[:0] = self.pool.take_notes()  # e.g. which model an endpoint was sent
         return outcome
 
     def _run_saturation(self, outcome: CaseOutcome) -> None:

@@ -8,17 +8,20 @@ process left after teardown, and a bad flag failing fast with the log tail.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
+from perfgate._http import request
 from perfgate.config.matrix import ScenarioFile, expand_sweep, load_matrix
 from perfgate.engines import get_adapter
 from perfgate.engines.pool import TargetPool, resolve_model
 from perfgate.engines.provision import default_cache_dir, ensure_engine_venv
 from perfgate.engines.server import EngineServer, ServerError
+from perfgate.measure.tokenizer import load_tokenizer
 from perfgate.measure.trial import run_trial
 from perfgate.schema.result import read_result
 
@@ -83,6 +86,33 @@ def test_chat_stream_counts_tokens_not_role_chunks(booted):
     assert all(r.output_tokens == 12 and r.prompt_tokens == 64 for r in result.requests)
     # The first content chunk, not the role-only chunk, defines TTFT: ITL gaps + 1 == content chunks.
     assert all(len(r.itl_ms) == r.chunks - 1 for r in result.requests)
+
+
+def test_local_chat_template_gives_vllm_token_ids(booted):
+    """The chat template rendered here (for engines whose /tokenize takes no messages) and tokenized without added
+    specials gives the very token ids vLLM's /tokenize gives for the same messages."""
+    _, target, _ = booted
+    tok = load_tokenizer([target.model.path])
+    for text in ("", "hello", "The quick brown fox jumps", "a " * 40, "café ✓ 123 <s> tail "):
+        messages = [{"role": "user", "content": text}]
+        status, body = request("POST", target.base_url + "/tokenize",
+                               {"model": target.model.name, "messages": messages, "add_generation_prompt": True})
+        assert status == 200, body
+        ids = tok.tokenizer.encode(tok.render_chat(messages), add_special_tokens=False).ids
+        assert ids == json.loads(body)["tokens"], text
+        assert tok.count_chat(text) == json.loads(body)["count"]
+
+
+def test_chat_sized_locally_is_exact_by_the_engines_count(booted):
+    """With SGLang's capabilities (no messages on /tokenize) chat prompts are sized with the local template;
+    vLLM's own usage.prompt_tokens says whether that is exact."""
+    _, target, out = booted
+    local = replace(target, capabilities=get_adapter("sglang").capabilities)
+    result = run_trial(local, _scenario(api="chat", prompt_tokens=48, max_tokens=4), trial=0, test_id="it-chat-local",
+                       results_dir=out)
+    assert result.workload.prompt_tokens_verified is False
+    assert all(r.error is None for r in result.requests), [r.error_detail for r in result.requests]
+    assert [r.prompt_tokens for r in result.requests] == [48] * N
 
 
 def test_teardown_leaves_no_process(booted):

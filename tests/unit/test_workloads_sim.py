@@ -180,3 +180,49 @@ def test_max_concurrency_caps_requests_in_flight(sim):
     truth = _truth(target)
     spans = [(truth[f"perfgate-{q.index}"]["arrival"], truth[f"perfgate-{q.index}"]["done"]) for q in r.requests]
     assert max(sum(a <= t < b for a, b in spans) for t, _ in spans) == 2
+
+
+def test_prompts_sized_by_another_tokenizer_are_not_delivered(tmp_path):
+    """Prompts sized with a local tokenizer the engine does not share arrive at another length: reported."""
+    from perfgate.measure import trial as trial_module
+
+    with _sim_no_tokenize() as url:
+        target = Target(url, ModelRef("sim", "sim"), EngineInfo(name="external", base_url=url))
+        original = trial_module._local_count_fn
+        trial_module._local_count_fn = lambda *a, **k: (lambda text: 2 * len(text.split()))  # not the engine's count
+        try:
+            r = _run(target, tmp_path, "other-tokenizer", prompt_tokens=20, num_requests=3, concurrency=1)
+        finally:
+            trial_module._local_count_fn = original
+    assert not r.delivery.delivered and r.delivery.prompt_mismatches == 3
+    assert all(q.prompt_tokens == 10 for q in r.requests)  # the engine saw half the asked length
+
+
+def _sim_no_tokenize():
+    import contextlib
+    import subprocess
+    import time
+
+    @contextlib.contextmanager
+    def run():
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "perfgate.sim", "--port", str(port), "--no-tokenize",
+                                 "--model-name", "sim"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(url + "/health", timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    return run()

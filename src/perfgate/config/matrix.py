@@ -204,7 +204,7 @@ class ScenarioFile(_Strict):
     slo_e2e_ms: float | None = Field(default=None, gt=0)
     assert_slo: bool = False  # fail the case when p99 TTFT / TPOT / e2e exceeds its SLO (saturation: below the rate)
     prompt_tokens_tolerance: float = Field(default=0.02, ge=0)  # delivered vs asked prompt tokens, fraction
-    max_coalesced_fraction: float = Field(default=0.25, ge=0, le=1)  # of token gaps; above: not delivered
+    max_coalesced_fraction: float = Field(default=0.5, ge=0, le=1)  # of token gaps; above: not delivered
 
     @model_validator(mode="after")
     def _shapes(self) -> "ScenarioFile":

@@ -8,16 +8,24 @@ engines at once. Provisioned venvs and built models are cached across sessions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from perfgate._http import NETWORK_ERRORS, probe_version, request
+from perfgate._http import probe_version
 from perfgate.config.matrix import EngineConfig, ModelSpec
 from perfgate.engines import (
     EXTERNAL_CAPABILITIES,
     EngineCapabilities,
     ModelRef,
     get_adapter,
+)
+from perfgate.engines.endpoint import (
+    EndpointAuth,
+    EndpointError,
+    EndpointProbe,
+    choose_model,
+    endpoint_auth,
+    probe,
 )
 from perfgate.engines.provision import EngineVenv, ensure_engine_venv, installed_version
 from perfgate.engines.server import EngineServer, ServerError
@@ -35,6 +43,12 @@ class Target:
     server: EngineServer | None = None  # None for an external endpoint
     engine_cpus: tuple[int, ...] = ()  # cores the engine is pinned to (client avoids them)
     capabilities: EngineCapabilities = EXTERNAL_CAPABILITIES
+    auth: EndpointAuth | None = field(default=None, repr=False)  # an endpoint's auth header (its repr hides the value)
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Headers every request to this target carries (an endpoint's auth), or None."""
+        return self.auth.headers() if self.auth is not None else None
 
 
 def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:
@@ -47,19 +61,13 @@ def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:
     return ModelRef(model.name, model.path)
 
 
-def _check_reachable(base_url: str) -> None:
-    """An endpoint we did not start must answer /v1/models (or /health) before we load it."""
-    last = "no answer"
-    for path in ("/v1/models", "/health"):
-        try:
-            status, _ = request("GET", base_url + path, timeout=10)
-        except NETWORK_ERRORS as exc:
-            last = f"{getattr(exc, 'reason', exc)}"
-            continue
-        if status == 200:
-            return
-        last = f"HTTP {status} on {path}"
-    raise ServerError(f"endpoint {base_url} is not serving: {last}")
+def _check_reachable(base_url: str, auth: EndpointAuth | None = None) -> EndpointProbe:
+    """An endpoint we did not start must answer /v1/models (or /health) before we load it; a failure names its
+    cause (connection refused, a /v1 URL, 401/403) in one line."""
+    found = probe(base_url, auth)
+    if found.problem:
+        raise EndpointError(found.problem)
+    return found
 
 
 class TargetPool:
@@ -71,10 +79,14 @@ class TargetPool:
     recently used server is stopped before another boots.
     """
 
-    def __init__(self, cache_dir: Path, log_dir: Path, capacity: int = 1):
+    def __init__(self, cache_dir: Path, log_dir: Path, capacity: int = 1, endpoint_model: str | None = None,
+                 endpoint_auth_env: str | None = None):
         self.cache_dir = cache_dir
         self.log_dir = log_dir
         self.capacity = max(1, capacity)
+        self.endpoint_model = endpoint_model  # the model name an external endpoint serves (else found out)
+        self.endpoint_auth_env = endpoint_auth_env  # the variable holding its token (else $PERFGATE_ENDPOINT_TOKEN)
+        self.notes: list[str] = []  # what the pool decided on the user's behalf; the session shows them
         self._live: dict[tuple, Target] = {}  # insertion order = least recently used first
         self._failed: dict[tuple, str] = {}
 
@@ -108,10 +120,17 @@ class TargetPool:
     def _start(self, engine: EngineConfig, model: ModelSpec) -> Target:
         if engine.kind == "external":
             assert engine.base_url
-            _check_reachable(engine.base_url.rstrip("/"))
-            ref = ModelRef(model.name, model.path or model.name)
-            info = EngineInfo(name="external", version=probe_version(engine.base_url.rstrip("/")), base_url=engine.base_url)
-            return Target(engine.base_url.rstrip("/"), ref, info)
+            base = engine.base_url.rstrip("/")
+            auth = endpoint_auth(self.endpoint_auth_env)
+            found = _check_reachable(base, auth)
+            # The name it serves: as given, else the matrix model's HF id or key if listed, else its only model.
+            name, note = choose_model(found, self.endpoint_model, (model.path, model.name))
+            if note:
+                self.notes.append(note)
+            ref = ModelRef(name, model.path or name)
+            info = EngineInfo(name="external", version=probe_version(base, headers=auth.headers() if auth else None),
+                              base_url=engine.base_url)
+            return Target(base, ref, info, auth=auth)
         adapter = get_adapter(engine.kind)
         venv: EngineVenv | None = None
         python = Path("python")
@@ -136,6 +155,11 @@ class TargetPool:
     def _stop(target: Target) -> None:
         if target.server is not None:
             target.server.stop()
+
+    def take_notes(self) -> list[str]:
+        """The notes gathered since the last call (for the case that caused them)."""
+        notes, self.notes = self.notes, []
+        return notes
 
     def quiesce_others(self, active: Target) -> None:
         """Pause every live server but ``active`` (resumed if it was paused): a live A/B measures one side

@@ -29,7 +29,7 @@ def coalesced_events(parsed: ParsedStream | None) -> int:
 
 def check_delivery(records: Sequence[RequestRecord], workload: Workload, *, per_request: bool = False,
                    pool_exhausted: bool = False, prompt_tolerance: float = 0.02,
-                   max_coalesced_fraction: float = 0.25) -> Delivery:
+                   max_coalesced_fraction: float = 0.5) -> Delivery:
     """Check every completed request against what it asked.
 
     ``per_request``: each request's ``requested_*`` fields say what it asked

@@ -60,9 +60,9 @@ def parse_metrics(text: str) -> dict[str, float]:
     return dict(out)
 
 
-def scrape(base_url: str, timeout: float = 5.0) -> dict[str, float] | None:
+def scrape(base_url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> dict[str, float] | None:
     """Scrape ``/metrics``; None when the endpoint has none (not an error)."""
-    text = get_text(base_url + "/metrics", timeout)
+    text = get_text(base_url + "/metrics", timeout, headers)
     if text is None:
         return None
     try:

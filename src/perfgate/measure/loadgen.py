@@ -212,11 +212,13 @@ async def run_load_async(
     warmup_specs: list[RequestSpec] | None = None,
     timeout_s: float = 600.0,
     on_measure_start: Callable[[], object] | None = None,
+    headers: dict[str, str] | None = None,
     duration_s: float | None = None,
     ramp_to_rate: float | None = None,
 ) -> LoadRun:
     """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load.
 
+    ``headers`` go on every request (an endpoint's auth header); they are set once on the session, not per send.
     ``duration_s``: send from ``specs`` (the prepared pool) until that many
     seconds have passed; requests sent in the window are counted and allowed
     to finish, the rest are never sent (``LoadRun.pool_exhausted`` when the
@@ -231,7 +233,7 @@ async def run_load_async(
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=True)
     # No total timeout on the session: each request has its own deadline.
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                     auto_decompress=False) as session:
+                                     auto_decompress=False, headers=headers or None) as session:
         warm = []
         if warmup_specs:
             warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True)

@@ -81,10 +81,11 @@ class EngineGaugeSampler:
     not become load on it.
     """
 
-    def __init__(self, base_url: str, min_interval_s: float = 1.0):
+    def __init__(self, base_url: str, min_interval_s: float = 1.0, headers: dict[str, str] | None = None):
         self.base_url = base_url
         self.min_interval_s = min_interval_s
         self._last = -1e9
+        self._headers = headers
 
     def sample(self) -> dict[str, float]:
         now = time.perf_counter()
@@ -93,7 +94,7 @@ class EngineGaugeSampler:
         self._last = now
         from perfgate.measure.engine_metrics import GAUGES, scrape
 
-        values = scrape(self.base_url, timeout=2.0) or {}
+        values = scrape(self.base_url, timeout=2.0, headers=self._headers) or {}
         return {f"engine.{name.replace(':', '.')}": values[name] for name in GAUGES if name in values}
 
     def close(self) -> None:

