@@ -151,6 +151,11 @@ def _compare(args: argparse.Namespace) -> int:
     except (MatrixError, ValueError) as exc:
         print(f"perfgate: {exc}", file=sys.stderr)
         return 2
+    stop = _preflight_stops([(e, model, args.hardware) for e in (a, b)],
+                            Path(args.cache) if args.cache else default_cache_dir())
+    if stop:
+        print(f"perfgate: {stop}", file=sys.stderr)
+        return 2
     session = PerfSession(Settings(
         results_dir=Path(args.out), cache_dir=Path(args.cache) if args.cache else default_cache_dir(),
         baselines_dir=Path("baselines"), machine=machine, compare_to=a, time_budget_s=args.time_budget,
@@ -171,6 +176,24 @@ def _compare(args: argparse.Namespace) -> int:
     for ln in session.summary_lines()[-3:]:
         print(ln)
     return worst
+
+
+def _preflight_stops(pairs: list, cache_dir: Path) -> str | None:
+    """The first blocking preflight line for GPU engines about to be installed and booted (None: go ahead)."""
+    from perfgate.engines.preflight import GpuFacts, check_case, needs_gpu
+
+    pairs = [p for p in pairs if needs_gpu(p[0], p[2])]
+    if not pairs:
+        return None
+    facts = GpuFacts.probe()
+    try:
+        for engine, model, hardware in pairs:
+            for f in check_case(engine, model, facts, cache_dir, hardware=hardware):
+                if f.severity == "block":
+                    return f.line()
+    finally:
+        facts.close()
+    return None
 
 
 def _preflight(args: argparse.Namespace) -> int:

@@ -218,3 +218,26 @@ def test_models_fetch_keeps_the_token_out_of_every_line(tmp_path):
     assert secret not in out.stdout + out.stderr
     assert out.stderr.startswith("perfgate: meta-llama/Llama-3.1-8B-Instruct: ") and out.stderr.count("\n") == 1
     assert not any(secret in p.read_text(errors="ignore") for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_cli_compare_of_gpu_engines_without_a_gpu_stops_before_installing(tmp_path):
+    try:
+        from perfgate.engines.gpus import load_nvml
+
+        load_nvml().nvmlShutdown()
+        pytest.skip("this machine has a GPU")
+    except Exception:
+        pass
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "s.yaml").write_text("name: s\nnum_requests: 1\nprompt_tokens: 4\nmax_tokens: 4\n"
+                                                   "concurrency: 1\n")
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text("scenarios_dir: scenarios\nengines:\n  a: {kind: vllm, spec: vllm==0.31.0}\n"
+                      "  b: {kind: vllm, spec: vllm==0.32.0}\nmodels:\n  m: {path: org/m}\n"
+                      "runs:\n  - {hardware: gpu, engines: [a, b], models: [m], scenarios: [s]}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-m", "perfgate", "compare", "a", "b", "--scenario", "s", "--model", "m",
+                          "--matrix", str(matrix), "--hardware", "gpu", "--cache", str(tmp_path / "c"),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("perfgate: BLOCK gpu [a]: no NVIDIA GPU (NVML: ")
+    assert not (tmp_path / "c").exists()
