@@ -27,6 +27,7 @@ from perfgate.engines.provision import (
     ensure_engine_venv,
     existing_environment,
     installed_version,
+    spec_version,
     stderr_progress,
 )
 from perfgate.engines.server import EngineServer, ServerError
@@ -164,7 +165,7 @@ class TargetPool:
         assert server.plan is not None
         version = server.version or (installed_version(venv, adapter.distribution) if venv and adapter.distribution else None)
         if venv and engine.spec and version is None:
-            version = engine.spec.split("==")[-1]
+            version = spec_version(engine.spec)  # None for `name @ URL`: the engine's own answer was missing
         info = EngineInfo(
             name=adapter.name, version=version, spec=engine.spec, command=server.plan.command,
             env=server.recorded_env, flags=[*engine.flags, *self._model_flags(adapter, ref, engine)],
