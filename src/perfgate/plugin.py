@@ -178,7 +178,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(_STASH, None)
     if state is None:
         return
-    from perfgate.engines.preflight import GpuFacts, check_case, needs_gpu
+    from perfgate.engines.preflight import Finding, GpuFacts, check_case, needs_gpu
 
     gpu_items = [(item, item.callspec.params["perf_case"]) for item in items
                  if hasattr(item, "callspec") and "perf_case" in item.callspec.params
@@ -193,7 +193,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for item, case in gpu_items:
             key = (case.engine, case.model, case.hardware)
             if key not in memo:
-                memo[key] = check_case(case.engine, case.model, facts, state.settings.cache_dir)
+                try:
+                    memo[key] = check_case(case.engine, case.model, facts, state.settings.cache_dir)
+                except Exception as exc:  # a device NVML cannot describe: this case stops, the session goes on
+                    memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                         case.engine.id)]
             findings = memo[key]
             skip = next((f for f in findings if f.skip), None)
             if skip is not None:
