@@ -133,6 +133,15 @@ def test_model_in_the_local_cache_or_the_command_that_fetches_it(tmp_path):
     assert hfcache.model_revision(str(hub / "models--Qwen--Qwen2.5-0.5B-Instruct" / "snapshots" / COMMIT)) == COMMIT
 
 
+def test_a_snapshot_fetched_by_commit_without_refs_main_is_found(tmp_path):
+    hub = tmp_path / "hub"
+    hf_model(hub, "org/pinned", {}, 1)
+    (hub / "models--org--pinned" / "refs" / "main").unlink()
+    cached = hfcache.find_cached("org/pinned", hub)
+    assert cached is not None and cached.revision == COMMIT
+    assert hfcache.find_cached("org/other", hub) is None
+
+
 def test_hf_cache_env_is_honoured(tmp_path, monkeypatch):
     hf_model(tmp_path / "home" / "hub", "org/m", {}, 1)
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

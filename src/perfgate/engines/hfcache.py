@@ -61,7 +61,14 @@ def find_cached(repo_id: str, cache_dir: Path | None = None, revision: str | Non
     except Exception:  # an invalid repo id
         return None
     if not isinstance(hit, str):
-        return None
+        if revision is not None:
+            return None
+        # A snapshot fetched by commit has no refs/main: the newest snapshot holding config.json will do.
+        folder = Path(cache_dir or hub_cache_dir()) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+        hits = sorted(folder.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if not hits:
+            return None
+        hit = str(hits[0])
     snapshot = Path(hit).parent
     return CachedModel(repo_id, snapshot.name, snapshot)
 
