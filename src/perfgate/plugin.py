@@ -108,8 +108,29 @@ def pytest_configure(config: pytest.Config) -> None:
         allow_env_mismatch=config.getoption("--perf-allow-env-mismatch"),
         strict=config.getoption("--perf-strict"), compare_to=compare_to,
         time_budget_s=config.getoption("--perf-time-budget"), boots_per_side=boots,
+        progress=_terminal_progress(config),
         endpoint_model=config.getoption("--perf-endpoint-model"), endpoint_auth_env=auth_env,
     ))
+
+
+def _terminal_progress(config: pytest.Config):
+    """Progress lines (long installs and boots) to the terminal, past pytest's output capture."""
+
+    def emit(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            from perfgate.engines.provision import stderr_progress
+
+            stderr_progress(line)
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line)
+        else:
+            reporter.write_line(line)
+
+    return emit
 
 
 def _matrix_path(config: pytest.Config) -> Path:
@@ -164,6 +185,52 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("perf_case", params)
 
 
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection: only the cases that will run are looked at
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Preflight before any boot: GPU cases are skipped (one line, counted) when this machine has no GPU or
+    fewer GPUs than the engine's tensor-parallel size, and fail at once, installing nothing, on a blocking
+    finding (driver too old, model not in the cache, no disk, busy GPU, model too big)."""
+    state = config.stash.get(_STASH, None)
+    if state is None:
+        return
+    from perfgate.engines.preflight import Finding, GpuFacts, check_case, needs_gpu
+
+    gpu_items = [(item, item.callspec.params["perf_case"]) for item in items
+                 if hasattr(item, "callspec") and "perf_case" in item.callspec.params
+                 and needs_gpu(item.callspec.params["perf_case"].engine, item.callspec.params["perf_case"].hardware)]
+    if not gpu_items:
+        return
+    facts = GpuFacts.probe()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    shown: set[str] = set()
+    try:
+        memo: dict[tuple, list] = {}
+        for item, case in gpu_items:
+            key = (case.engine, case.model, case.hardware)
+            if key not in memo:
+                try:
+                    memo[key] = check_case(case.engine, case.model, facts, state.settings.cache_dir)
+                except Exception as exc:  # a device NVML cannot describe: this case stops, the session goes on
+                    memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                         case.engine.id)]
+            findings = memo[key]
+            skip = next((f for f in findings if f.skip), None)
+            if skip is not None:
+                reason = f"{skip.message}" if skip.check == "gpu" else f"{case.engine.id}: {skip.message}"
+                item.add_marker(pytest.mark.skip(reason=reason))
+                state.record_skip(case, reason)
+                continue
+            for f in findings:
+                if f.severity != "ok" and reporter is not None and f.line() not in shown:
+                    shown.add(f.line())
+                    reporter.write_line(f"perfgate preflight: {f.line()}")
+            block = next((f for f in findings if f.severity == "block"), None)
+            if block is not None:
+                state.preflight_blocks[case.id] = block.line()
+    finally:
+        facts.close()
+
+
 @pytest.fixture(scope="session")
 def perf_session(request: pytest.FixtureRequest) -> PerfSession:
     """The session's perfgate state: directories, target pool, collected outcomes."""
@@ -189,7 +256,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(_STASH, None)
-    if state is None or not state.outcomes:
+    if state is None or not (state.outcomes or state.skipped):
         return
     terminalreporter.section("perfgate")
     for line in state.summary_lines():

@@ -15,6 +15,7 @@ and the report. It does not import pytest: the plugin turns an outcome's
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class Settings:
     compare_model: ModelSpec | None = None  # live A/B: the reference's model when it differs (a model change)
     time_budget_s: float | None = None  # per live comparison
     boots_per_side: int = 1  # live A/B: engine boots per side
+    progress: Callable[[str], None] | None = None  # install/boot progress lines (None: the real stderr)
     endpoint_model: str | None = None  # the model name an external endpoint serves (else found from /v1/models)
     endpoint_auth_env: str | None = None  # variable holding the endpoint's token (else $PERFGATE_ENDPOINT_TOKEN)
 
@@ -169,6 +171,12 @@ class PerfSession:
     report_error: str | None = None
     _pool: TargetPool | None = None
     _fresh_dir: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (case id, reason): counted and shown
+    preflight_blocks: dict[str, str] = field(default_factory=dict)  # case id -> the preflight line that stops it
+
+    def record_skip(self, case: Case, reason: str) -> None:
+        """A case not run on this machine (no GPU, too few GPUs): counted in :meth:`counts`, shown in the summary."""
+        self.skipped.append((case.id, reason))
 
     @property
     def results_dir(self) -> Path:
@@ -181,6 +189,8 @@ class PerfSession:
                                     capacity=2 if self.settings.compare_to else 1,
                                     endpoint_model=self.settings.endpoint_model,
                                     endpoint_auth_env=self.settings.endpoint_auth_env)
+            if self.settings.progress is not None:
+                self._pool.progress = self.settings.progress
         return self._pool
 
     def trials_for(self, case: Case) -> int:
@@ -213,11 +223,16 @@ class PerfSession:
         return out
 
     def run_case(self, case: Case) -> CaseOutcome:
-        from perfgate.measure.workload import WorkloadError  # late: keeps plugin loading light
+        from perfgate.measure.workload import (
+            WorkloadError,  # late: keeps plugin loading light
+        )
 
         self._start_fresh_results()
         outcome = CaseOutcome(case, machine=self.settings.machine, strict=self.settings.strict)
         self.outcomes.append(outcome)
+        if case.id in self.preflight_blocks:  # nothing installed or booted for a case preflight stops
+            outcome.error = f"{case.id}: preflight: {self.preflight_blocks[case.id]}"
+            return outcome
         try:
             if self.settings.compare_to is not None:
                 from perfgate.live import run_live_ab
@@ -359,6 +374,7 @@ class PerfSession:
             "not_compared": sum(s in NOT_COMPARED for s in statuses),
             "failed": sum(s in ("failed", "client_bound") for s in statuses),
             "baseline_written": statuses.count("baseline_written"),
+            "skipped": len(self.skipped),
         }
 
     def summary_lines(self) -> list[str]:
@@ -367,11 +383,16 @@ class PerfSession:
             label = "NOT COMPARED" if o.status in NOT_COMPARED else o.status.upper()
             lines.append(f"{label:13s} {o.case.id}")
             lines.extend(f"    {line}" for line in o.lines)
+        reasons: dict[str, int] = {}
+        for _, reason in self.skipped:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        lines.extend(f"{'SKIPPED':13s} {n} case(s): {reason}" for reason, n in reasons.items())
         c = self.counts()
         machine = repr(self.settings.machine) if self.settings.machine else "(unnamed)"
         lines.append(f"{c['cases']} cases on machine {machine}: {c['compared']} compared "
                      f"({c['regression']} regressed), {c['not_compared']} NOT COMPARED, {c['failed']} failed"
-                     + (f", {c['baseline_written']} baselines written" if c["baseline_written"] else ""))
+                     + (f", {c['baseline_written']} baselines written" if c["baseline_written"] else "")
+                     + (f", {c['skipped']} skipped" if c["skipped"] else ""))
         if c["not_compared"] and not self.settings.strict:
             lines.append("    cases that compared nothing pass; --perf-strict fails them")
         lines.append(f"results and server logs: {self.results_dir}")

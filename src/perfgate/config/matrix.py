@@ -35,6 +35,15 @@ class EngineConfig:
     base_url: str | None = None  # for kind=external
     boot_timeout_s: float = 600.0
     cpus: tuple[int, ...] = ()  # pin the engine's processes to these cores; the client takes the rest
+    # How the engine is installed (perfgate.engines.provision; docs/engines.md):
+    pip_args: tuple[str, ...] = ()  # extra installer arguments, e.g. ("--pre",)
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()  # e.g. a CUDA-variant wheel index
+    wheel: str | None = None  # a wheel path or URL installed instead of the spec (the spec still names the version)
+    python: str | None = None  # an existing environment's interpreter (venv, container image): used as-is
+    installer: str = "pip"  # "pip" | "uv"
+    install_timeout_s: float = 3600.0
+    tensor_parallel_size: int = 1  # GPUs the engine shards the model over
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -58,6 +67,14 @@ class EngineEntry(_Strict):
     base_url: str | None = None
     boot_timeout_s: float = 600.0
     cpus: list[int] = Field(default_factory=list)  # pin engine processes to these cores
+    pip_args: list[str] = Field(default_factory=list)
+    index_url: str | None = None
+    extra_index_urls: list[str] = Field(default_factory=list)
+    wheel: str | None = None
+    python: str | None = None
+    installer: Literal["pip", "uv"] = "pip"
+    install_timeout_s: float = Field(default=3600.0, gt=0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "EngineEntry":
@@ -65,6 +82,9 @@ class EngineEntry(_Strict):
             raise ValueError(f"unknown engine kind {self.kind!r}; known: {', '.join(ENGINE_KINDS)}")
         if self.kind in ("vllm", "sglang") and not self.spec:
             raise ValueError(f"engine kind {self.kind!r} needs a pinned `spec`, e.g. vllm==0.11.0")
+        if self.python and (self.wheel or self.pip_args or self.index_url or self.extra_index_urls):
+            raise ValueError("`python` names an existing environment that is used as-is: "
+                             "it cannot take `wheel`, `pip_args` or index URLs")
         if self.kind == "external" and not self.base_url:
             raise ValueError("engine kind 'external' needs `base_url`")
         return self
@@ -73,6 +93,10 @@ class EngineEntry(_Strict):
 class ModelEntry(_Strict):
     recipe: str | None = None  # tiny-model recipe, relative to the matrix file's root
     path: str | None = None  # local dir or HF id (resolved offline)
+    # Serving defaults the adapters apply unless the engine's flags set them (docs/engines.md):
+    max_model_len: int | None = Field(default=None, gt=0)  # context the KV cache is sized for
+    dtype: str | None = None
+    engine_args: list[str] = Field(default_factory=list)  # more arguments for any engine serving this model
 
     @model_validator(mode="after")
     def _one(self) -> "ModelEntry":
@@ -165,6 +189,9 @@ class ModelSpec:
     name: str
     recipe: Path | None
     path: str | None
+    max_model_len: int | None = None
+    dtype: str | None = None
+    engine_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,8 +260,16 @@ def _engine_config(key: str, entry: EngineEntry) -> EngineConfig:
     return EngineConfig(
         id=key, kind=entry.kind, spec=entry.spec, flags=tuple(entry.flags),
         env=tuple(sorted(entry.env.items())), base_url=entry.base_url, boot_timeout_s=entry.boot_timeout_s,
-        cpus=tuple(entry.cpus),
+        cpus=tuple(entry.cpus), pip_args=tuple(entry.pip_args), index_url=entry.index_url,
+        extra_index_urls=tuple(entry.extra_index_urls), wheel=entry.wheel, python=entry.python,
+        installer=entry.installer, install_timeout_s=entry.install_timeout_s,
+        tensor_parallel_size=entry.tensor_parallel_size,
     )
+
+
+def _model_spec(key: str, entry: ModelEntry, root: Path) -> ModelSpec:
+    return ModelSpec(key, (root / entry.recipe) if entry.recipe else None, entry.path,
+                     max_model_len=entry.max_model_len, dtype=entry.dtype, engine_args=tuple(entry.engine_args))
 
 
 def load_engines(path: Path) -> dict[str, EngineConfig]:
@@ -249,7 +284,7 @@ def load_models(path: Path) -> dict[str, ModelSpec]:
     path = Path(path)
     root = path.parent.parent if path.parent.name == "perf" else path.parent
     matrix: MatrixFile = _validate(MatrixFile, _load_yaml(path), path)
-    return {k: ModelSpec(k, (root / e.recipe) if e.recipe else None, e.path) for k, e in matrix.models.items()}
+    return {k: _model_spec(k, e, root) for k, e in matrix.models.items()}
 
 
 def load_matrix(path: Path) -> list[Case]:
@@ -274,8 +309,7 @@ def load_matrix(path: Path) -> list[Case]:
             families += [h for h in hit if h not in families]
         for e in run.engines:
             for m in run.models:
-                entry = matrix.models[m]
-                model = ModelSpec(m, (root / entry.recipe) if entry.recipe else None, entry.path)
+                model = _model_spec(m, matrix.models[m], root)
                 for fam in families:
                     for sc in scenarios[fam]:
                         cases.append(Case(run.hardware, _engine_config(e, matrix.engines[e]), model, sc, run.optional))

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class EngineServer:
     cold_start_s: float | None = None
     version: str | None = None
     recorded_env: dict[str, str] = field(default_factory=dict)
+    progress: Callable[[str], None] | None = None  # a line every progress_every_s while booting
+    progress_every_s: float = 15.0
 
     @property
     def base_url(self) -> str:
@@ -123,8 +126,13 @@ class EngineServer:
         assert self.plan is not None
         deadline = t0 + self.config.boot_timeout_s
         health = self.base_url + self.plan.health_path
+        next_note = t0 + self.progress_every_s
         while True:
             self._check_alive()
+            if self.progress is not None and time.perf_counter() >= next_note:
+                next_note = time.perf_counter() + self.progress_every_s
+                self.progress(f"perfgate: booting {self.config.id}: {time.perf_counter() - t0:.0f}s elapsed "
+                              f"(log: {self.log_path})")
             if time.perf_counter() > deadline:
                 raise ServerError(
                     f"{self.config.id}: not healthy after {self.config.boot_timeout_s:.0f}s boot timeout", self.log_path

@@ -85,10 +85,17 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
     """What must match for two runs to be comparable.
 
     The engine version is not in it: it is part of the key (the file's
-    location), and an upgrade comparison differs in it on purpose.
+    location), and an upgrade comparison differs in it on purpose. The
+    software stack (torch, its CUDA runtime, flashinfer, the driver's CUDA,
+    the model's revision) and the GPUs' power limit are: a changed stack
+    reads as a changed environment (not compared), never as a regression.
     """
     env, w = result.environment, result.workload
+    sw = env.software
     return {
+        "torch": sw.torch if sw else None, "torch_cuda": sw.torch_cuda if sw else None,
+        "flashinfer": sw.flashinfer if sw else None, "cuda_driver": sw.cuda_driver if sw else None,
+        "model_revision": sw.model_revision if sw else None, "gpu_power_limit_w": env.hardware.gpu_power_limit_w,
         "accelerator": env.hardware.accelerator, "gpu_driver": env.hardware.gpu_driver,
         "gpu_count": env.hardware.gpu_count, "cpu_model": env.hardware.cpu_model,
         "cpu_count": env.hardware.cpu_count, "engine": env.engine.name,

@@ -443,7 +443,8 @@ def compare_summaries(
 # Environment
 
 
-VERSION_KEYS: tuple[str, ...] = ("engine_version",)
+VERSION_KEYS: tuple[str, ...] = ("engine_version", "torch", "torch_cuda", "flashinfer")
+"""Fingerprint keys an engine upgrade changes on purpose (its version and the stack its release pins)."""
 
 
 def environment_mismatch(base_fp: Mapping[str, object], cur_fp: Mapping[str, object], *,

