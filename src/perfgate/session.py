@@ -15,14 +15,21 @@ and the report. It does not import pytest: the plugin turns an outcome's
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perfgate import __version__
 from perfgate.config.matrix import Case, EngineConfig, ModelSpec
 from perfgate.engines.pool import TargetPool
 from perfgate.engines.provision import ProvisionError
-from perfgate.engines.server import ServerError
+from perfgate.engines.server import (
+    ENGINE_CRASHED,
+    ENGINE_HUNG,
+    ServerError,
+    describe_exit,
+    fault_class,
+    log_tail,
+)
 from perfgate.schema.result import RESULT_SUFFIX, Result
 from perfgate.schema.verdict import (
     NOT_COMPARED,
@@ -54,6 +61,19 @@ class Settings:
     compare_model: ModelSpec | None = None  # live A/B: the reference's model when it differs (a model change)
     time_budget_s: float | None = None  # per live comparison
     boots_per_side: int = 1  # live A/B: engine boots per side
+    request_timeout_s: float | None = None  # override every scenario's timeout_s (per request)
+    trial_timeout_s: float | None = None  # override every scenario's trial_timeout_s (per trial)
+    boot_timeout_s: float | None = None  # override every engine's boot_timeout_s
+
+
+def _missing_model_path(model: ModelSpec) -> str | None:
+    """A model given as a local path that is not there fails before any engine boots (hub ids pass)."""
+    path = model.path
+    if path is None or not (path.startswith(("/", "./", "../", "~"))):
+        return None
+    if Path(path).expanduser().exists():
+        return None
+    return f"model {model.name!r}: path {path} does not exist"
 
 
 @dataclass
@@ -122,12 +142,22 @@ class CaseOutcome:
         return "pass", None
 
     def check(self) -> None:
-        """Fail the calling pytest test with one line when :meth:`gate` says so."""
+        """Fail the calling pytest test with one line when :meth:`gate` says so (and a failed trial's
+        server log tail below it)."""
         import pytest  # the session stays importable without pytest; only this call needs it
 
         action, line = self.gate()
         if action == "fail":
-            pytest.fail(line, pytrace=False)
+            pytest.fail((line or "") + self._failed_trial_log(), pytrace=False)
+
+    def _failed_trial_log(self) -> str:
+        if self.error or self.status != "failed":
+            return ""  # a ServerError's message carries its log tail already
+        bad = next((r for r in self.results if r.status == "failed"), None)
+        log = bad.environment.engine.log_path if bad else None
+        if not log or not Path(log).is_file():
+            return ""
+        return f"\n--- last lines of {log} ---\n{log_tail(Path(log), 15)}"
 
     def records(self) -> list[CaseVerdict]:
         """This case's entries in verdicts.json: the case, and for a live A/B its reference side."""
@@ -206,14 +236,47 @@ class PerfSession:
                 self.pool.quiesce_others(target)
             out.append(run_trial(target, case.scenario, trial=trial, test_id=test_id or case.id,
                                  results_dir=self.results_dir, machine=self.settings.machine))
+            self._after_trial(target, out[-1])
         return out
+
+    def _after_trial(self, target, result: Result) -> None:
+        """An engine that died or hung during a trial ends the case: it is stopped (every process of its
+        group) and the next case boots afresh. Raises :class:`ServerError` with the fault class."""
+        server = target.server
+        name = server.config.id if server is not None else target.base_url
+        log = server.log_path if server is not None else None
+        rc = server.proc.poll() if server is not None and server.proc is not None else None
+        if rc is not None:
+            self.pool.release()  # reaps what is left of the group (an orphaned worker, say)
+            raise ServerError(f"{name}: server exited with {describe_exit(rc)} during trial {result.trial} "
+                              f"({result.failure_reason})", log, kind=ENGINE_CRASHED)
+        if result.status == "failed" and (result.failure_reason or "").startswith(ENGINE_HUNG):
+            self.pool.release()  # SIGCONT, SIGTERM, SIGKILL: a stuck engine is never measured again
+            raise ServerError(f"{name}: {result.failure_reason}; the engine was stopped", log, kind=ENGINE_HUNG)
+
+    def with_timeouts(self, case: Case) -> Case:
+        """``case`` with the session's timeout overrides applied (per request, per trial, boot)."""
+        s = self.settings
+        update = {k: v for k, v in (("timeout_s", s.request_timeout_s), ("trial_timeout_s", s.trial_timeout_s))
+                  if v is not None}
+        if update:
+            scenario = case.scenario
+            case = replace(case, scenario=replace(scenario, spec=scenario.spec.model_copy(update=update)))
+        if s.boot_timeout_s is not None:
+            case = replace(case, engine=replace(case.engine, boot_timeout_s=s.boot_timeout_s))
+        return case
 
     def run_case(self, case: Case) -> CaseOutcome:
         from perfgate.measure.workload import WorkloadError  # late: keeps plugin loading light
 
         self._start_fresh_results()
+        case = self.with_timeouts(case)
         outcome = CaseOutcome(case, machine=self.settings.machine, strict=self.settings.strict)
         self.outcomes.append(outcome)
+        missing = _missing_model_path(case.model)
+        if missing:
+            outcome.error = f"{case.id}: {missing}"
+            return outcome
         try:
             if self.settings.compare_to is not None:
                 from perfgate.live import run_live_ab
@@ -230,7 +293,13 @@ class PerfSession:
                 self._update_baseline(outcome)
             else:
                 self._judge_stored(outcome)
-        except (ServerError, WorkloadError, ProvisionError) as exc:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the case is incomplete, so nothing of it is judged
+            outcome.error = f"{case.id}: interrupted: the run was stopped before this case completed"
+            raise
+        except ServerError as exc:
+            cls = fault_class(exc)
+            outcome.error = f"{case.id}: {cls}: {exc}"
+        except (WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
         return outcome
 
