@@ -100,6 +100,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if value is not None and not value > 0:
             raise pytest.UsageError(f"perfgate: {opt} must be > 0, not {value:g}")
         timeouts[key] = value
+    if any(config.getoption(o) for o in ("--perf-engine", "--perf-model", "--perf-scenario")):
+        try:  # a selection that matches nothing is a typo: caught here, in one line, before collection
+            _check_selection(load_matrix(_matrix_path(config)), config)
+        except MatrixError as exc:
+            raise pytest.UsageError(f"perfgate: {exc}") from None
     results_dir = results if results.is_absolute() else root / results
     _check_writable(results_dir)
     _install_sigterm(config)
@@ -214,9 +219,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     try:
-        all_cases = load_matrix(_matrix_path(config))
-        _check_selection(all_cases, config)
-        cases = _select(all_cases, config)
+        cases = _select(load_matrix(_matrix_path(config)), config)
     except MatrixError as exc:
         raise pytest.UsageError(f"perfgate: {exc}") from None
     params = [

@@ -30,6 +30,7 @@ from perfgate.engines.server import (
     fault_class,
     log_tail,
 )
+from perfgate.measure.records import FAULT_CLASSES
 from perfgate.schema.result import RESULT_SUFFIX, Result
 from perfgate.schema.verdict import (
     NOT_COMPARED,
@@ -126,7 +127,11 @@ class CaseOutcome:
             if self.error:
                 return "fail", self.error
             bad = next(r for r in self.results if r.status == "failed")
-            return "fail", f"{self.case.id}: trial {bad.trial} failed: {bad.failure_reason}"
+            reason = bad.failure_reason or "failed"
+            cls, sep, rest = reason.partition(": ")
+            if sep and cls in FAULT_CLASSES:  # "<case>: <fault class>: trial N: <what>", like a server failure
+                return "fail", f"{self.case.id}: {cls}: trial {bad.trial}: {rest}"
+            return "fail", f"{self.case.id}: trial {bad.trial} failed: {reason}"
         if status == "client_bound":
             bad = next(r for r in self.results if r.status == "client_bound")
             return "fail", (f"{self.case.id}: client-bound, latencies describe the load generator, not the engine: "
@@ -252,7 +257,8 @@ class PerfSession:
                               f"({result.failure_reason})", log, kind=ENGINE_CRASHED)
         if result.status == "failed" and (result.failure_reason or "").startswith(ENGINE_HUNG):
             self.pool.release()  # SIGCONT, SIGTERM, SIGKILL: a stuck engine is never measured again
-            raise ServerError(f"{name}: {result.failure_reason}; the engine was stopped", log, kind=ENGINE_HUNG)
+            what = (result.failure_reason or "").removeprefix(f"{ENGINE_HUNG}: ")
+            raise ServerError(f"{name}: trial {result.trial}: {what}; the engine was stopped", log, kind=ENGINE_HUNG)
 
     def with_timeouts(self, case: Case) -> Case:
         """``case`` with the session's timeout overrides applied (per request, per trial, boot)."""
@@ -267,7 +273,9 @@ class PerfSession:
         return case
 
     def run_case(self, case: Case) -> CaseOutcome:
-        from perfgate.measure.workload import WorkloadError  # late: keeps plugin loading light
+        from perfgate.measure.workload import (
+            WorkloadError,  # late: keeps plugin loading light
+        )
 
         self._start_fresh_results()
         case = self.with_timeouts(case)
@@ -362,6 +370,7 @@ class PerfSession:
     def _update_baseline(self, outcome: CaseOutcome) -> None:
         from perfgate.judge.baselines import (
             Baseline,
+            BaselineError,
             Provenance,
             fingerprint,
             key_of,
@@ -387,7 +396,11 @@ class PerfSession:
                                   results=[f"{r.test_id}.trial{r.trial}" for r in outcome.results]),
             trials=[r.summary.metrics for r in outcome.results if r.summary is not None],
         )
-        path, changes = save_baseline(self.settings.baselines_dir, baseline, watch=KEY_METRICS)
+        try:
+            path, changes = save_baseline(self.settings.baselines_dir, baseline, watch=KEY_METRICS)
+        except BaselineError as exc:  # an unreadable baseline in the way is reported, never replaced
+            outcome.error = f"{case.id}: baseline not written: {exc}"
+            return
         outcome.baseline_written = str(path)
         outcome.notes.append(f"baseline written: {path} ({len(baseline.trials)} trials, {boots} boot(s))")
         outcome.notes.extend(f"  {c}" for c in changes)

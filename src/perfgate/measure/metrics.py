@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from perfgate.measure.records import ERROR_CLASS, FAULT_CLASSES, ErrorKind, ParsedStream, RawRequest
+from perfgate.measure.records import (
+    ERROR_CLASS,
+    FAULT_CLASSES,
+    ErrorKind,
+    ParsedStream,
+    RawRequest,
+)
 from perfgate.measure.sse import ERROR_EVENT_PREFIX
 from perfgate.schema.result import ClientHealth, RequestRecord, Summary, TokenSource
 

@@ -23,7 +23,12 @@ from perfgate.measure.environment import (
     now_iso,
 )
 from perfgate.measure.loadgen import run_load
-from perfgate.measure.metrics import client_health, request_record, summarize, trial_failure
+from perfgate.measure.metrics import (
+    client_health,
+    request_record,
+    summarize,
+    trial_failure,
+)
 from perfgate.measure.sse import parse_stream
 from perfgate.measure.telemetry import (
     EngineGaugeSampler,

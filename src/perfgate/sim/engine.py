@@ -757,7 +757,10 @@ def main(argv: list[str] | None = None) -> int:
     if (f := cfg.fault("slow-boot")) is not None:
         print(f"perfgate sim: fault slow-boot: listening in {f.value:g}s", file=sys.stderr, flush=True)
         time.sleep(f.value)
+    # A hung sim's handlers never finish; aiohttp's graceful shutdown would fill the log with their
+    # tracebacks, so SIGTERM keeps its default action there (the process ends at once).
     web.run_app(build_app(cfg), host=a.host, port=a.port, access_log=None,
+                handle_signals=cfg.fault("hang-after-tokens") is None,
                 print=lambda *_: print(f"perfgate sim on {a.host}:{a.port}", flush=True))
     return 0
 
