@@ -137,6 +137,9 @@ class ScenarioFile(_Strict):
             bad = set(self.sweep) - allowed
             if bad:
                 raise ValueError(f"cannot sweep {sorted(bad)}; sweepable: {sorted(allowed)}")
+            empty = sorted(k for k, v in self.sweep.items() if not v)
+            if empty:
+                raise ValueError(f"sweep {empty} has no values: a sweep needs at least one")
         has_c = self.concurrency is not None or "concurrency" in self.sweep
         has_r = self.request_rate is not None or "request_rate" in self.sweep
         if has_c == has_r:
@@ -192,6 +195,10 @@ def _load_yaml(path: Path) -> object:
         raise MatrixError(f"{path}: cannot read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise MatrixError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except RecursionError:
+        raise MatrixError(f"{path}: not valid YAML (nested too deeply)") from None
+    except UnicodeDecodeError as exc:
+        raise MatrixError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _did_you_mean(word: str, known) -> str:
@@ -216,18 +223,24 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
 
 
+def _loc(parts) -> str:
+    """A pydantic error location as ``engines.sim.flags``; odd keys (spaces, newlines) quoted, so it stays one line."""
+    return ".".join(str(p) if isinstance(p, int) or str(p).isprintable() and " " not in str(p) and str(p) else repr(p)
+                    for p in parts) or "(top level)"
+
+
 def _validate(model: type[BaseModel], data: object, path: Path):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = _loc(err["loc"])
         if err["type"] == "extra_forbidden" and err["loc"]:
             key = err["loc"][-1]
             raise MatrixError(f"{path}: {loc}: unknown key {key!r}"
                               f"{_did_you_mean(key, _fields_at(model, err['loc']))}") from exc
-        raise MatrixError(f"{path}: {loc}: {err['msg']}") from exc
+        raise MatrixError(f"{path}: {loc}: {' '.join(str(err['msg']).split())}") from exc
 
 
 def expand_sweep(spec: ScenarioFile) -> list[Scenario]:
@@ -240,7 +253,12 @@ def expand_sweep(spec: ScenarioFile) -> list[Scenario]:
         if "request_rate" in changes:
             changes["concurrency"] = None
         label = ",".join(f"{k}={v}" for k, v in zip(keys, values))
-        point = spec.model_copy(update={**changes, "sweep": {}})
+        try:  # each point is validated like a file of its own (a swept concurrency of -1 is as wrong as a set one)
+            point = ScenarioFile.model_validate({**spec.model_dump(), **changes, "sweep": {}})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = _loc(err["loc"])
+            raise ValueError(f"sweep point [{label}]: {loc}: {err['msg']}") from None
         points.append(Scenario(f"{spec.name}[{label}]", spec.name, point))
     return points
 
@@ -249,7 +267,10 @@ def load_scenario_file(path: Path) -> list[Scenario]:
     spec = _validate(ScenarioFile, _load_yaml(path), path)
     if spec.name != path.stem:
         raise MatrixError(f"{path}: scenario name {spec.name!r} must match the file name {path.stem!r}")
-    return expand_sweep(spec)
+    try:
+        return expand_sweep(spec)
+    except ValueError as exc:
+        raise MatrixError(f"{path}: {exc}") from None
 
 
 def load_scenarios(directory: Path) -> dict[str, list[Scenario]]:
