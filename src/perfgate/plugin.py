@@ -12,7 +12,6 @@ import difflib
 import fnmatch
 import os
 import signal
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,7 +106,6 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"perfgate: {exc}") from None
     results_dir = results if results.is_absolute() else root / results
     _check_writable(results_dir)
-    _install_sigterm(config)
     config.stash[_STASH] = PerfSession(Settings(
         **timeouts,
         results_dir=results_dir,
@@ -123,15 +121,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_writable(directory: Path) -> None:
-    """An unwritable results directory fails at configure, in one line, before any engine boots."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".perfgate-probe.", dir=directory)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise pytest.UsageError(f"perfgate: results directory {directory} is not writable "
-                                f"({exc.strerror or exc})") from None
+    """An unwritable results directory fails at configure, in one line, before any engine boots.
+
+    Nothing is created here (every pytest run loads the plugin): the directory, or the nearest part of
+    its path that exists, must be a directory this process may write to.
+    """
+    existing = directory
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    why = None
+    if not existing.is_dir():
+        why = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"no permission to write in {existing}"
+    if why:
+        raise pytest.UsageError(f"perfgate: results directory {directory} is not writable ({why})")
 
 
 _SIGTERM_PREVIOUS = pytest.StashKey[object]()
@@ -232,6 +236,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def perf_session(request: pytest.FixtureRequest) -> PerfSession:
     """The session's perfgate state: directories, target pool, collected outcomes."""
+    _install_sigterm(request.config)  # only a run that measures changes what SIGTERM does
     return perf_session_of(request.config)
 
 

@@ -25,12 +25,13 @@ import pytest
 from perfgate.config.matrix import ScenarioFile, expand_sweep, load_matrix
 from perfgate.engines.provision import default_cache_dir
 from perfgate.measure.engine_metrics import scrape
+from perfgate.schema.result import iter_results, read_result
 from perfgate.session import PerfSession, Settings
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = dict(name="faults", num_requests=48, prompt_tokens=16, max_tokens=48, concurrency=4, warmup_requests=1,
-                trials=2, timeout_s=5.0, trial_timeout_s=30.0)
+                trials=2, timeout_s=4.0, trial_timeout_s=12.0)
 
 
 def _case():
@@ -86,6 +87,13 @@ class _FaultWhenLoaded(threading.Thread):
             time.sleep(0.05)
 
 
+def _report(outcome, watcher, took, reports: Path) -> None:
+    """What docs/faults.md quotes (shown with -s)."""
+    errors = [read_result(p).summary.errors for p in iter_results(reports)]
+    print(f"\n{outcome.gate()[1].splitlines()[0]}\nerrors per trial file: {errors}; family {len(watcher.family)} "
+          f"processes; case took {took:.0f} s")
+
+
 def _run(tmp_path: Path, strike) -> tuple:
     session = PerfSession(Settings(results_dir=tmp_path / "reports", cache_dir=default_cache_dir(),
                                    baselines_dir=tmp_path / "baselines", machine="it-box", update_baselines=True))
@@ -95,6 +103,7 @@ def _run(tmp_path: Path, strike) -> tuple:
     outcome = session.run_case(_case())
     took = time.monotonic() - t0
     session.finish()
+    _report(outcome, watcher, took, tmp_path / "reports")
     return session, outcome, watcher, took
 
 
