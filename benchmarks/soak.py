@@ -84,13 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - t0
     t, mem = np.array([x for x, _ in rss]), np.array([y for _, y in rss])
     slope = float(np.polyfit(t, mem, 1)[0]) * 60 if len(t) > 2 else float("nan")
+    h = len(t) // 2  # the second half: after the allocator's warm-up, a leak is a slope here
+    late = float(np.polyfit(t[h:], mem[h:], 1)[0]) * 60 if len(t) - h > 2 else float("nan")
     k = max(1, len(mem) // 4)
     print(f"\nwindows {len(rss)}, {elapsed:.0f} s, requests {totals['requests']}, errors "
           f"{sum(errors.values())} {dict(error_classes(dict(errors))) or ''}")
     print(f"throughput {totals['requests'] / elapsed:.1f} req/s, {totals['tokens'] / elapsed:.0f} tok/s "
           "(windows back to back, parsing included)")
     print(f"client RSS: first window {mem[0]:.1f} MiB, mean of first {k} {mem[:k].mean():.1f} MiB, "
-          f"mean of last {k} {mem[-k:].mean():.1f} MiB, max {mem.max():.1f} MiB; slope {slope:+.2f} MiB/min")
+          f"mean of last {k} {mem[-k:].mean():.1f} MiB, max {mem.max():.1f} MiB; slope {slope:+.2f} MiB/min, "
+          f"second half {late:+.2f} MiB/min")
     return 0
 
 
