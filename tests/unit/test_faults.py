@@ -45,12 +45,13 @@ FAULTS: dict[str, tuple[str | None, set[str]]] = {
     "oversized-chunk:262144": (None, set()),  # 256 KiB in one SSE event: read and counted like any chunk
 }
 SCENARIO = dict(name="faults", num_requests=8, prompt_tokens=4, max_tokens=8, concurrency=2, warmup_requests=1,
-                trials=2, timeout_s=2.0, trial_timeout_s=20.0)
+                trials=2, timeout_s=2.0, trial_timeout_s=20.0)  # a healthy request takes ~15 ms
 
 
 def _case(flags: tuple[str, ...], engine_id: str, model: str) -> Case:
+    boot_timeout = 3.0 if any(f.startswith("slow-boot") for f in flags) else 60.0  # a busy box boots slowly
     engine = EngineConfig(id=engine_id, kind="sim", flags=("--ttft-base-ms", "5", "--itl-ms", "1", *flags),
-                          boot_timeout_s=3.0)
+                          boot_timeout_s=boot_timeout)
     scenario = expand_sweep(ScenarioFile(**SCENARIO))[0]
     return Case("cpu", engine, ModelSpec(model, None, model), scenario)
 
