@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perfgate import __version__
 from perfgate.config.matrix import Case, EngineConfig, ModelSpec
 from perfgate.engines.pool import TargetPool
 from perfgate.engines.provision import ProvisionError
-from perfgate.engines.server import ServerError
+from perfgate.engines.server import (
+    ENGINE_CRASHED,
+    ENGINE_HUNG,
+    ServerError,
+    describe_exit,
+    fault_class,
+    log_tail,
+)
+from perfgate.measure.records import FAULT_CLASSES
 from perfgate.schema.result import RESULT_SUFFIX, Result
 from perfgate.schema.verdict import (
     NOT_COMPARED,
@@ -58,6 +66,19 @@ class Settings:
     progress: Callable[[str], None] | None = None  # install/boot progress lines (None: the real stderr)
     endpoint_model: str | None = None  # the model name an external endpoint serves (else found from /v1/models)
     endpoint_auth_env: str | None = None  # variable holding the endpoint's token (else $PERFGATE_ENDPOINT_TOKEN)
+    request_timeout_s: float | None = None  # override every scenario's timeout_s (per request)
+    trial_timeout_s: float | None = None  # override every scenario's trial_timeout_s (per trial)
+    boot_timeout_s: float | None = None  # override every engine's boot_timeout_s
+
+
+def _missing_model_path(model: ModelSpec) -> str | None:
+    """A model given as a local path that is not there fails before any engine boots (hub ids pass)."""
+    path = model.path
+    if path is None or not (path.startswith(("/", "./", "../", "~"))):
+        return None
+    if Path(path).expanduser().exists():
+        return None
+    return f"model {model.name!r}: path {path} does not exist"
 
 
 @dataclass
@@ -110,7 +131,11 @@ class CaseOutcome:
             if self.error:
                 return "fail", self.error
             bad = next(r for r in self.results if r.status == "failed")
-            return "fail", f"{self.case.id}: trial {bad.trial} failed: {bad.failure_reason}"
+            reason = bad.failure_reason or "failed"
+            cls, sep, rest = reason.partition(": ")
+            if sep and cls in FAULT_CLASSES:  # "<case>: <fault class>: trial N: <what>", like a server failure
+                return "fail", f"{self.case.id}: {cls}: trial {bad.trial}: {rest}"
+            return "fail", f"{self.case.id}: trial {bad.trial} failed: {reason}"
         if status == "client_bound":
             bad = next(r for r in self.results if r.status == "client_bound")
             return "fail", (f"{self.case.id}: client-bound, latencies describe the load generator, not the engine: "
@@ -126,12 +151,22 @@ class CaseOutcome:
         return "pass", None
 
     def check(self) -> None:
-        """Fail the calling pytest test with one line when :meth:`gate` says so."""
+        """Fail the calling pytest test with one line when :meth:`gate` says so (and a failed trial's
+        server log tail below it)."""
         import pytest  # the session stays importable without pytest; only this call needs it
 
         action, line = self.gate()
         if action == "fail":
-            pytest.fail(line, pytrace=False)
+            pytest.fail((line or "") + self._failed_trial_log(), pytrace=False)
+
+    def _failed_trial_log(self) -> str:
+        if self.error or self.status != "failed":
+            return ""  # a ServerError's message carries its log tail already
+        bad = next((r for r in self.results if r.status == "failed"), None)
+        log = bad.environment.engine.log_path if bad else None
+        if not log or not Path(log).is_file():
+            return ""
+        return f"\n--- last lines of {log} ---\n{log_tail(Path(log), 15)}"
 
     def records(self) -> list[CaseVerdict]:
         """This case's entries in verdicts.json: the case, and for a live A/B its reference side."""
@@ -220,7 +255,36 @@ class PerfSession:
                 self.pool.quiesce_others(target)
             out.append(run_trial(target, case.scenario, trial=trial, test_id=test_id or case.id,
                                  results_dir=self.results_dir, machine=self.settings.machine))
+            self._after_trial(target, out[-1])
         return out
+
+    def _after_trial(self, target, result: Result) -> None:
+        """An engine that died or hung during a trial ends the case: it is stopped (every process of its
+        group) and the next case boots afresh. Raises :class:`ServerError` with the fault class."""
+        server = target.server
+        name = server.config.id if server is not None else target.base_url
+        log = server.log_path if server is not None else None
+        rc = server.proc.poll() if server is not None and server.proc is not None else None
+        if rc is not None:
+            self.pool.release()  # reaps what is left of the group (an orphaned worker, say)
+            raise ServerError(f"{name}: server exited with {describe_exit(rc)} during trial {result.trial} "
+                              f"({result.failure_reason})", log, kind=ENGINE_CRASHED)
+        if result.status == "failed" and (result.failure_reason or "").startswith(ENGINE_HUNG):
+            self.pool.release()  # SIGCONT, SIGTERM, SIGKILL: a stuck engine is never measured again
+            what = (result.failure_reason or "").removeprefix(f"{ENGINE_HUNG}: ")
+            raise ServerError(f"{name}: trial {result.trial}: {what}; the engine was stopped", log, kind=ENGINE_HUNG)
+
+    def with_timeouts(self, case: Case) -> Case:
+        """``case`` with the session's timeout overrides applied (per request, per trial, boot)."""
+        s = self.settings
+        update = {k: v for k, v in (("timeout_s", s.request_timeout_s), ("trial_timeout_s", s.trial_timeout_s))
+                  if v is not None}
+        if update:
+            scenario = case.scenario
+            case = replace(case, scenario=replace(scenario, spec=scenario.spec.model_copy(update=update)))
+        if s.boot_timeout_s is not None:
+            case = replace(case, engine=replace(case.engine, boot_timeout_s=s.boot_timeout_s))
+        return case
 
     def run_case(self, case: Case) -> CaseOutcome:
         from perfgate.measure.workload import (
@@ -228,10 +292,15 @@ class PerfSession:
         )
 
         self._start_fresh_results()
+        case = self.with_timeouts(case)
         outcome = CaseOutcome(case, machine=self.settings.machine, strict=self.settings.strict)
         self.outcomes.append(outcome)
         if case.id in self.preflight_blocks:  # nothing installed or booted for a case preflight stops
             outcome.error = f"{case.id}: preflight: {self.preflight_blocks[case.id]}"
+            return outcome
+        missing = _missing_model_path(case.model)
+        if missing:
+            outcome.error = f"{case.id}: {missing}"
             return outcome
         try:
             if self.settings.compare_to is not None:
@@ -249,7 +318,13 @@ class PerfSession:
                 self._update_baseline(outcome)
             else:
                 self._judge_stored(outcome)
-        except (ServerError, WorkloadError, ProvisionError) as exc:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the case is incomplete, so nothing of it is judged
+            outcome.error = f"{case.id}: interrupted: the run was stopped before this case completed"
+            raise
+        except ServerError as exc:
+            cls = fault_class(exc)
+            outcome.error = f"{case.id}: {cls}: {exc}"
+        except (WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
         finally:
             outcome.notes[:0] = self.pool.take_notes()  # e.g. which model an endpoint was sent
@@ -314,6 +389,7 @@ class PerfSession:
     def _update_baseline(self, outcome: CaseOutcome) -> None:
         from perfgate.judge.baselines import (
             Baseline,
+            BaselineError,
             Provenance,
             fingerprint,
             key_of,
@@ -339,7 +415,11 @@ class PerfSession:
                                   results=[f"{r.test_id}.trial{r.trial}" for r in outcome.results]),
             trials=[r.summary.metrics for r in outcome.results if r.summary is not None],
         )
-        path, changes = save_baseline(self.settings.baselines_dir, baseline, watch=KEY_METRICS)
+        try:
+            path, changes = save_baseline(self.settings.baselines_dir, baseline, watch=KEY_METRICS)
+        except BaselineError as exc:  # an unreadable baseline in the way is reported, never replaced
+            outcome.error = f"{case.id}: baseline not written: {exc}"
+            return
         outcome.baseline_written = str(path)
         outcome.notes.append(f"baseline written: {path} ({len(baseline.trials)} trials, {boots} boot(s))")
         outcome.notes.extend(f"  {c}" for c in changes)

@@ -224,7 +224,9 @@ def save_baseline(root: Path | str, baseline: Baseline, watch: tuple[str, ...] |
 
     Returns the path and human-readable changes vs the file it replaces
     (``["new baseline"]`` when there was none; ``[]`` when nothing moved).
-    An unreadable previous file is replaced, and the first line says so.
+    An unreadable previous file is not replaced: a :class:`BaselineError` says
+    what is wrong with it, and a person decides (it may be a merge conflict
+    or a newer perfgate's file, and it is the only record of what it held).
     """
     baseline = Baseline.model_validate(baseline.model_dump())  # re-validate (model_copy skips it)
     if not baseline.trials or not any(baseline.trials):
@@ -234,7 +236,7 @@ def save_baseline(root: Path | str, baseline: Baseline, watch: tuple[str, ...] |
         try:
             changes = diff_baselines(load_baseline(path), baseline, watch)
         except BaselineError as exc:
-            changes = [f"replacing unreadable baseline ({exc})"]
+            raise BaselineError(f"{exc} (not replaced: fix or remove it, then update again)") from exc
     else:
         changes = ["new baseline"]
     write_text_atomic(path, baseline.model_dump_json(indent=1) + "\n")

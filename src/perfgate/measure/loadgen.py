@@ -74,12 +74,28 @@ def arrival_offsets(n: int, rate: float, burstiness: float, seed: int) -> np.nda
     return np.cumsum(gaps)
 
 
-async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, rec: RawRequest, timeout_s: float) -> None:
-    """The hot path. Record timestamps and raw bytes; interpret nothing."""
+def _past(deadline: float | None, rec: RawRequest) -> bool:
+    """True (and ``rec`` marked as a timeout, never sent) when the trial's deadline has passed."""
+    if deadline is None or asyncio.get_running_loop().time() < deadline:
+        return False
+    rec.sent_at = rec.done_at = time.perf_counter()
+    rec.error = ErrorKind.TIMEOUT
+    rec.error_detail = "not sent: the trial deadline had passed"
+    return True
+
+
+async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, rec: RawRequest, timeout_s: float,
+                deadline: float | None = None) -> None:
+    """The hot path. Record timestamps and raw bytes; interpret nothing.
+
+    ``deadline`` (event-loop time) is the trial's: a request in flight then is cut off as a timeout.
+    """
     perf = time.perf_counter
     chunks = rec.chunks
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s) as scope:
+            if deadline is not None and deadline < (scope.when() or deadline):
+                scope.reschedule(deadline)
             # Stamped before the request is handed to aiohttp: an early stamp can only over-state
             # TTFT, while aiohttp's headers-sent hook runs after the server may already have the
             # request and would under-state it (docs/accuracy.md).
@@ -105,7 +121,9 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
     except TimeoutError:
         rec.done_at = perf()
         rec.error = ErrorKind.TIMEOUT
-        rec.error_detail = f"no complete response within {timeout_s:.0f}s"
+        rec.error_detail = f"no complete response within {timeout_s:g}s"
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01:
+            rec.error_detail = f"no complete response when the trial deadline passed ({rec.done_at - rec.sent_at:.1f}s)"
     except aiohttp.ClientConnectorError as exc:
         rec.done_at = perf()
         rec.error = ErrorKind.CONNECT
@@ -134,7 +152,7 @@ def _new_record(spec: RequestSpec, warmup: bool) -> RawRequest:
     )
 
 
-async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup) -> list[RawRequest]:
+async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup, deadline=None) -> list[RawRequest]:
     records = [_new_record(s, warmup) for s in specs]
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(specs)):
@@ -146,13 +164,15 @@ async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup)
                 i = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await _send(session, base_url, specs[i], records[i], timeout_s)
+            if not _past(deadline, records[i]):
+                await _send(session, base_url, specs[i], records[i], timeout_s, deadline)
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(specs))))))
     return records
 
 
-async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency) -> list[RawRequest]:
+async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency,
+                     deadline=None) -> list[RawRequest]:
     records = [_new_record(s, False) for s in specs]
     limiter = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     loop = asyncio.get_running_loop()
@@ -165,9 +185,10 @@ async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_co
             await asyncio.sleep(delay)
         if limiter:
             async with limiter:
-                await _send(session, base_url, specs[i], records[i], timeout_s)
-        else:
-            await _send(session, base_url, specs[i], records[i], timeout_s)
+                if not _past(deadline, records[i]):
+                    await _send(session, base_url, specs[i], records[i], timeout_s, deadline)
+        elif not _past(deadline, records[i]):
+            await _send(session, base_url, specs[i], records[i], timeout_s, deadline)
 
     await asyncio.gather(*(one(i) for i in range(len(specs))))
     return records
@@ -186,13 +207,17 @@ async def run_load_async(
     timeout_s: float = 600.0,
     on_measure_start: Callable[[], object] | None = None,
     headers: dict[str, str] | None = None,
+    trial_timeout_s: float | None = None,
 ) -> LoadRun:
     """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load.
 
     ``headers`` go on every request (an endpoint's auth header); they are set once on the session, not per send.
+    ``timeout_s`` bounds each request; ``trial_timeout_s`` bounds the whole call, warm-up included: what
+    is in flight then is cut off and what was not sent is not sent, both recorded as timeouts.
     """
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency (closed loop) or request_rate (open loop)")
+    deadline = asyncio.get_running_loop().time() + trial_timeout_s if trial_timeout_s else None
     limit = concurrency or max_concurrency or 0
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=True)
     # No total timeout on the session: each request has its own deadline.
@@ -200,7 +225,8 @@ async def run_load_async(
                                      auto_decompress=False, headers=headers or None) as session:
         warm = []
         if warmup_specs:
-            warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True)
+            warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True,
+                                      deadline)
         if on_measure_start is not None:
             on_measure_start()
         stop = asyncio.Event()
@@ -209,10 +235,11 @@ async def run_load_async(
         start = time.perf_counter()
         cpu0 = time.process_time()
         if concurrency is not None:
-            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False)
+            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False, deadline)
         else:
             offsets = arrival_offsets(len(specs), request_rate, burstiness, seed)
-            records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency)
+            records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency,
+                                       deadline)
         end = max((r.done_at or r.sent_at) for r in records) if records else time.perf_counter()
         cpu_s = time.process_time() - cpu0
         stop.set()

@@ -24,7 +24,12 @@ from perfgate.measure.environment import (
     now_iso,
 )
 from perfgate.measure.loadgen import run_load
-from perfgate.measure.metrics import client_health, request_record, summarize
+from perfgate.measure.metrics import (
+    client_health,
+    request_record,
+    summarize,
+    trial_failure,
+)
 from perfgate.measure.sse import parse_stream
 from perfgate.measure.telemetry import (
     EngineGaugeSampler,
@@ -152,7 +157,7 @@ def run_trial(
             concurrency=workload.concurrency, request_rate=workload.request_rate,
             max_concurrency=workload.max_concurrency,
             burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
-            timeout_s=scenario.spec.timeout_s,
+            timeout_s=scenario.spec.timeout_s, trial_timeout_s=scenario.spec.trial_timeout_s,
             on_measure_start=measure_start, headers=target.headers,
         )
     finally:
@@ -176,8 +181,9 @@ def run_trial(
     health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
     failure = None
-    if summary.completed == 0:
-        status, failure = "failed", f"all {summary.failed} requests failed: {summary.errors}"
+    fault = trial_failure(records)
+    if fault is not None:  # any failed request: the survivors' latencies describe the fault, not the engine
+        status, failure = "failed", fault[1]
     info = host_info()
     env = Environment(
         engine=target.engine, model=target.model.name, model_path=target.model.path,
