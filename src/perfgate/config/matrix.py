@@ -8,9 +8,11 @@ so a user's study is a file they can copy. A scenario may declare a ``sweep``
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import hashlib
 import itertools
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,6 +38,15 @@ class EngineConfig:
     base_url: str | None = None  # for kind=external
     boot_timeout_s: float = 600.0
     cpus: tuple[int, ...] = ()  # pin the engine's processes to these cores; the client takes the rest
+    # How the engine is installed (perfgate.engines.provision; docs/engines.md):
+    pip_args: tuple[str, ...] = ()  # extra installer arguments, e.g. ("--pre",)
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()  # e.g. a CUDA-variant wheel index
+    wheel: str | None = None  # a wheel path or URL installed instead of the spec (the spec still names the version)
+    python: str | None = None  # an existing environment's interpreter (venv, container image): used as-is
+    installer: str = "pip"  # "pip" | "uv"
+    install_timeout_s: float = 3600.0
+    tensor_parallel_size: int = 1  # GPUs the engine shards the model over
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -57,15 +68,26 @@ class EngineEntry(_Strict):
     flags: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     base_url: str | None = None
-    boot_timeout_s: float = 600.0
+    boot_timeout_s: float = Field(default=600.0, gt=0)
     cpus: list[int] = Field(default_factory=list)  # pin engine processes to these cores
+    pip_args: list[str] = Field(default_factory=list)
+    index_url: str | None = None
+    extra_index_urls: list[str] = Field(default_factory=list)
+    wheel: str | None = None
+    python: str | None = None
+    installer: Literal["pip", "uv"] = "pip"
+    install_timeout_s: float = Field(default=3600.0, gt=0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> "EngineEntry":
         if self.kind not in ENGINE_KINDS:
-            raise ValueError(f"unknown engine kind {self.kind!r}; known: {', '.join(ENGINE_KINDS)}")
+            raise ValueError(f"unknown engine kind {self.kind!r}{_did_you_mean(self.kind, ENGINE_KINDS)}")
         if self.kind in ("vllm", "sglang") and not self.spec:
             raise ValueError(f"engine kind {self.kind!r} needs a pinned `spec`, e.g. vllm==0.11.0")
+        if self.python and (self.wheel or self.pip_args or self.index_url or self.extra_index_urls):
+            raise ValueError("`python` names an existing environment that is used as-is: "
+                             "it cannot take `wheel`, `pip_args` or index URLs")
         if self.kind == "external" and not self.base_url:
             raise ValueError("engine kind 'external' needs `base_url`")
         return self
@@ -74,6 +96,10 @@ class EngineEntry(_Strict):
 class ModelEntry(_Strict):
     recipe: str | None = None  # tiny-model recipe, relative to the matrix file's root
     path: str | None = None  # local dir or HF id (resolved offline)
+    # Serving defaults the adapters apply unless the engine's flags set them (docs/engines.md):
+    max_model_len: int | None = Field(default=None, gt=0)  # context the KV cache is sized for
+    dtype: str | None = None
+    engine_args: list[str] = Field(default_factory=list)  # more arguments for any engine serving this model
 
     @model_validator(mode="after")
     def _one(self) -> "ModelEntry":
@@ -175,7 +201,8 @@ class ScenarioFile(_Strict):
     seed: int = 0
     trials: int = Field(default=3, gt=0)
     restart_between_trials: bool = False
-    timeout_s: float = 600.0
+    timeout_s: float = Field(default=600.0, gt=0)  # per request: no complete answer by then is a timeout
+    trial_timeout_s: float = Field(default=3600.0, gt=0)  # per trial, warm-up included: a hung engine ends here
     slo_ttft_ms: float | None = None
     slo_tpot_ms: float | None = None
     min_effect: dict[str, float] = Field(default_factory=dict)  # metric -> relative effect that matters
@@ -251,6 +278,9 @@ class ScenarioFile(_Strict):
             bad = set(self.sweep) - allowed
             if bad:
                 raise ValueError(f"cannot sweep {sorted(bad)}; sweepable: {sorted(allowed)}")
+            empty = sorted(k for k, v in self.sweep.items() if not v)
+            if empty:
+                raise ValueError(f"sweep {empty} has no values: a sweep needs at least one")
         has_c = self.concurrency is not None or "concurrency" in self.sweep
         has_r = self.request_rate is not None or "request_rate" in self.sweep
         if has_c == has_r:
@@ -305,6 +335,9 @@ class ModelSpec:
     name: str
     recipe: Path | None
     path: str | None
+    max_model_len: int | None = None
+    dtype: str | None = None
+    engine_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -329,15 +362,52 @@ def _load_yaml(path: Path) -> object:
         raise MatrixError(f"{path}: cannot read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise MatrixError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except RecursionError:
+        raise MatrixError(f"{path}: not valid YAML (nested too deeply)") from None
+    except UnicodeDecodeError as exc:
+        raise MatrixError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _did_you_mean(word: str, known) -> str:
+    """``; did you mean 'x'?`` for a near miss, else the list of what is known."""
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(word), known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else (f"; known: {', '.join(known)}" if known else "")
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed at ``loc`` (a pydantic error location whose last part is the offending key)."""
+    current: object = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part) if isinstance(part, str) else None
+            current = field.annotation if field is not None else None
+        else:  # dict[str, X] or list[X] or X | None: step into X
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            current = args[-1] if args else None
+        if current is None:
+            return []
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _loc(parts) -> str:
+    """A pydantic error location as ``engines.sim.flags``; odd keys (spaces, newlines) quoted, so it stays one line."""
+    return ".".join(str(p) if isinstance(p, int) or str(p).isprintable() and " " not in str(p) and str(p) else repr(p)
+                    for p in parts) or "(top level)"
 
 
 def _validate(model: type[BaseModel], data: object, path: Path):
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise MatrixError(f"{path}: {loc}: {err['msg']}") from exc
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
+        loc = _loc(err["loc"])
+        if err["type"] == "extra_forbidden" and err["loc"]:
+            key = err["loc"][-1]
+            raise MatrixError(f"{path}: {loc}: unknown key {key!r}"
+                              f"{_did_you_mean(key, _fields_at(model, err['loc']))}") from exc
+        raise MatrixError(f"{path}: {loc}: {' '.join(str(err['msg']).split())}") from exc
 
 
 def expand_sweep(spec: ScenarioFile, root: Path | None = None) -> list[Scenario]:
@@ -350,7 +420,12 @@ def expand_sweep(spec: ScenarioFile, root: Path | None = None) -> list[Scenario]
         if "request_rate" in changes:
             changes["concurrency"] = None
         label = ",".join(f"{k}={v}" for k, v in zip(keys, values))
-        point = spec.model_copy(update={**changes, "sweep": {}})
+        try:  # each point is validated like a file of its own (a swept concurrency of -1 is as wrong as a set one)
+            point = ScenarioFile.model_validate({**spec.model_dump(), **changes, "sweep": {}})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = _loc(err["loc"])
+            raise ValueError(f"sweep point [{label}]: {loc}: {err['msg']}") from None
         points.append(Scenario(f"{spec.name}[{label}]", spec.name, point, root))
     return points
 
@@ -361,7 +436,10 @@ def load_scenario_file(path: Path) -> list[Scenario]:
         raise MatrixError(f"{path}: scenario name {spec.name!r} must match the file name {path.stem!r}")
     if spec.dataset is not None and not (path.parent / spec.dataset).is_file():
         raise MatrixError(f"{path}: dataset: no file {spec.dataset!r} (paths are relative to the scenario file)")
-    return expand_sweep(spec, path.parent)
+    try:
+        return expand_sweep(spec, path.parent)
+    except ValueError as exc:
+        raise MatrixError(f"{path}: {exc}") from None
 
 
 def load_scenarios(directory: Path) -> dict[str, list[Scenario]]:
@@ -375,8 +453,16 @@ def _engine_config(key: str, entry: EngineEntry) -> EngineConfig:
     return EngineConfig(
         id=key, kind=entry.kind, spec=entry.spec, flags=tuple(entry.flags),
         env=tuple(sorted(entry.env.items())), base_url=entry.base_url, boot_timeout_s=entry.boot_timeout_s,
-        cpus=tuple(entry.cpus),
+        cpus=tuple(entry.cpus), pip_args=tuple(entry.pip_args), index_url=entry.index_url,
+        extra_index_urls=tuple(entry.extra_index_urls), wheel=entry.wheel, python=entry.python,
+        installer=entry.installer, install_timeout_s=entry.install_timeout_s,
+        tensor_parallel_size=entry.tensor_parallel_size,
     )
+
+
+def _model_spec(key: str, entry: ModelEntry, root: Path) -> ModelSpec:
+    return ModelSpec(key, (root / entry.recipe) if entry.recipe else None, entry.path,
+                     max_model_len=entry.max_model_len, dtype=entry.dtype, engine_args=tuple(entry.engine_args))
 
 
 def load_engines(path: Path) -> dict[str, EngineConfig]:
@@ -391,7 +477,7 @@ def load_models(path: Path) -> dict[str, ModelSpec]:
     path = Path(path)
     root = path.parent.parent if path.parent.name == "perf" else path.parent
     matrix: MatrixFile = _validate(MatrixFile, _load_yaml(path), path)
-    return {k: ModelSpec(k, (root / e.recipe) if e.recipe else None, e.path) for k, e in matrix.models.items()}
+    return {k: _model_spec(k, e, root) for k, e in matrix.models.items()}
 
 
 def load_matrix(path: Path) -> list[Case]:
@@ -404,20 +490,23 @@ def load_matrix(path: Path) -> list[Case]:
     for r, run in enumerate(matrix.runs):
         for e in run.engines:
             if e not in matrix.engines:
-                raise MatrixError(f"{path}: runs.{r}: unknown engine {e!r}; defined: {', '.join(matrix.engines)}")
+                raise MatrixError(f"{path}: runs.{r}: unknown engine {e!r}{_did_you_mean(e, matrix.engines)}")
         for m in run.models:
             if m not in matrix.models:
-                raise MatrixError(f"{path}: runs.{r}: unknown model {m!r}; defined: {', '.join(matrix.models)}")
+                raise MatrixError(f"{path}: runs.{r}: unknown model {m!r}{_did_you_mean(m, matrix.models)}")
+            recipe = matrix.models[m].recipe
+            if recipe is not None and not (root / recipe).is_file():
+                raise MatrixError(f"{path}: models.{m}: recipe {root / recipe} does not exist")
         families = []
         for pattern in run.scenarios:
             hit = [name for name in scenarios if fnmatch.fnmatch(name, pattern)]
             if not hit:
-                raise MatrixError(f"{path}: runs.{r}: no scenario matches {pattern!r} in {matrix.scenarios_dir}")
+                raise MatrixError(f"{path}: runs.{r}: no scenario matches {pattern!r} in {matrix.scenarios_dir}"
+                                  f"{_did_you_mean(pattern, scenarios)}")
             families += [h for h in hit if h not in families]
         for e in run.engines:
             for m in run.models:
-                entry = matrix.models[m]
-                model = ModelSpec(m, (root / entry.recipe) if entry.recipe else None, entry.path)
+                model = _model_spec(m, matrix.models[m], root)
                 for fam in families:
                     for sc in scenarios[fam]:
                         cases.append(Case(run.hardware, _engine_config(e, matrix.engines[e]), model, sc, run.optional))

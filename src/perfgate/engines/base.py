@@ -20,6 +20,30 @@ class ModelRef:
 
     name: str  # served model name
     path: str  # directory or hub id resolved offline from the local cache
+    max_model_len: int | None = None  # the matrix model's serving defaults (engine flags win)
+    dtype: str | None = None
+    engine_args: tuple[str, ...] = ()
+
+
+def has_flag(flags: list[str] | tuple[str, ...], *names: str) -> bool:
+    """``--name value`` or ``--name=value`` is among ``flags``."""
+    return any(f.partition("=")[0] in names for f in flags)
+
+
+def model_args(model: ModelRef, config: EngineConfig, context_flag: str) -> list[str]:
+    """The model's defaults as engine arguments, each left out when the engine's own flags set it."""
+    out: list[str] = []
+    if model.max_model_len and not has_flag(config.flags, context_flag):
+        out += [context_flag, str(model.max_model_len)]
+    if model.dtype and not has_flag(config.flags, "--dtype"):
+        out += ["--dtype", model.dtype]
+    return [*out, *model.engine_args]
+
+
+def tensor_parallel_args(config: EngineConfig, flag: str) -> list[str]:
+    """``flag N`` for a model sharded over N > 1 GPUs (nothing at 1, the engines' default)."""
+    n = config.tensor_parallel_size
+    return [flag, str(n)] if n > 1 and not has_flag(config.flags, flag, "--tensor-parallel-size", "--tp-size") else []
 
 
 @dataclass

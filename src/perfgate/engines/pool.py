@@ -8,6 +8,7 @@ engines at once. Provisioned venvs and built models are cached across sessions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from perfgate.engines import (
     ModelRef,
     get_adapter,
 )
+from perfgate.engines.base import model_args
 from perfgate.engines.endpoint import (
     EndpointAuth,
     EndpointError,
@@ -27,10 +29,18 @@ from perfgate.engines.endpoint import (
     endpoint_auth,
     probe,
 )
-from perfgate.engines.provision import EngineVenv, ensure_engine_venv, installed_version
+from perfgate.engines.provision import (
+    EngineVenv,
+    InstallOptions,
+    ensure_engine_venv,
+    existing_environment,
+    installed_version,
+    spec_version,
+    stderr_progress,
+)
 from perfgate.engines.server import EngineServer, ServerError
 from perfgate.schema.files import slug
-from perfgate.schema.result import EngineInfo
+from perfgate.schema.result import EngineInfo, Software
 
 
 @dataclass
@@ -43,6 +53,7 @@ class Target:
     server: EngineServer | None = None  # None for an external endpoint
     engine_cpus: tuple[int, ...] = ()  # cores the engine is pinned to (client avoids them)
     capabilities: EngineCapabilities = EXTERNAL_CAPABILITIES
+    software: Software | None = None  # the engine's stack (None: an endpoint perfgate did not start)
     auth: EndpointAuth | None = field(default=None, repr=False)  # an endpoint's auth header (its repr hides the value)
 
     @property
@@ -51,14 +62,38 @@ class Target:
         return self.auth.headers() if self.auth is not None else None
 
 
+def software_stack(venv: EngineVenv | None, model: ModelRef, engine: EngineConfig, nvml=None) -> Software:
+    """The engine venv's stack (torch, CUDA runtime, flashinfer), the driver (NVML, when present) and the
+    model's revision in the local HF cache; nothing is downloaded."""
+    from perfgate.engines import gpus, hfcache
+
+    sw = venv.software if venv else {}
+    driver = cuda_driver = None
+    try:
+        nv = gpus.load_nvml(nvml)
+    except gpus.NvmlUnavailable:
+        nv = None
+    if nv is not None:
+        try:
+            driver, cuda_driver = gpus.driver_versions(nv)
+        finally:
+            gpus.shutdown(nv)
+    return Software(python=sw.get("python"), torch=sw.get("torch"), torch_cuda=sw.get("torch_cuda"),
+                    flashinfer=sw.get("flashinfer"), installer=sw.get("installer"), driver=driver,
+                    cuda_driver=cuda_driver, model_revision=hfcache.model_revision(model.path))
+
+
 def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:
     """Build a tiny recipe model into the cache, or pass a path/HF id through."""
     if model.recipe is not None:
         from perfgate.engines.tinymodel import ensure_tiny_model
 
-        return ModelRef(model.name, str(ensure_tiny_model(model.recipe, cache_dir / "models")))
-    assert model.path is not None
-    return ModelRef(model.name, model.path)
+        path = str(ensure_tiny_model(model.recipe, cache_dir / "models"))
+    else:
+        assert model.path is not None
+        path = model.path
+    return ModelRef(model.name, path, max_model_len=model.max_model_len, dtype=model.dtype,
+                    engine_args=tuple(model.engine_args))
 
 
 def _check_reachable(base_url: str, auth: EndpointAuth | None = None) -> EndpointProbe:
@@ -80,7 +115,8 @@ class TargetPool:
     """
 
     def __init__(self, cache_dir: Path, log_dir: Path, capacity: int = 1, endpoint_model: str | None = None,
-                 endpoint_auth_env: str | None = None):
+                 endpoint_auth_env: str | None = None, progress: Callable[[str], None] | None = stderr_progress):
+        self.progress = progress  # where install and boot progress lines go (the plugin: the terminal)
         self.cache_dir = cache_dir
         self.log_dir = log_dir
         self.capacity = max(1, capacity)
@@ -134,22 +170,34 @@ class TargetPool:
         adapter = get_adapter(engine.kind)
         venv: EngineVenv | None = None
         python = Path("python")
-        if engine.spec:
-            venv = ensure_engine_venv(engine.spec, self.cache_dir)
+        if engine.python:
+            venv = existing_environment(engine.spec, engine.python)
+            python = venv.python
+        elif engine.spec:
+            venv = ensure_engine_venv(engine.spec, self.cache_dir, options=InstallOptions.from_config(engine),
+                                      progress=self.progress)
             python = venv.python
         ref = resolve_model(model, self.cache_dir)
         log_path = self.log_dir / f"{slug(engine.id)}--{slug(model.name)}.log"
-        server = EngineServer(adapter, engine, ref, python, log_path).start()
+        server = EngineServer(adapter, engine, ref, python, log_path, progress=self.progress).start()
         assert server.plan is not None
         version = server.version or (installed_version(venv, adapter.distribution) if venv and adapter.distribution else None)
         if venv and engine.spec and version is None:
-            version = engine.spec.split("==")[-1]
+            version = spec_version(engine.spec)  # None for `name @ URL`: the engine's own answer was missing
         info = EngineInfo(
             name=adapter.name, version=version, spec=engine.spec, command=server.plan.command,
-            env=server.recorded_env, flags=list(engine.flags), cold_start_s=server.cold_start_s,
-            base_url=server.base_url, log_path=str(log_path),
+            env=server.recorded_env, flags=[*engine.flags, *self._model_flags(adapter, ref, engine)],
+            cold_start_s=server.cold_start_s, base_url=server.base_url, log_path=str(log_path),
         )
-        return Target(server.base_url, ref, info, server, engine_cpus=engine.cpus, capabilities=adapter.capabilities)
+        software = software_stack(venv, ref, engine) if venv is not None else None
+        return Target(server.base_url, ref, info, server, engine_cpus=engine.cpus, capabilities=adapter.capabilities,
+                      software=software)
+
+    @staticmethod
+    def _model_flags(adapter, ref: ModelRef, engine: EngineConfig) -> list[str]:
+        """The model's serving defaults as passed to the engine: recorded with the engine's flags (fingerprint)."""
+        flag = getattr(adapter, "context_flag", None)
+        return model_args(ref, engine, flag) if flag else []
 
     @staticmethod
     def _stop(target: Target) -> None:

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,17 +30,57 @@ LOG_TAIL_LINES = 30
 _RECORDED_ENV_PREFIXES = ("VLLM_", "SGLANG_", "CUDA_", "OMP_", "HF_HUB_OFFLINE", "PERFGATE_")
 
 
-class ServerError(RuntimeError):
-    """An engine server failed to start, died, or could not be stopped cleanly."""
+# Fault classes (the same words as perfgate.measure.records.FAULT_CLASSES, which this room may not import).
+ENGINE_CRASHED = "engine crashed"
+ENGINE_HUNG = "engine hung"
+BOOT_TIMEOUT = "boot timeout"
+SERVER_ERROR = "server error"
 
-    def __init__(self, reason: str, log_path: Path | None = None):
+
+class ServerError(RuntimeError):
+    """An engine server failed to start, died, or could not be stopped cleanly.
+
+    ``kind`` is its fault class (docs/faults.md); :func:`fault_class` infers it when not given.
+    """
+
+    def __init__(self, reason: str, log_path: Path | None = None, kind: str | None = None):
         self.reason = reason
         self.log_path = log_path
+        self.kind = kind
         tail = log_tail(log_path) if log_path else ""
         message = reason
         if log_path:
             message += f"\n--- last {LOG_TAIL_LINES} lines of {log_path} ---\n{tail}"
         super().__init__(message)
+
+
+def fault_class(exc: ServerError) -> str:
+    """The fault class of a server failure: its ``kind``, or read from its reason."""
+    if exc.kind:
+        return exc.kind
+    reason = exc.reason
+    if "boot timeout" in reason:
+        return BOOT_TIMEOUT
+    if "exited with" in reason or "survived SIGKILL" in reason:
+        return ENGINE_CRASHED
+    return SERVER_ERROR
+
+
+def describe_exit(rc: int) -> str:
+    """``code 3``, or ``code -9 (SIGKILL)`` for a process a signal ended."""
+    if rc < 0:
+        try:
+            return f"code {rc} ({signal.Signals(-rc).name})"
+        except ValueError:
+            pass
+    return f"code {rc}"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port`` (an engine started there would not be ours)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
 
 
 def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
@@ -76,6 +117,8 @@ class EngineServer:
     cold_start_s: float | None = None
     version: str | None = None
     recorded_env: dict[str, str] = field(default_factory=dict)
+    progress: Callable[[str], None] | None = None  # a line every progress_every_s while booting
+    progress_every_s: float = 15.0
 
     @property
     def base_url(self) -> str:
@@ -83,6 +126,9 @@ class EngineServer:
 
     def start(self) -> "EngineServer":
         """Spawn the server and block until it serves a real request (or fail)."""
+        if self.port and port_in_use(self.host, self.port):
+            # Readiness would be answered by whatever holds the port, and we would measure it.
+            raise ServerError(f"{self.config.id}: port {self.host}:{self.port} is already in use", kind=SERVER_ERROR)
         self.port = self.port or free_port(self.host)
         self.plan = self.adapter.launch_plan(self.python, self.model, self.host, self.port, self.config)
         env = {**os.environ, **self.plan.env}
@@ -117,17 +163,24 @@ class EngineServer:
         assert self.proc is not None
         rc = self.proc.poll()
         if rc is not None:
-            raise ServerError(f"{self.config.id}: server exited with code {rc} during boot", self.log_path)
+            raise ServerError(f"{self.config.id}: server exited with {describe_exit(rc)} during boot", self.log_path,
+                              kind=ENGINE_CRASHED)
 
     def _wait_ready(self, t0: float) -> None:
         assert self.plan is not None
         deadline = t0 + self.config.boot_timeout_s
         health = self.base_url + self.plan.health_path
+        next_note = t0 + self.progress_every_s
         while True:
             self._check_alive()
+            if self.progress is not None and time.perf_counter() >= next_note:
+                next_note = time.perf_counter() + self.progress_every_s
+                self.progress(f"perfgate: booting {self.config.id}: {time.perf_counter() - t0:.0f}s elapsed "
+                              f"(log: {self.log_path})")
             if time.perf_counter() > deadline:
                 raise ServerError(
-                    f"{self.config.id}: not healthy after {self.config.boot_timeout_s:.0f}s boot timeout", self.log_path
+                    f"{self.config.id}: not healthy after {self.config.boot_timeout_s:g}s boot timeout", self.log_path,
+                    kind=BOOT_TIMEOUT,
                 )
             try:
                 status, _ = request("GET", health, timeout=2.0)
@@ -141,7 +194,8 @@ class EngineServer:
             self._check_alive()
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
-                raise ServerError(f"{self.config.id}: healthy but first generation did not finish before boot timeout", self.log_path)
+                raise ServerError(f"{self.config.id}: healthy but first generation did not finish before boot timeout",
+                                  self.log_path, kind=BOOT_TIMEOUT)
             try:
                 status, body = request(
                     "POST", self.base_url + "/v1/completions",

@@ -10,12 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfgate.config.matrix import EngineConfig
-from perfgate.engines.base import EngineCapabilities, LaunchPlan, ModelRef
+from perfgate.engines.base import (
+    EngineCapabilities,
+    LaunchPlan,
+    ModelRef,
+    model_args,
+    tensor_parallel_args,
+)
 
 
 class SglangAdapter:
     name = "sglang"
     distribution = "sglang"
+    context_flag = "--context-length"
     capabilities = EngineCapabilities(tokenize="prompt", cache_reset=("POST", "/flush_cache"), metrics_prefix="sglang:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
@@ -24,6 +31,8 @@ class SglangAdapter:
             "--model-path", model.path, "--served-model-name", model.name,
             "--host", host, "--port", str(port),
             "--enable-metrics",  # exposes /metrics (sglang:* names)
+            *tensor_parallel_args(config, "--tp-size"),
+            *model_args(model, config, "--context-length"),
             *config.flags,
         ]
         env = {"HF_HUB_OFFLINE": "1", **config.env_dict}

@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfgate.config.matrix import EngineConfig
-from perfgate.engines.base import EngineCapabilities, LaunchPlan, ModelRef
+from perfgate.engines.base import (
+    EngineCapabilities,
+    LaunchPlan,
+    ModelRef,
+    model_args,
+    tensor_parallel_args,
+)
 
 
 class VllmAdapter:
     name = "vllm"
     distribution = "vllm"
+    context_flag = "--max-model-len"
     capabilities = EngineCapabilities(token_ids_in_stream=True, tokenize="prompt-or-messages", cache_reset=("POST", "/reset_prefix_cache"), metrics_prefix="vllm:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
@@ -20,6 +27,8 @@ class VllmAdapter:
             str(python), "-m", "vllm.entrypoints.openai.api_server",
             "--host", host, "--port", str(port),
             "--model", model.path, "--served-model-name", model.name,
+            *tensor_parallel_args(config, "--tensor-parallel-size"),
+            *model_args(model, config, "--max-model-len"),
             *config.flags,
         ]
         env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}

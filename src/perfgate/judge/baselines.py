@@ -95,10 +95,17 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
     """What must match for two runs to be comparable.
 
     The engine version is not in it: it is part of the key (the file's
-    location), and an upgrade comparison differs in it on purpose.
+    location), and an upgrade comparison differs in it on purpose. The
+    software stack (torch, its CUDA runtime, flashinfer, the driver's CUDA,
+    the model's revision) and the GPUs' power limit are: a changed stack
+    reads as a changed environment (not compared), never as a regression.
     """
     env, w = result.environment, result.workload
+    sw = env.software
     return {
+        "torch": sw.torch if sw else None, "torch_cuda": sw.torch_cuda if sw else None,
+        "flashinfer": sw.flashinfer if sw else None, "cuda_driver": sw.cuda_driver if sw else None,
+        "model_revision": sw.model_revision if sw else None, "gpu_power_limit_w": env.hardware.gpu_power_limit_w,
         "accelerator": env.hardware.accelerator, "gpu_driver": env.hardware.gpu_driver,
         "gpu_count": env.hardware.gpu_count, "cpu_model": env.hardware.cpu_model,
         "cpu_count": env.hardware.cpu_count, "engine": env.engine.name,
@@ -227,7 +234,9 @@ def save_baseline(root: Path | str, baseline: Baseline, watch: tuple[str, ...] |
 
     Returns the path and human-readable changes vs the file it replaces
     (``["new baseline"]`` when there was none; ``[]`` when nothing moved).
-    An unreadable previous file is replaced, and the first line says so.
+    An unreadable previous file is not replaced: a :class:`BaselineError` says
+    what is wrong with it, and a person decides (it may be a merge conflict
+    or a newer perfgate's file, and it is the only record of what it held).
     """
     baseline = Baseline.model_validate(baseline.model_dump())  # re-validate (model_copy skips it)
     if not baseline.trials or not any(baseline.trials):
@@ -237,7 +246,7 @@ def save_baseline(root: Path | str, baseline: Baseline, watch: tuple[str, ...] |
         try:
             changes = diff_baselines(load_baseline(path), baseline, watch)
         except BaselineError as exc:
-            changes = [f"replacing unreadable baseline ({exc})"]
+            raise BaselineError(f"{exc} (not replaced: fix or remove it, then update again)") from exc
     else:
         changes = ["new baseline"]
     write_text_atomic(path, baseline.model_dump_json(indent=1) + "\n")

@@ -443,19 +443,22 @@ def compare_summaries(
 # Environment
 
 
-VERSION_KEYS: tuple[str, ...] = ("engine_version",)
+VERSION_KEYS: tuple[str, ...] = ("engine_version", "torch", "torch_cuda", "flashinfer")
+"""Fingerprint keys an engine upgrade changes on purpose (its version and the stack its release pins)."""
 
 
 def environment_mismatch(base_fp: Mapping[str, object], cur_fp: Mapping[str, object], *,
                          upgrade: bool = False, ignore: Sequence[str] = ()) -> list[str]:
     """Fingerprint keys whose values differ, as ``"key: old -> new"`` (empty: like for like).
 
-    A key missing on one side counts as None. ``upgrade=True`` (comparing an
+    A key the baseline lacks (written by an older perfgate, before that key
+    was recorded) is not compared: an unknown old value is not a change; a key
+    the current run lacks counts as None. ``upgrade=True`` (comparing an
     engine version against another version's baseline) ignores the engine
     version keys; everything else - accelerator, GPU driver, CPU, engine
     flags, model, workload - must still match.
     """
     skip = set(ignore) | (set(VERSION_KEYS) if upgrade else set())
-    keys = sorted(set(base_fp) | set(cur_fp))
+    keys = sorted(base_fp)
     return [f"{k}: {base_fp.get(k)!r} -> {cur_fp.get(k)!r}" for k in keys
             if k not in skip and base_fp.get(k) != cur_fp.get(k)]

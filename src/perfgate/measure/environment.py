@@ -1,7 +1,7 @@
 """The environment recorded with every result: hardware, machine name and calibration, code identity.
 
-Hardware comes from NVML when a GPU and ``nvidia-ml-py`` are present, else
-from the CPU; the perfgate version and git commit identify the measuring code.
+Hardware comes from NVML when a GPU and ``nvidia-ml-py`` are present (the
+GPUs the engine uses, by UUID), else from the CPU; the perfgate version and git commit identify the measuring code.
 """
 
 from __future__ import annotations
@@ -31,32 +31,54 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def detect_hardware() -> Hardware:
-    gpu_name = driver = None
-    gpu_count = 0
-    try:
-        import pynvml  # nvidia-ml-py
+def detect_hardware(visible: str | None = None, nvml=None) -> Hardware:
+    """The machine, and of the GPUs the engine uses (``CUDA_VISIBLE_DEVICES``, ``os.environ``'s when None):
+    model, count, memory, max SM/memory clocks and the enforced power limit."""
+    from perfgate.engines import gpus
 
-        pynvml.nvmlInit()
+    gpu_name = driver = None
+    devices: list = []
+    sm = mem = power = memory_mib = None
+    try:
+        nv = gpus.load_nvml(nvml)
+    except gpus.NvmlUnavailable:  # no library, no driver, no device: a CPU run
+        nv = None
+    if nv is not None:
         try:
-            gpu_count = pynvml.nvmlDeviceGetCount()
-            if gpu_count:
-                name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
-                gpu_name = name.decode() if isinstance(name, bytes) else name
-                drv = pynvml.nvmlSystemGetDriverVersion()
-                driver = drv.decode() if isinstance(drv, bytes) else drv
+            devices = gpus.engine_devices(nv, visible)
+            driver = gpus.driver_versions(nv)[0]
+            if devices:
+                gpu_name = " + ".join(dict.fromkeys(d.name for d in devices))
+                first = devices[0]
+                memory_mib = first.memory_total_mib
+                sm = _nvml_int(lambda: nv.nvmlDeviceGetMaxClockInfo(first.parent_handle, nv.NVML_CLOCK_SM))
+                mem = _nvml_int(lambda: nv.nvmlDeviceGetMaxClockInfo(first.parent_handle, nv.NVML_CLOCK_MEM))
+                limit = _nvml_int(lambda: nv.nvmlDeviceGetEnforcedPowerLimit(first.parent_handle))
+                power = limit / 1000.0 if limit is not None else None  # mW -> W
+        except Exception:  # a device NVML cannot describe: record what the CPU side knows
+            devices = []
         finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no library, no driver, no device: a CPU run
-        gpu_count = 0
+            gpus.shutdown(nv)
     return Hardware(
         accelerator=gpu_name or "cpu",
         gpu_driver=driver,
-        gpu_count=gpu_count,
+        gpu_count=len(devices),
         cpu_model=cpu_model(),
         cpu_count=os.cpu_count(),
         memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+        gpu_uuids=[d.uuid for d in devices],
+        gpu_memory_mib=memory_mib,
+        gpu_max_sm_clock_mhz=sm,
+        gpu_max_mem_clock_mhz=mem,
+        gpu_power_limit_w=power,
     )
+
+
+def _nvml_int(read) -> int | None:
+    try:
+        return int(read())
+    except Exception:
+        return None
 
 
 def git_commit(cwd: Path | None = None) -> str | None:

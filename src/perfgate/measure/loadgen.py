@@ -97,12 +97,28 @@ def ramp_offsets(n: int, rate0: float, rate1: float, ramp_s: float, burstiness: 
     return out
 
 
-async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, rec: RawRequest, timeout_s: float) -> None:
-    """The hot path. Record timestamps and raw bytes; interpret nothing."""
+def _past(deadline: float | None, rec: RawRequest) -> bool:
+    """True (and ``rec`` marked as a timeout, never sent) when the trial's deadline has passed."""
+    if deadline is None or asyncio.get_running_loop().time() < deadline:
+        return False
+    rec.sent_at = rec.done_at = time.perf_counter()
+    rec.error = ErrorKind.TIMEOUT
+    rec.error_detail = "not sent: the trial deadline had passed"
+    return True
+
+
+async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec, rec: RawRequest, timeout_s: float,
+                deadline: float | None = None) -> None:
+    """The hot path. Record timestamps and raw bytes; interpret nothing.
+
+    ``deadline`` (event-loop time) is the trial's: a request in flight then is cut off as a timeout.
+    """
     perf = time.perf_counter
     chunks = rec.chunks
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(timeout_s) as scope:
+            if deadline is not None and deadline < (scope.when() or deadline):
+                scope.reschedule(deadline)
             # Stamped before the request is handed to aiohttp: an early stamp can only over-state
             # TTFT, while aiohttp's headers-sent hook runs after the server may already have the
             # request and would under-state it (docs/accuracy.md).
@@ -128,7 +144,9 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
     except TimeoutError:
         rec.done_at = perf()
         rec.error = ErrorKind.TIMEOUT
-        rec.error_detail = f"no complete response within {timeout_s:.0f}s"
+        rec.error_detail = f"no complete response within {timeout_s:g}s"
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01:
+            rec.error_detail = f"no complete response when the trial deadline passed ({rec.done_at - rec.sent_at:.1f}s)"
     except aiohttp.ClientConnectorError as exc:
         rec.done_at = perf()
         rec.error = ErrorKind.CONNECT
@@ -157,7 +175,8 @@ def _new_record(spec: RequestSpec, warmup: bool) -> RawRequest:
     )
 
 
-async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup, deadline=None) -> list[RawRequest]:
+async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup, deadline=None,
+                       send_until=None) -> list[RawRequest]:
     records = [_new_record(s, warmup) for s in specs]
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(specs)):
@@ -165,21 +184,23 @@ async def _closed_loop(session, base_url, specs, concurrency, timeout_s, warmup,
 
     async def worker() -> None:
         while True:
-            if deadline is not None and time.perf_counter() >= deadline:
+            if send_until is not None and time.perf_counter() >= send_until:
                 return  # a duration run: nothing new is sent after the window
             try:
                 i = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await _send(session, base_url, specs[i], records[i], timeout_s)
+            if not _past(deadline, records[i]):
+                await _send(session, base_url, specs[i], records[i], timeout_s, deadline)
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(specs))))))
-    if deadline is not None:
+    if send_until is not None:
         records = [r for r in records if r.sent_at]  # never sent: not part of the run
     return records
 
 
-async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency) -> list[RawRequest]:
+async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency,
+                     deadline=None) -> list[RawRequest]:
     records = [_new_record(s, False) for s in specs]
     limiter = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     loop = asyncio.get_running_loop()
@@ -192,9 +213,10 @@ async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_co
             await asyncio.sleep(delay)
         if limiter:
             async with limiter:
-                await _send(session, base_url, specs[i], records[i], timeout_s)
-        else:
-            await _send(session, base_url, specs[i], records[i], timeout_s)
+                if not _past(deadline, records[i]):
+                    await _send(session, base_url, specs[i], records[i], timeout_s, deadline)
+        elif not _past(deadline, records[i]):
+            await _send(session, base_url, specs[i], records[i], timeout_s, deadline)
 
     await asyncio.gather(*(one(i) for i in range(len(specs))))
     return records
@@ -215,6 +237,7 @@ async def run_load_async(
     headers: dict[str, str] | None = None,
     duration_s: float | None = None,
     ramp_to_rate: float | None = None,
+    trial_timeout_s: float | None = None,
 ) -> LoadRun:
     """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load.
 
@@ -224,11 +247,14 @@ async def run_load_async(
     to finish, the rest are never sent (``LoadRun.pool_exhausted`` when the
     pool ran out first). ``ramp_to_rate``: open loop only, the rate rises
     linearly from ``request_rate`` to it over the run (:func:`ramp_offsets`).
+    ``timeout_s`` bounds each request; ``trial_timeout_s`` bounds the whole call, warm-up included: what
+    is in flight then is cut off and what was not sent is not sent, both recorded as timeouts.
     """
     if ramp_to_rate is not None and request_rate is None:
         raise ValueError("ramp_to_rate needs request_rate (open loop)")
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency (closed loop) or request_rate (open loop)")
+    deadline = asyncio.get_running_loop().time() + trial_timeout_s if trial_timeout_s else None
     limit = concurrency or max_concurrency or 0
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=True)
     # No total timeout on the session: each request has its own deadline.
@@ -236,7 +262,8 @@ async def run_load_async(
                                      auto_decompress=False, headers=headers or None) as session:
         warm = []
         if warmup_specs:
-            warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True)
+            warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True,
+                                      deadline)
         if on_measure_start is not None:
             on_measure_start()
         stop = asyncio.Event()
@@ -246,8 +273,8 @@ async def run_load_async(
         cpu0 = time.process_time()
         exhausted = False
         if concurrency is not None:
-            deadline = start + duration_s if duration_s is not None else None
-            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False, deadline)
+            send_until = start + duration_s if duration_s is not None else None
+            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False, deadline, send_until)
             if duration_s is not None and len(records) == len(specs):
                 last = max((r.done_at or r.sent_at) for r in records) if records else start
                 exhausted = last < start + duration_s
@@ -262,7 +289,8 @@ async def run_load_async(
                 keep = int(np.searchsorted(offsets[:len(specs)], duration_s, side="left"))
                 specs = specs[:keep]
             offsets = offsets[:len(specs)]
-            records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency)
+            records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency,
+                                       deadline)
         end = max((r.done_at or r.sent_at) for r in records) if records else time.perf_counter()
         cpu_s = time.process_time() - cpu0
         stop.set()

@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from perfgate.measure.records import ErrorKind, ParsedStream, RawRequest
+from perfgate.measure.records import (
+    ERROR_CLASS,
+    FAULT_CLASSES,
+    ErrorKind,
+    ParsedStream,
+    RawRequest,
+)
 from perfgate.measure.sse import ERROR_EVENT_PREFIX
 from perfgate.schema.result import ClientHealth, RequestRecord, Summary, TokenSource
 
@@ -278,3 +284,30 @@ def client_health(
         loop_lag_ms_p99=loop["p99"], loop_lag_ms_max=loop["max"],
         client_bound=bool(reasons), reason="; ".join(reasons) or None,
     )
+
+
+def error_classes(errors: dict[str, int]) -> dict[str, int]:
+    """Request error counts (by :class:`ErrorKind` value) grouped by fault class, most severe first."""
+    out: dict[str, int] = {}
+    for cls in FAULT_CLASSES:
+        n = sum(v for k, v in errors.items() if ERROR_CLASS.get(k, "server error") == cls)
+        if n:
+            out[cls] = n
+    return out
+
+
+def trial_failure(records: Sequence[RequestRecord]) -> tuple[str, str] | None:
+    """(fault class, one line) for a trial with failed requests, None when every request completed.
+
+    A trial with any failed request is not a measurement: the latencies of the
+    requests that survived a crash, a hang or a refusal describe the fault.
+    """
+    failed = [r for r in records if r.error]
+    if not failed:
+        return None
+    counts = Counter(r.error for r in failed if r.error)
+    cls = next(iter(error_classes(dict(counts))))
+    first = next(r for r in failed if ERROR_CLASS.get(r.error or "", "server error") == cls)
+    n = f"all {len(failed)}" if len(failed) == len(records) else f"{len(failed)} of {len(records)}"
+    kinds = ", ".join(f"{k} {v}" for k, v in counts.most_common())
+    return cls, f"{cls}: {n} requests failed ({kinds}); first: {first.error}: {first.error_detail[:160]}"

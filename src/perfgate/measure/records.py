@@ -26,6 +26,27 @@ class ErrorKind(str, Enum):
     PROTOCOL = "protocol"  # unparseable response: garbage instead of SSE, missing [DONE]
 
 
+ENGINE_CRASHED = "engine crashed"
+ENGINE_HUNG = "engine hung"
+BOOT_TIMEOUT = "boot timeout"
+SERVER_ERROR = "server error"
+CLIENT_ERROR = "client error"
+FAULT_CLASSES = (ENGINE_CRASHED, ENGINE_HUNG, BOOT_TIMEOUT, SERVER_ERROR, CLIENT_ERROR)
+"""What went wrong with a case, most severe first: the one word a failure line starts with (docs/faults.md).
+The first three need the engine's process state and are decided by the session; request errors map below."""
+
+ERROR_CLASS: dict[str, str] = {
+    ErrorKind.TIMEOUT.value: ENGINE_HUNG,  # no complete answer in time: a stuck engine (or one far too slow)
+    ErrorKind.CONNECT.value: SERVER_ERROR,  # nobody listening; the session calls it a crash when the process is gone
+    ErrorKind.HTTP_5XX.value: SERVER_ERROR,
+    ErrorKind.MID_STREAM.value: SERVER_ERROR,
+    ErrorKind.PROTOCOL.value: SERVER_ERROR,
+    ErrorKind.HTTP_4XX.value: CLIENT_ERROR,
+    ErrorKind.HTTP_429.value: CLIENT_ERROR,  # throttled: the request was refused, the engine is fine
+}
+"""Each request error kind's fault class."""
+
+
 @dataclass(slots=True)
 class RawRequest:
     """One request as seen on the wire by the client.

@@ -15,7 +15,7 @@ character, so ids win over text. A role-only first chat chunk, empty chunks
 and the usage-only final chunk (``choices: []``) are not token events.
 
 Parsing never raises: the first problem found (an error event, undecodable
-JSON, bytes that are not SSE, an unterminated event at the end) is described
+JSON, data that is not UTF-8, bytes that are not SSE, an unterminated event at the end) is described
 in ``ParsedStream.error`` and parsing goes on. The one leniency: a final
 ``data: [DONE]`` line cut off by the connection closing, without its blank
 line, still counts as ``[DONE]``.
@@ -81,6 +81,14 @@ def _choice_content(choice: dict) -> str:
     return "".join(p for p in parts if isinstance(p, str))
 
 
+def _is_utf8(block: bytes) -> bool:
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _short(payload: str | bytes) -> str:
     return repr(payload[:80])
 
@@ -106,6 +114,9 @@ def parse_stream(chunks: list[tuple[float, bytes]]) -> ParsedStream:
             continue  # comment / keep-alive (": ping") or event without data
         if payload.strip() == "[DONE]":
             out.saw_done = True
+            continue
+        if "\ufffd" in payload and not _is_utf8(block):  # SSE is UTF-8: the text would be made up
+            fail(f"SSE data is not UTF-8: {_short(block)}")
             continue
         try:
             obj = json.loads(payload)

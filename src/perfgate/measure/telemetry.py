@@ -4,7 +4,10 @@ Samplers run in a background thread (not on the load client's event loop) at a
 fixed interval and return time series ``name -> [[t_rel_s, value], ...]``:
 
 * :class:`NvmlSampler` — GPU memory used (MiB), power (W) and utilization (%)
-  of every visible GPU, through NVML (``nvidia-ml-py``);
+  of the GPUs the engine uses (its ``CUDA_VISIBLE_DEVICES`` mapped to NVML
+  devices by UUID, :mod:`perfgate.engines.gpus`), through NVML (``nvidia-ml-py``);
+  ``gpu<i>`` is the engine's ``cuda:<i>``. A MIG instance reports its own
+  memory; power and utilization are its parent GPU's (NVML has no per-instance figure);
 * :class:`HostSampler` — resident memory (MiB) and CPU (%) of the engine's
   process tree, for CPU engines and for the host side of GPU engines.
 """
@@ -25,22 +28,35 @@ class Sampler(Protocol):
 
 
 class NvmlSampler:
-    """GPU figures via NVML; construct only where ``nvmlInit`` succeeds."""
+    """GPU figures via NVML for the engine's devices; construct only where ``nvmlInit`` succeeds.
 
-    def __init__(self, nvml=None):
-        if nvml is None:
-            import pynvml as nvml  # nvidia-ml-py
-        self._nvml = nvml
-        nvml.nvmlInit()
-        self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+    ``visible`` is the engine's ``CUDA_VISIBLE_DEVICES`` (``os.environ``'s when None).
+    """
+
+    def __init__(self, nvml=None, visible: str | None = None):
+        from perfgate.engines.gpus import engine_devices, load_nvml
+
+        self._nvml = load_nvml(nvml)
+        try:
+            self.devices = engine_devices(self._nvml, visible)
+        except Exception:
+            self._nvml.nvmlShutdown()
+            raise
+        self._handles = [d.handle for d in self.devices]
 
     def sample(self) -> dict[str, float]:
         nv = self._nvml
         out: dict[str, float] = {}
-        for i, h in enumerate(self._handles):
-            out[f"gpu{i}.memory_used_mib"] = nv.nvmlDeviceGetMemoryInfo(h).used / 2**20
-            out[f"gpu{i}.power_w"] = nv.nvmlDeviceGetPowerUsage(h) / 1000.0  # mW -> W
-            out[f"gpu{i}.utilization_pct"] = float(nv.nvmlDeviceGetUtilizationRates(h).gpu)
+        for i, d in enumerate(self.devices):
+            for name, read in (
+                ("memory_used_mib", lambda: nv.nvmlDeviceGetMemoryInfo(d.handle).used / 2**20),
+                ("power_w", lambda: nv.nvmlDeviceGetPowerUsage(d.parent_handle) / 1000.0),  # mW -> W
+                ("utilization_pct", lambda: float(nv.nvmlDeviceGetUtilizationRates(d.parent_handle).gpu)),
+            ):
+                try:
+                    out[f"gpu{i}.{name}"] = read()
+                except Exception:  # e.g. not supported on this device: the other figures still count
+                    continue
         return out
 
     def close(self) -> None:
@@ -101,10 +117,10 @@ class EngineGaugeSampler:
         pass
 
 
-def gpu_sampler() -> NvmlSampler | None:
-    """An NVML sampler when a GPU is usable, else None (CPU machines)."""
+def gpu_sampler(visible: str | None = None, nvml=None) -> NvmlSampler | None:
+    """An NVML sampler of the engine's GPUs when a GPU is usable, else None (CPU machines)."""
     try:
-        sampler = NvmlSampler()
+        sampler = NvmlSampler(nvml, visible)
     except Exception:
         return None
     return sampler if sampler._handles else None

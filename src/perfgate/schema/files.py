@@ -71,6 +71,8 @@ def read_document(path: Path, model: type[M], schema_version: int, error: type[E
         raw = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constants)
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise error(f"{path}: not a readable {what} ({exc})") from exc
+    except RecursionError:  # nesting deeper than the interpreter's stack: no document of ours looks like that
+        raise error(f"{path}: not a readable {what} (nested too deeply)") from None
     if not isinstance(raw, dict) or raw.get("schema_version") != schema_version:
         found = raw.get("schema_version") if isinstance(raw, dict) else type(raw).__name__
         raise error(f"{path}: {what} schema_version {found!r}, this perfgate reads {schema_version}")
@@ -78,8 +80,8 @@ def read_document(path: Path, model: type[M], schema_version: int, error: type[E
         return model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"])) or "top level"
-        raise error(f"{path}: invalid {what} at {where}: {err['msg']}") from exc
+        where = ".".join(str(p) if str(p).isprintable() and str(p) else repr(p) for p in err["loc"]) or "top level"
+        raise error(f"{path}: invalid {what} at {where}: {' '.join(str(err['msg']).split())}") from exc
 
 
 def slug(text: str) -> str:

@@ -111,6 +111,25 @@ class Hardware(_Model):
     cpu_model: str | None = None
     cpu_count: int | None = None
     memory_gb: float | None = None
+    # The GPUs the engine uses (CUDA_VISIBLE_DEVICES mapped by UUID), when there are any:
+    gpu_uuids: list[str] = Field(default_factory=list)
+    gpu_memory_mib: float | None = None  # per device
+    gpu_max_sm_clock_mhz: int | None = None
+    gpu_max_mem_clock_mhz: int | None = None
+    gpu_power_limit_w: float | None = None  # enforced limit, per device
+
+
+class Software(_Model):
+    """The engine's software stack, read from its own environment and the driver (never downloaded)."""
+
+    python: str | None = None  # the engine interpreter's version
+    torch: str | None = None
+    torch_cuda: str | None = None  # CUDA runtime torch was built for (torch.version.cuda)
+    flashinfer: str | None = None
+    driver: str | None = None  # NVIDIA driver
+    cuda_driver: str | None = None  # highest CUDA version the driver supports
+    model_revision: str | None = None  # commit of the model's snapshot in the local HF cache
+    installer: str | None = None  # e.g. "uv 0.13.8", "pip (python 3.11.7)", "existing environment"
 
 
 class Environment(_Model):
@@ -125,6 +144,7 @@ class Environment(_Model):
     python: str
     hostname: str
     started_at: str  # ISO-8601 UTC
+    software: Software | None = None  # None: not an engine perfgate started (or an older result)
 
 
 class ClientHealth(_Model):

