@@ -10,11 +10,16 @@ subprocess at each concurrency, at two run sizes. Per concurrency it prints:
   and prompt preparation mostly cancel);
 * mean and p99 TTFT error and p50 ITL error against the simulator's truth for
   the same requests (client − truth);
+* reads per token (a busy engine writes several events at once, and fewer
+  reads mean less client work per token, so µs per token is only comparable
+  at equal reads per token) and in-window µs per read;
 * requests in flight: time-weighted mean over the window as the client saw
   them (send → done) and as the engine saw them (arrival → done), and the
   client's maximum.
 
-`--src DIR` runs the client from another source tree (e.g. the code before a
+By default the simulator is pinned to core 0 and the client to the other
+cores (`--no-pin` to share them, e.g. for `--workers`), so the two do not
+fight for one core. `--src DIR` runs the client from another source tree (e.g. the code before a
 change, `git archive <rev> src | tar -x -C /tmp/before`); extra `perfgate load`
 options go after `--`:
 
@@ -71,6 +76,9 @@ def _mean_in_flight(intervals: list[tuple[float, float]], t0: float, t1: float) 
     return area / (t1 - t0) if t1 > t0 else 0.0, peak
 
 
+PIN_CLIENT: set[int] = set()  # cores for the client (--pin): the simulator has the others
+
+
 def run_client(url: str, c: int, n: int, out: Path, src: str | None, extra: list[str]) -> dict:
     env = dict(os.environ)
     if src:
@@ -78,7 +86,8 @@ def run_client(url: str, c: int, n: int, out: Path, src: str | None, extra: list
     cmd = [sys.executable, "-m", "perfgate", "load", url, "--model", "sim", "--concurrency", str(c),
            "--num-requests", str(n), "--prompt-tokens", str(IN_TOKENS), "--max-tokens", str(OUT_TOKENS),
            "--warmup", str(c), "--out", str(out), *extra]
-    p = subprocess.run(cmd, check=False, capture_output=True, env=env, text=True)
+    p = subprocess.run(cmd, check=False, capture_output=True, env=env, text=True,
+                       preexec_fn=(lambda: os.sched_setaffinity(0, PIN_CLIENT)) if PIN_CLIENT else None)
     files = list((out / "results").glob("*.result.json"))
     if not files:
         raise SystemExit(f"perfgate load failed ({p.returncode}): {p.stderr.strip()[-500:]}")
@@ -143,12 +152,19 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--sizes", type=float, nargs=2, default=[1.0, 4.0], help="run sizes as multiples of max(concurrency, 16)")
     ap.add_argument("--src", default=None, help="source tree (its src/ directory) of the client to measure")
+    ap.add_argument("--itl-ms", type=float, default=5.0,
+                    help="the simulator's ITL (default 5; a longer one lets it keep up, one read per token)")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                    help="simulator on core 0, client on the other cores (default; --no-pin for multi-process runs)")
     a = ap.parse_args(argv)
+    if a.pin:
+        PIN_CLIENT.update(os.sched_getaffinity(0) - {0})
     rows = []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        cfg = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "50", "--itl-ms", "5"))
+        cfg = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "50", "--itl-ms", str(a.itl_ms)),
+                           cpus=(0,) if a.pin else ())
         sim = EngineServer(get_adapter("sim"), cfg, ModelRef("sim", "sim"), Path(sys.executable), tmp / "sim.log").start()
         try:
             for c in a.concurrency:
@@ -157,7 +173,7 @@ def main() -> int:
         finally:
             sim.stop()
     print(f"\nclient: {a.src or 'this tree'} {' '.join(extra)}  ({time.perf_counter() - t_start:.0f} s, "
-          f"load average {os.getloadavg()[0]:.2f})")
+          f"load average {os.getloadavg()[0]:.2f}, {'simulator on core 0, client on ' + str(sorted(PIN_CLIENT)) if a.pin else 'not pinned'})")
     info = rows[0]["client"]
     if info:
         print("client info:", json.dumps(info, sort_keys=True)[:300])
@@ -171,6 +187,7 @@ def main() -> int:
               f"{r['ttft_mean_err']:+13.2f} {r['ttft_p99_err']:+7.2f} {r['itl_p50_err']:+11.3f} "
               f"{r['inflight_client']:16.1f} {r['inflight_server']:7.1f} {r['inflight_peak']:5d} "
               f"{(r['loop_lag_p99'] or 0):8.2f} {r['reads_per_token']:9.2f} {r['status']:>12s}")
+    print("window µs per read:", ", ".join(f"c={r['c']}: {r['window_us_tok'] / r['reads_per_token']:.1f}" for r in rows))
     print("\n(ms; errors = client − simulator truth for the same requests; us/tok = client CPU µs per streamed token)")
     return 0
 

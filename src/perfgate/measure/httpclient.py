@@ -162,45 +162,47 @@ class _Conn(asyncio.Protocol):
         pieces = []
         pos, n = 0, len(data)
         done = False
-        while pos < n:
-            if self._left:
-                take = min(self._left, n - pos)
-                pieces.append(data[pos:pos + take])
-                self._left -= take
-                pos += take
-                if not self._left:
-                    self._skip = 2
-            elif self._skip:
-                take = min(self._skip, n - pos)
-                if data[pos:pos + take] != b"\r\n"[2 - self._skip:2 - self._skip + take]:
-                    raise ProtocolError("chunk data not followed by CR LF")
-                self._skip -= take
-                pos += take
-            else:
-                j = data.find(b"\n", pos)
-                if j < 0:
-                    self._line += data[pos:]
-                    if len(self._line) > _MAX_HEAD:
-                        raise ProtocolError("chunk-size line too long")
-                    break
-                line = (self._line + data[pos:j]) if self._line else data[pos:j]
-                self._line = b""
-                pos = j + 1
-                if self._trailer:
-                    if not line.strip():  # the empty line after the last chunk (and any trailers)
-                        done = True
-                        break
-                    continue
-                size = int(line.split(b";", 1)[0], 16)
-                if size < 0:
-                    raise ProtocolError("negative chunk size")
-                if size == 0:
-                    self._trailer = True
+        try:
+            while pos < n:
+                if self._left:
+                    take = min(self._left, n - pos)
+                    pieces.append(data[pos:pos + take])
+                    self._left -= take
+                    pos += take
+                    if not self._left:
+                        self._skip = 2
+                elif self._skip:
+                    take = min(self._skip, n - pos)
+                    if data[pos:pos + take] != b"\r\n"[2 - self._skip:2 - self._skip + take]:
+                        raise ProtocolError("chunk data not followed by CR LF")
+                    self._skip -= take
+                    pos += take
                 else:
-                    self._left = size
-        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if body:
-            self._body(t, body)
+                    j = data.find(b"\n", pos)
+                    if j < 0:
+                        self._line += data[pos:]
+                        if len(self._line) > _MAX_HEAD:
+                            raise ProtocolError("chunk-size line too long")
+                        break
+                    line = (self._line + data[pos:j]) if self._line else data[pos:j]
+                    self._line = b""
+                    pos = j + 1
+                    if self._trailer:
+                        if not line.strip():  # the empty line after the last chunk (and any trailers)
+                            done = True
+                            break
+                        continue
+                    size = int(line.split(b";", 1)[0], 16)
+                    if size < 0:
+                        raise ProtocolError("negative chunk size")
+                    if size == 0:
+                        self._trailer = True
+                    else:
+                        self._left = size
+        finally:  # bytes before a framing error are still what was read
+            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if body:
+                self._body(t, body)
         if done:
             self._finish(t)
 
