@@ -68,6 +68,19 @@ def _endpoint_problem(url: str) -> str | None:
     return None
 
 
+def _served_model(url: str) -> str | None:
+    """The first model id of /v1/models, as `vllm bench serve` does without --model."""
+    import json
+
+    from perfgate._http import get_text
+
+    try:
+        data = json.loads(get_text(url + "/v1/models") or "null")
+        return str(data["data"][0]["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def _adhoc_fields(args: argparse.Namespace) -> dict:
     """Scenario fields from the load options, with `vllm bench serve`'s meaning of rate and concurrency.
 
@@ -157,7 +170,11 @@ def _load(args: argparse.Namespace) -> int:
         print(f"perfgate: {exc}".splitlines()[0], file=sys.stderr)
         return 2
     url = url.rstrip("/")
-    target = Target(url, ModelRef(args.model, args.tokenizer or args.model),
+    model = args.model or _served_model(url)
+    if not model:
+        print(f"perfgate: {url}/v1/models names no model; give --model", file=sys.stderr)
+        return 2
+    target = Target(url, ModelRef(model, args.tokenizer or model),
                     EngineInfo(name="external", version=probe_version(url), base_url=url))
     result = run_trial(target, scenario, trial=0, test_id=args.name or f"load-{scenario.name}", results_dir=Path(args.out))
     path = result_path(Path(args.out), result.test_id, 0)
@@ -275,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                        "result table. Flags in parentheses are `vllm bench serve`'s names for the same thing.")
     p.add_argument("url", nargs="?", default=None, help="base URL of the server, without /v1 (e.g. http://127.0.0.1:8000)")
     p.add_argument("--base-url", default=None, help="the same as the positional URL (vllm bench serve's name)")
-    p.add_argument("--model", required=True, help="served model name")
+    p.add_argument("--model", default=None, help="served model name (default: the first of the server's /v1/models)")
     p.add_argument("--tokenizer", default=None, help="local model dir whose tokenizer.json counts prompt tokens if the server has no /tokenize")
     p.add_argument("--scenario", default=None, help="scenario YAML (else the options below)")
     p.add_argument("--api", choices=["completions", "chat"], default="completions")

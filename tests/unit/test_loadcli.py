@@ -58,7 +58,7 @@ def _result(out: Path) -> Result:
 
 
 def test_vllm_flags_table_and_vllm_result_keys_agree_with_perfgate(sim, tmp_path, capsys):
-    rc = main(["load", "--base-url", sim, "--model", "sim", "--num-prompts", "24", "--max-concurrency", "4",
+    rc = main(["load", "--base-url", sim, "--num-prompts", "24", "--max-concurrency", "4",  # model from /v1/models
                "--random-input-len", "16", "--random-output-len", "12", "--goodput", "ttft:1000", "tpot:50",
                "--format", "vllm", "--metric-percentiles", "50,99", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
