@@ -150,3 +150,21 @@ def test_workers_open_loop_follow_the_one_drawn_schedule(sim):
     assert np.allclose(got, offsets, atol=1e-9)
     assert all(r.error is None and r.sent_at >= r.scheduled_at for r in run.requests)
     assert len(run.client["per_worker"]) == 3
+
+
+def test_merge_judges_the_worst_worker_and_sums_cpu():
+    from perfgate.measure.loadgen import LoadRun
+    from perfgate.measure.records import RawRequest
+    from perfgate.measure.workers import merge_runs
+
+    def run(indices, lag, cpu, end):
+        reqs = [RawRequest(index=i, scheduled_at=None, sent_at=1.0 + i, done_at=end) for i in indices]
+        return LoadRun(requests=reqs, warmup=[], start=1.0, end=end, loop_lag_ms=lag, cpu_s=cpu, requested_rate=None,
+                       client={"event_loop": "asyncio", "http_client": "raw", "workers": 1, "prewarmed_connections": 2})
+
+    merged = merge_runs([run([0, 2], [0.1] * 100, 0.5, 9.0), run([1, 3], [0.1] * 90 + [40.0] * 10, 0.25, 12.0)], 1.0, None)
+    assert [r.index for r in merged.requests] == [0, 1, 2, 3]
+    assert merged.cpu_s == 0.75 and merged.end == 12.0 and merged.start == 1.0
+    assert max(merged.loop_lag_ms) == 40.0  # the stalled worker's samples, not diluted by the other's
+    assert merged.client["workers"] == 2 and "prewarmed_connections" not in merged.client
+    assert [w["prewarmed_connections"] for w in merged.client["per_worker"]] == [2, 2]
