@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_model)
     p = sub.add_parser("load", help="drive load against a running endpoint (no pytest), write one result",
                        description="Drive one scenario against a running OpenAI-compatible endpoint and print the "
-                       "result table. Flags in parentheses are `vllm bench serve`'s names for the same thing.")
+                       "result table. `vllm bench serve`'s flag names work as aliases (--base-url, --num-prompts, "
+                       "--max-concurrency, --random-input-len, --random-output-len, --num-warmups, --endpoint).")
     p.add_argument("url", nargs="?", default=None, help="base URL of the server, without /v1 (e.g. http://127.0.0.1:8000)")
     p.add_argument("--base-url", default=None, help="the same as the positional URL (vllm bench serve's name)")
     p.add_argument("--model", default=None, help="served model name (default: the first of the server's /v1/models)")

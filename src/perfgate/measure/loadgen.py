@@ -2,7 +2,10 @@
 
 Inside the measurement window a request only records its send time and
 ``(timestamp, raw bytes)`` for every read; request bodies are serialized
-before the window and SSE is parsed after it (:mod:`perfgate.measure.sse`).
+before the window and SSE is parsed after it (:mod:`perfgate.measure.sse`). The HTTP path is
+:mod:`perfgate.measure.httpclient` (``http_client="aiohttp"`` keeps aiohttp's),
+on uvloop when importable; ``run_load(workers=N)`` spreads one load over N
+processes (:mod:`perfgate.measure.workers`).
 
 Two arrival models:
 * closed loop — ``concurrency`` workers, each sends its next request when the
