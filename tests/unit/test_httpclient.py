@@ -216,6 +216,32 @@ def test_timeout_and_refused_connection_classes_on_the_raw_path():
     assert refused.requests[0].error is ErrorKind.CONNECT and "127.0.0.1:9" in refused.requests[0].error_detail
 
 
+def test_trial_deadline_cuts_a_request_in_flight_and_headers_go_on_the_wire():
+    seen = {}
+
+    async def slow(request):
+        seen["auth"] = request.headers.get("Authorization")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await asyncio.sleep(5)
+        return resp
+
+    async def main():
+        runner, url = await _serve(slow)
+        client = RawClient(url, headers={"Authorization": "Bearer k"})
+        rec = RawRequest(index=0, scheduled_at=None, sent_at=0.0)
+        try:
+            await client.send(_specs(1)[0], rec, 60.0, deadline=asyncio.get_running_loop().time() + 0.3)
+            return rec
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    rec = asyncio.run(main())
+    assert rec.error is ErrorKind.TIMEOUT and "trial deadline" in rec.error_detail
+    assert 0.25 < rec.done_at - rec.sent_at < 2.0 and seen["auth"] == "Bearer k"
+
+
 def test_request_bytes_carry_the_id_and_a_base_path():
     c = RawClient("http://127.0.0.1:8000/prefix/", headers={"Authorization": "Bearer k"})
     raw = c.request_bytes(7, "/v1/completions", b'{"a":1}')

@@ -290,13 +290,20 @@ class RawClient:
             self._all.discard(conn)
         return await self._open()
 
-    async def send(self, spec, rec: RawRequest, timeout_s: float, request: bytes | None = None) -> None:
-        """The hot path: stamp the send, hand the bytes over, wait; reads are recorded by the protocol."""
+    async def send(self, spec, rec: RawRequest, timeout_s: float, deadline: float | None = None,
+                   request: bytes | None = None) -> None:
+        """The hot path: stamp the send, hand the bytes over, wait; reads are recorded by the protocol.
+
+        ``deadline`` (event-loop time) is the trial's, as on the aiohttp path: a request still in
+        flight then is cut off as a timeout.
+        """
         if request is None:
             request = self.request_bytes(spec.index, spec.path, spec.body)
         conn = None
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s) as scope:
+                if deadline is not None and deadline < (scope.when() or deadline):
+                    scope.reschedule(deadline)
                 # Stamped before the connection is handed out, as on the aiohttp path: an early
                 # stamp can only over-state TTFT (docs/accuracy.md).
                 rec.sent_at = _perf()
@@ -307,7 +314,9 @@ class RawClient:
         except TimeoutError:
             rec.done_at = _perf()
             rec.error = ErrorKind.TIMEOUT
-            rec.error_detail = f"no complete response within {timeout_s:.0f}s"
+            rec.error_detail = f"no complete response within {timeout_s:g}s"
+            if deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01:
+                rec.error_detail = f"no complete response when the trial deadline passed ({rec.done_at - rec.sent_at:.1f}s)"
             if conn is not None:
                 conn.rec = conn.waiter = None
                 conn.closed = True
