@@ -226,3 +226,13 @@ def _sim_no_tokenize():
             proc.wait(10)
 
     return run()
+
+
+def test_duration_and_ramp_with_worker_processes(sim):
+    """With N client processes the schedule is drawn once (ramped if asked) and the duration cuts each share."""
+    target, out = sim
+    r = _run(target, out, "dur-workers", concurrency=None, request_rate=10.0, ramp_to_rate=30.0, num_requests=80,
+             duration_s=1.5, client_workers=2)
+    sched = sorted(q.scheduled_at_s for q in r.requests)
+    assert max(sched) < 1.5 and 15 <= len(sched) <= 45  # Λ(1.5) = 1.5 · (10 + 30) / 2 = 30 expected
+    assert sum(t < 0.75 for t in sched) < sum(t >= 0.75 for t in sched)  # the rate rises: more in the second half

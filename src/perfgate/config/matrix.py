@@ -209,6 +209,10 @@ class ScenarioFile(_Strict):
     observe_only: list[str] = Field(default_factory=list)
     hourly_price_usd: float | None = None  # for cost-per-token figures
     engine_gauges_interval_s: float | None = None  # sample /metrics gauges in the window (observer effect!)
+    # The load client (docs/accuracy.md): processes, event loop, HTTP path. Not part of the workload.
+    client_workers: int = Field(default=1, ge=1)
+    client_uvloop: bool = True
+    client_http: Literal["raw", "aiohttp"] = "raw"
     sweep: dict[str, list[int | float]] = Field(default_factory=dict)
     # Live A/B (--perf-compare-to): paired blocks, first look, last look, false-regression rate over all looks.
     ab_min_blocks: int = Field(default=3, ge=2)

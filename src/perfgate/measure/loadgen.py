@@ -2,7 +2,10 @@
 
 Inside the measurement window a request only records its send time and
 ``(timestamp, raw bytes)`` for every read; request bodies are serialized
-before the window and SSE is parsed after it (:mod:`perfgate.measure.sse`).
+before the window and SSE is parsed after it (:mod:`perfgate.measure.sse`). The HTTP path is
+:mod:`perfgate.measure.httpclient` (``http_client="aiohttp"`` keeps aiohttp's),
+on uvloop when importable; ``run_load(workers=N)`` spreads one load over N
+processes (:mod:`perfgate.measure.workers`).
 
 Two arrival models:
 * closed loop — ``concurrency`` workers, each sends its next request when the
@@ -19,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
 
+from perfgate.measure.httpclient import RawClient
 from perfgate.measure.records import ErrorKind, RawRequest
 
 _LOOP_PROBE_INTERVAL_S = 0.005
@@ -55,6 +59,8 @@ class LoadRun:
     cpu_s: float  # this process's CPU time (user+sys) inside the measured window
     requested_rate: float | None
     pool_exhausted: bool = False  # a duration run ran out of prepared requests before the duration ended
+    # How the client ran (event loop, HTTP path, connections, worker processes): Result.client.
+    client: dict = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -113,6 +119,8 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
 
     ``deadline`` (event-loop time) is the trial's: a request in flight then is cut off as a timeout.
     """
+    if isinstance(session, RawClient):  # the lean path (measure/httpclient.py), same records
+        return await session.send(spec, rec, timeout_s, deadline)
     perf = time.perf_counter
     chunks = rec.chunks
     try:
@@ -211,6 +219,8 @@ async def _open_loop(session, base_url, specs, offsets, start, timeout_s, max_co
         delay = records[i].scheduled_at + perf_to_loop - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        while (early := records[i].scheduled_at - time.perf_counter()) > 0:  # uvloop's clock has 1 ms steps
+            await asyncio.sleep(early)
         if limiter:
             async with limiter:
                 if not _past(deadline, records[i]):
@@ -238,10 +248,14 @@ async def run_load_async(
     duration_s: float | None = None,
     ramp_to_rate: float | None = None,
     trial_timeout_s: float | None = None,
+    http_client: str = "raw",
+    prewarm: bool = True,
+    schedule: Sequence[float] | None = None,
+    barrier: Callable[[], float] | None = None,
 ) -> LoadRun:
     """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load.
 
-    ``headers`` go on every request (an endpoint's auth header); they are set once on the session, not per send.
+    ``headers`` go on every request (an endpoint's auth header); they are set once on the client, not per send.
     ``duration_s``: send from ``specs`` (the prepared pool) until that many
     seconds have passed; requests sent in the window are counted and allowed
     to finish, the rest are never sent (``LoadRun.pool_exhausted`` when the
@@ -249,27 +263,48 @@ async def run_load_async(
     linearly from ``request_rate`` to it over the run (:func:`ramp_offsets`).
     ``timeout_s`` bounds each request; ``trial_timeout_s`` bounds the whole call, warm-up included: what
     is in flight then is cut off and what was not sent is not sent, both recorded as timeouts.
+    ``http_client``: ``"raw"`` (measure/httpclient.py, the default) or ``"aiohttp"``.
+    ``prewarm``: open the connections the load needs before the window (raw client only),
+    so TCP setup is not counted as TTFT. ``schedule``: open-loop send offsets (s) to use
+    instead of drawing them (a worker process gets its share of one drawn schedule).
+    ``barrier``: called after ``on_measure_start``; returns the ``perf_counter`` time at
+    which the window starts, and the run waits until then (worker processes start together).
     """
     if ramp_to_rate is not None and request_rate is None:
         raise ValueError("ramp_to_rate needs request_rate (open loop)")
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency (closed loop) or request_rate (open loop)")
+    if http_client not in ("raw", "aiohttp"):
+        raise ValueError(f"http_client must be 'raw' or 'aiohttp', not {http_client!r}")
     deadline = asyncio.get_running_loop().time() + trial_timeout_s if trial_timeout_s else None
     limit = concurrency or max_concurrency or 0
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=True)
-    # No total timeout on the session: each request has its own deadline.
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                     auto_decompress=False, headers=headers or None) as session:
+    loop = asyncio.get_running_loop()
+    info: dict = {"event_loop": _loop_name(loop), "http_client": http_client, "workers": 1}
+    if http_client == "raw":
+        session = RawClient(base_url, headers=headers)
+    else:
+        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=True)
+        # No total timeout on the session: each request has its own deadline.
+        session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                                        auto_decompress=False, headers=headers or None)
+    try:
         warm = []
         if warmup_specs:
             warm = await _closed_loop(session, base_url, warmup_specs, concurrency or max_concurrency or 4, timeout_s, True,
                                       deadline)
+        if prewarm and isinstance(session, RawClient):
+            # Open loop without a cap: as many connections as requests, at most 256 (more open on demand).
+            info["prewarmed_connections"] = await session.prewarm(limit or min(len(specs), 256))
         if on_measure_start is not None:
             on_measure_start()
         stop = asyncio.Event()
         lag: list[float] = []
+        if barrier is not None:
+            start_at = barrier()
+            while (early := start_at - time.perf_counter()) > 0:
+                await asyncio.sleep(early)
         probe = asyncio.create_task(_loop_probe(stop, lag))
-        start = time.perf_counter()
+        start = time.perf_counter() if barrier is None else start_at
         cpu0 = time.process_time()
         exhausted = False
         if concurrency is not None:
@@ -279,30 +314,61 @@ async def run_load_async(
                 last = max((r.done_at or r.sent_at) for r in records) if records else start
                 exhausted = last < start + duration_s
         else:
-            if ramp_to_rate is not None:
-                ramp_s = duration_s or 2.0 * len(specs) / (request_rate + ramp_to_rate)
-                offsets = ramp_offsets(len(specs) + 1, request_rate, ramp_to_rate, ramp_s, burstiness, seed)
+            if schedule is not None:  # a worker's share of one drawn schedule (ramp and duration applied there)
+                offsets = np.asarray(schedule, dtype=float)
+                if duration_s is not None:
+                    keep = int(np.searchsorted(offsets, duration_s, side="left"))
+                    specs, offsets = specs[:keep], offsets[:keep]
             else:
-                offsets = arrival_offsets(len(specs) + 1, request_rate, burstiness, seed)
-            if duration_s is not None:
-                exhausted = bool(offsets[len(specs)] < duration_s)  # the pool's next request was still due
-                keep = int(np.searchsorted(offsets[:len(specs)], duration_s, side="left"))
-                specs = specs[:keep]
-            offsets = offsets[:len(specs)]
+                if ramp_to_rate is not None:
+                    ramp_s = duration_s or 2.0 * len(specs) / (request_rate + ramp_to_rate)
+                    offsets = ramp_offsets(len(specs) + 1, request_rate, ramp_to_rate, ramp_s, burstiness, seed)
+                else:
+                    offsets = arrival_offsets(len(specs) + 1, request_rate, burstiness, seed)
+                if duration_s is not None:
+                    exhausted = bool(offsets[len(specs)] < duration_s)  # the pool's next request was still due
+                    keep = int(np.searchsorted(offsets[:len(specs)], duration_s, side="left"))
+                    specs = specs[:keep]
+                offsets = offsets[:len(specs)]
             records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency,
                                        deadline)
         end = max((r.done_at or r.sent_at) for r in records) if records else time.perf_counter()
         cpu_s = time.process_time() - cpu0
         stop.set()
         await probe
+    finally:
+        await session.close()
     return LoadRun(
         requests=records, warmup=warm, start=start, end=end, loop_lag_ms=lag, cpu_s=cpu_s,
-        requested_rate=request_rate, pool_exhausted=exhausted,
+        requested_rate=request_rate, client=info, pool_exhausted=exhausted,
     )
 
 
-def run_load(base_url: str, specs: list[RequestSpec], **kwargs) -> LoadRun:
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    if type(loop).__module__.startswith("uvloop"):
+        import uvloop
+
+        return f"uvloop {uvloop.__version__}"
+    return "asyncio"
+
+
+def _loop_factory(use_uvloop: bool):
+    """uvloop's loop when asked for and importable, else asyncio's default."""
+    if not use_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run_load(base_url: str, specs: list[RequestSpec], *, workers: int = 1, uvloop: bool = True, **kwargs) -> LoadRun:
     """Synchronous wrapper around :func:`run_load_async` (runs its own event loop).
+
+    ``uvloop``: run on uvloop's event loop when it is importable (recorded in
+    ``LoadRun.client``). ``workers`` > 1: split the load over that many processes
+    (:mod:`perfgate.measure.workers`).
 
     The main task returns None on purpose: on Python 3.11, ``asyncio.run``'s
     SIGINT bookkeeping formats the main task's repr, result included, which
@@ -313,5 +379,19 @@ def run_load(base_url: str, specs: list[RequestSpec], **kwargs) -> LoadRun:
     async def main() -> None:
         out.append(await run_load_async(base_url, specs, **kwargs))
 
-    asyncio.run(main())
+    if workers > 1:
+        from perfgate.measure.workers import run_load_workers
+
+        if kwargs.get("request_rate") is not None and kwargs.get("schedule") is None:  # drawn once, dealt out
+            if kwargs.get("ramp_to_rate") is not None:
+                r0, r1 = kwargs["request_rate"], kwargs["ramp_to_rate"]
+                ramp_s = kwargs.get("duration_s") or 2.0 * len(specs) / (r0 + r1)
+                kwargs["schedule"] = ramp_offsets(len(specs), r0, r1, ramp_s, kwargs.get("burstiness", 1.0),
+                                                  kwargs.get("seed", 0))
+            else:
+                kwargs["schedule"] = arrival_offsets(len(specs), kwargs["request_rate"], kwargs.get("burstiness", 1.0),
+                                                     kwargs.get("seed", 0))
+        return run_load_workers(run_load, base_url, specs, workers=workers, uvloop=uvloop, **kwargs)
+    with asyncio.Runner(loop_factory=_loop_factory(uvloop)) as runner:
+        runner.run(main())
     return out[0]

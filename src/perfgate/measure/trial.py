@@ -52,6 +52,7 @@ from perfgate.measure.workload import (
 from perfgate.schema.files import slug
 from perfgate.schema.result import (
     RESULT_SUFFIX,
+    ClientInfo,
     Environment,
     Hardware,
     Result,
@@ -188,6 +189,8 @@ def run_trial(
             burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
             timeout_s=scenario.spec.timeout_s, trial_timeout_s=scenario.spec.trial_timeout_s,
             on_measure_start=measure_start, headers=target.headers,
+            workers=scenario.spec.client_workers, uvloop=scenario.spec.client_uvloop,
+            http_client=scenario.spec.client_http,
             **({"duration_s": workload.duration_s} if workload.duration_s is not None else {}),
             **({"ramp_to_rate": workload.ramp_to_rate} if workload.ramp_to_rate is not None else {}),
         )
@@ -238,6 +241,7 @@ def run_trial(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
         clock_origin_s=run.start,
         environment=env, workload=workload, summary=summary, client_health=health, delivery=delivery,
+        client=ClientInfo(**run.client) if run.client else None,
         server_metrics=delta(before, after), telemetry=telemetry, requests=records,
     )
     write_result(result, result_path(results_dir, test_id, trial))

@@ -177,6 +177,16 @@ class Delivery(_Model):
     reason: str | None = None
 
 
+class ClientInfo(_Model):
+    """How the load client ran (docs/accuracy.md): the event loop, the HTTP path, its processes."""
+
+    event_loop: str  # "uvloop 0.23.0" or "asyncio"
+    http_client: str  # "raw" (perfgate.measure.httpclient) or "aiohttp"
+    workers: int = 1  # load processes (perfgate.measure.workers)
+    prewarmed_connections: int | None = None  # connections opened before the window (one process)
+    per_worker: list[dict[str, float | int | None]] = Field(default_factory=list)  # requests, cpu_s, loop_lag_ms_p99
+
+
 class Summary(_Model):
     """Aggregates of one trial. ``metrics`` keys are documented in docs/metrics.md."""
 
@@ -202,6 +212,7 @@ class Result(_Model):
     workload: Workload
     summary: Summary | None = None
     client_health: ClientHealth | None = None
+    client: ClientInfo | None = None
     delivery: Delivery | None = None
     server_metrics: dict[str, float] = Field(default_factory=dict)  # /metrics deltas over the run
     telemetry: dict[str, list[list[float]]] = Field(default_factory=dict)  # name -> [[t, value], ...]
