@@ -7,7 +7,7 @@ unique prompts (no shared prefix), the cache emptied before every trial, and
 prints per trial the engine's own counters over the window
 (vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total) with TTFT.
 
-    flock /tmp/perfgate-heavy.lock timeout 900 .venv/bin/python benchmarks/prefix_cache.py [--trials 3]
+    .venv/bin/python benchmarks/prefix_cache.py [--trials 3]
 """
 
 from __future__ import annotations
