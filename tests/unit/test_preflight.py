@@ -250,3 +250,18 @@ def test_cli_compare_of_gpu_engines_without_a_gpu_stops_before_installing(tmp_pa
                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and out.stderr.startswith("perfgate: BLOCK gpu [a]: no NVIDIA GPU (NVML: ")
     assert not (tmp_path / "c").exists()
+
+
+def test_models_fetch_from_the_matrix_names_every_gpu_hub_model_and_no_recipe(tmp_path):
+    """`models fetch --matrix perf/matrix.yaml -m gpu` (the nightly's step) tries each GPU run's hub model once."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1",
+           "HF_HUB_CACHE": str(tmp_path / "hub")}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "perfgate", "models", "fetch", "--matrix", str(root / "perf" / "matrix.yaml"),
+                          "-m", "gpu"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1  # offline here: each fetch fails with its one line
+    tried = sorted(line.split(": ")[1] for line in out.stderr.splitlines())
+    assert tried == sorted({"Qwen/Qwen2.5-0.5B-Instruct", "facebook/opt-125m", "meta-llama/Llama-3.1-8B-Instruct"}), out.stderr
+    none = subprocess.run([sys.executable, "-m", "perfgate", "models", "fetch"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert none.returncode == 2 and "no model to fetch" in none.stderr
