@@ -93,9 +93,9 @@ def _adhoc_fields(args: argparse.Namespace) -> dict:
         fields["concurrency"] = args.concurrency or 4
     for slo in args.goodput or []:
         key, _, value = slo.partition(":")
-        if key not in ("ttft", "tpot") or not value:
-            raise ValueError(f"--goodput {slo!r}: give ttft:MS and/or tpot:MS (perfgate has no e2el SLO)")
-        fields[f"slo_{key}_ms"] = float(value)
+        if key not in ("ttft", "tpot", "e2el") or not value:
+            raise ValueError(f"--goodput {slo!r}: give ttft:MS, tpot:MS and/or e2el:MS")
+        fields[{"e2el": "slo_e2e_ms"}.get(key, f"slo_{key}_ms")] = float(value)
     return fields
 
 

@@ -65,9 +65,11 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
             results += session.run_trials(case, 1, start=attempt, fresh_first=fresh, engine=engine, model=model,
                                           test_id=test_id, quiesce=True)
             block_results.append((results, results[-1]))
-            if results[-1].status == "failed":
-                if side == "A":  # the reference failed: B's figures alone answer nothing
-                    outcome.error = (f"{case.id}: reference {engine_a.id} trial {attempt} failed: "
+            if results[-1].status in ("failed", "workload_not_delivered"):
+                # Not a measurement (a fault, or the engine did not serve the asked workload): a reference
+                # like that leaves B's figures answering nothing; B's own such trial fails its case.
+                if side == "A":
+                    outcome.error = (f"{case.id}: reference {engine_a.id} trial {attempt} {results[-1].status}: "
                                      f"{results[-1].failure_reason}")
                 return
             if results[-1].status == "client_bound":

@@ -289,15 +289,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     shown: set[str] = set()
     try:
         memo: dict[tuple, list] = {}
+        reference = state.settings.compare_to  # a live A/B boots the reference too: it is checked the same way
         for item, case in gpu_items:
-            key = (case.engine, case.model, case.hardware)
-            if key not in memo:
-                try:
-                    memo[key] = check_case(case.engine, case.model, facts, state.settings.cache_dir)
-                except Exception as exc:  # a device NVML cannot describe: this case stops, the session goes on
-                    memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0],
-                                         case.engine.id)]
-            findings = memo[key]
+            findings = []
+            for engine, model in ((case.engine, case.model),
+                                  *(((reference, state.settings.compare_model or case.model),) if reference else ())):
+                key = (engine, model, case.hardware)
+                if key not in memo:
+                    try:
+                        memo[key] = check_case(engine, model, facts, state.settings.cache_dir)
+                    except Exception as exc:  # a device NVML cannot describe: this case stops, the session goes on
+                        memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                             engine.id)]
+                findings += memo[key]
             skip = next((f for f in findings if f.skip), None)
             if skip is not None:
                 reason = f"{skip.message}" if skip.check == "gpu" else f"{case.engine.id}: {skip.message}"

@@ -320,8 +320,11 @@ class PerfSession:
             if self.settings.compare_to is not None:
                 from perfgate.live import run_live_ab
 
+                reference = self.settings.compare_to
+                if self.settings.boot_timeout_s is not None:  # --perf-boot-timeout: every engine, A included
+                    reference = replace(reference, boot_timeout_s=self.settings.boot_timeout_s)
                 try:
-                    run_live_ab(self, outcome, self.settings.compare_to, self.settings.compare_model)
+                    run_live_ab(self, outcome, reference, self.settings.compare_model)
                 finally:
                     self.pool.resume_all()
                 return outcome
@@ -357,6 +360,7 @@ class PerfSession:
             should_stop,
             step_of,
             step_scenario,
+            step_usable,
             summarize_saturation,
         )
         from perfgate.measure.trial import run_trial
@@ -373,12 +377,17 @@ class PerfSession:
             step_id = f"{case.engine.id}-{case.model.name}-{point.name}"
             result = run_trial(target, point, trial=0, test_id=step_id, results_dir=self.results_dir,
                                machine=self.settings.machine)
+            self._after_trial(target, result)  # a crashed or hung engine ends the case, as in every other path
             if result.status == "client_bound":  # a busy machine, once: re-run the step before it ends the search
                 outcome.notes.append(f"step at {rate:g} req/s was client-bound ({result.failure_reason}); re-run, "
                                      "its result file replaced")
                 result = run_trial(target, point, trial=0, test_id=step_id, results_dir=self.results_dir,
                                    machine=self.settings.machine)
+                self._after_trial(target, result)
             steps.append(step_of(result, rate))
+            if len(steps) == 1 and not step_usable(steps[0]):
+                outcome.error = (f"{case.id}: saturation: the first step ({rate:g} req/s) was {result.status}: "
+                                 f"{result.failure_reason}; no point of the curve is a measurement")
             if (why := should_stop(steps, sat.min_gain, sat.patience)) is not None:
                 stopped = why
                 break
@@ -449,7 +458,7 @@ class PerfSession:
             outcome.notes.append("regression suspected; confirmation run on a fresh boot ...")
             outcome.results += self.run_trials(outcome.case, self.trials_for(outcome.case),
                                                start=len(outcome.results), fresh_first=True)
-            if outcome.status in ("failed", "client_bound"):
+            if outcome.status in UNUSABLE:
                 return
             outcome.judgement = judge()
 
@@ -470,7 +479,7 @@ class PerfSession:
         for _ in range(boots - 1):
             outcome.results += self.run_trials(case, self.trials_for(case), start=len(outcome.results),
                                                fresh_first=True)
-        if outcome.status in ("failed", "client_bound"):
+        if outcome.status in UNUSABLE:
             return
         if any(r.summary is None or r.summary.failed for r in outcome.results):
             outcome.notes.append("baseline not written: the run had request errors")

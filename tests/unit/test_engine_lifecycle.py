@@ -134,3 +134,15 @@ def test_sglang_launch_plan_follows_documented_cli():
     assert cmd[cmd.index("--model-path") + 1] == "facebook/opt-125m"
     assert cmd[cmd.index("--port") + 1] == "30000" and "--enable-metrics" in cmd
     assert get_adapter("sglang").version_paths()[0] == "/get_server_info"
+
+
+def test_recorded_env_keeps_tuning_knobs_and_never_a_secret_value():
+    """A result records the engine's environment; a token in it (the endpoint's, an API key) is named, not kept."""
+    from perfgate.engines.server import SECRET_PLACEHOLDER, recordable_env
+
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1", "PERFGATE_ENDPOINT_TOKEN": "tok-123", "VLLM_API_KEY": "key-456",
+           "MY_SETTING": "x", "HOME": "/root", "HF_TOKEN": "hf_789"}
+    recorded = recordable_env(env, declared={"MY_SETTING": "x"})
+    assert recorded == {"MY_SETTING": "x", "PERFGATE_ENDPOINT_TOKEN": SECRET_PLACEHOLDER,
+                        "VLLM_API_KEY": SECRET_PLACEHOLDER, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert not any(v in str(recorded) for v in ("tok-123", "key-456", "hf_789"))

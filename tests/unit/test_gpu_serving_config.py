@@ -100,6 +100,19 @@ def test_engine_flags_win_over_model_defaults_and_tp1_adds_nothing():
     assert cmd[cmd.index("--max-model-len") + 1] == "4096"
 
 
+def test_recorded_flags_carry_the_tensor_parallel_size():
+    """The flags recorded with a result (and so in the baseline fingerprint) include TP: a TP-2 run never
+    stands in for a TP-1 baseline."""
+    from perfgate.engines.pool import TargetPool
+
+    tp2 = EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0", tensor_parallel_size=2)
+    tp1 = EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0")
+    flags2 = TargetPool._model_flags(get_adapter("vllm"), MODEL, tp2)
+    assert "--tensor-parallel-size" in flags2 and flags2[flags2.index("--tensor-parallel-size") + 1] == "2"
+    assert "--tensor-parallel-size" not in TargetPool._model_flags(get_adapter("vllm"), MODEL, tp1)
+    assert "--tp-size" in TargetPool._model_flags(get_adapter("sglang"), MODEL, tp2)
+
+
 def test_sglang_uses_its_own_flag_names():
     cfg = EngineConfig(id="s", kind="sglang", spec="sglang==0.5.23", tensor_parallel_size=4)
     cmd = " ".join(get_adapter("sglang").launch_plan(Path("/v/bin/python"), MODEL, "127.0.0.1", 30000, cfg).command)

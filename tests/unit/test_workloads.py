@@ -26,6 +26,7 @@ from perfgate.measure.saturation import (
     should_stop,
     slo_misses,
     step_scenario,
+    step_usable,
     summarize_saturation,
 )
 from perfgate.measure.workload import WorkloadError
@@ -273,6 +274,13 @@ def test_saturation_stop_rule_and_answer():
     assert "stopped rising" in should_stop(steps, 0.05, 1)
     assert should_stop(steps, 0.05, 2) is None  # patience 2 waits one more step
     assert "client_bound" in should_stop([step(1, 1.0, status="client_bound")], 0.05, 1)
+    # a trial failed on a few refused requests (<= 1%) is still a point of the curve; more is overload
+    few = SaturationStep(rate=2, test_id="t", status="failed", goodput=2.0, within_slo=True, error_rate=0.005,
+                         completed=199)
+    many = few.model_copy(update={"error_rate": 0.2})
+    assert step_usable(few) and not step_usable(many)
+    assert should_stop([step(1, 1.0), few], 0.05, 1) is None
+    assert "failed" in should_stop([step(1, 1.0), many], 0.05, 1)
     res = summarize_saturation(steps + [step(16, 5.0)], test_id="t", scenario="s", engine="e", model="m")
     assert (res.max_sustained_rate, res.peak_goodput) == (4, 5.0)  # below the first step that misses an SLO
     assert summarize_saturation([step(1, 0.5, within=False)], test_id="t", scenario="s", engine="e",

@@ -20,7 +20,7 @@ from perfgate.engines import (
     ModelRef,
     get_adapter,
 )
-from perfgate.engines.base import model_args
+from perfgate.engines.base import model_args, tensor_parallel_args
 from perfgate.engines.endpoint import (
     EndpointAuth,
     EndpointError,
@@ -195,9 +195,12 @@ class TargetPool:
 
     @staticmethod
     def _model_flags(adapter, ref: ModelRef, engine: EngineConfig) -> list[str]:
-        """The model's serving defaults as passed to the engine: recorded with the engine's flags (fingerprint)."""
+        """The model's serving defaults and the tensor-parallel size as passed to the engine: recorded with the
+        engine's flags, so they are in the fingerprint (a TP-2 run never stands in for a TP-1 baseline)."""
         flag = getattr(adapter, "context_flag", None)
-        return model_args(ref, engine, flag) if flag else []
+        tp_flag = getattr(adapter, "tp_flag", None)
+        return [*(model_args(ref, engine, flag) if flag else []),
+                *(tensor_parallel_args(engine, tp_flag) if tp_flag else [])]
 
     @staticmethod
     def _stop(target: Target) -> None:

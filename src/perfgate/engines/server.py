@@ -11,6 +11,7 @@ SIGKILL) and checks that nothing of it is left.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,16 @@ from perfgate.engines.base import EngineAdapter, LaunchPlan, ModelRef
 LOG_TAIL_LINES = 30
 # Environment variables worth recording with a result (engine tuning knobs).
 _RECORDED_ENV_PREFIXES = ("VLLM_", "SGLANG_", "CUDA_", "OMP_", "HF_HUB_OFFLINE", "PERFGATE_")
+# Names that hold secrets (PERFGATE_ENDPOINT_TOKEN, VLLM_API_KEY, ...): recorded as set, never by value.
+_SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+SECRET_PLACEHOLDER = "(set; value not recorded)"
+
+
+def recordable_env(env: dict[str, str], declared: dict[str, str]) -> dict[str, str]:
+    """The engine environment worth keeping with a result: the matrix's own variables and tuning knobs,
+    with any variable whose name says it holds a secret replaced by a placeholder."""
+    return {k: (SECRET_PLACEHOLDER if _SECRET_NAME.search(k) else v) for k, v in sorted(env.items())
+            if k in declared or k.startswith(_RECORDED_ENV_PREFIXES)}
 
 
 # Fault classes (the same words as perfgate.measure.records.FAULT_CLASSES, which this room may not import).
@@ -132,9 +143,7 @@ class EngineServer:
         self.port = self.port or free_port(self.host)
         self.plan = self.adapter.launch_plan(self.python, self.model, self.host, self.port, self.config)
         env = {**os.environ, **self.plan.env}
-        self.recorded_env = {
-            k: v for k, v in sorted(env.items()) if k in self.plan.env or k.startswith(_RECORDED_ENV_PREFIXES)
-        }
+        self.recorded_env = recordable_env(env, self.plan.env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         log.write(f"$ {' '.join(self.plan.command)}\n".encode())

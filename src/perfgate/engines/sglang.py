@@ -23,6 +23,7 @@ class SglangAdapter:
     name = "sglang"
     distribution = "sglang"
     context_flag = "--context-length"
+    tp_flag = "--tp-size"
     capabilities = EngineCapabilities(tokenize="prompt", cache_reset=("POST", "/flush_cache"), metrics_prefix="sglang:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
@@ -31,7 +32,7 @@ class SglangAdapter:
             "--model-path", model.path, "--served-model-name", model.name,
             "--host", host, "--port", str(port),
             "--enable-metrics",  # exposes /metrics (sglang:* names)
-            *tensor_parallel_args(config, "--tp-size"),
+            *tensor_parallel_args(config, self.tp_flag),
             *model_args(model, config, "--context-length"),
             *config.flags,
         ]

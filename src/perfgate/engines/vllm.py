@@ -18,6 +18,7 @@ class VllmAdapter:
     name = "vllm"
     distribution = "vllm"
     context_flag = "--max-model-len"
+    tp_flag = "--tensor-parallel-size"
     capabilities = EngineCapabilities(token_ids_in_stream=True, tokenize="prompt-or-messages", cache_reset=("POST", "/reset_prefix_cache"), metrics_prefix="vllm:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
@@ -27,7 +28,7 @@ class VllmAdapter:
             str(python), "-m", "vllm.entrypoints.openai.api_server",
             "--host", host, "--port", str(port),
             "--model", model.path, "--served-model-name", model.name,
-            *tensor_parallel_args(config, "--tensor-parallel-size"),
+            *tensor_parallel_args(config, self.tp_flag),
             *model_args(model, config, "--max-model-len"),
             *config.flags,
         ]

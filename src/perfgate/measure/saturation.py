@@ -53,14 +53,28 @@ def slo_misses(metrics: Mapping[str, float | None], slo_ttft_ms: float | None, s
     return out
 
 
+def _errors_only_within_limit(result: Result, error_rate: float | None) -> bool:
+    """A step whose trial failed only because a few requests were refused or cut (at most
+    :data:`MAX_ERROR_RATE`; an engine that crashed or hung never gets here: the session ends the case)
+    is still a point of the curve: overload shows as errors before it shows as nothing."""
+    return (result.status == "failed" and error_rate is not None and error_rate <= MAX_ERROR_RATE
+            and result.summary is not None and result.summary.completed > 0)
+
+
+def step_usable(step: SaturationStep) -> bool:
+    """Whether a step's trial is a measurement: ok, or failed on at most :data:`MAX_ERROR_RATE` of requests."""
+    return step.status == "ok" or (step.status == "failed" and step.error_rate is not None
+                                   and step.error_rate <= MAX_ERROR_RATE and step.completed > 0)
+
+
 def step_of(result: Result, rate: float) -> SaturationStep:
     """One step's point on the curve, from its trial's result."""
     w = result.workload
     m = result.summary.metrics if result.summary else {}
     reasons = []
-    if result.status != "ok":
-        reasons.append(f"trial {result.status}: {result.failure_reason}")
     err = m.get("error_rate")
+    if result.status != "ok" and not _errors_only_within_limit(result, err):
+        reasons.append(f"trial {result.status}: {result.failure_reason}")
     if err is not None and err > MAX_ERROR_RATE:
         reasons.append(f"error rate {err:.1%}")
     reasons += slo_misses(m, w.slo_ttft_ms, w.slo_tpot_ms, w.slo_e2e_ms)
@@ -83,7 +97,7 @@ def should_stop(steps: list[SaturationStep], min_gain: float, patience: int) -> 
     if not steps:
         return None
     last = steps[-1]
-    if last.status != "ok":
+    if not step_usable(last):
         return f"step at {last.rate:g} req/s was {last.status}"
     stall, best = 0, None
     for s in steps:

@@ -42,6 +42,7 @@ from perfgate.measure.telemetry import (
     telemetry_summary,
 )
 from perfgate.measure.tokenizer import ChatTemplateError, load_tokenizer, where_looked
+from perfgate.measure.workers import LoadClientError
 from perfgate.measure.workload import (
     CountFn,
     NoTokenizerError,
@@ -194,6 +195,8 @@ def run_trial(
             **({"duration_s": workload.duration_s} if workload.duration_s is not None else {}),
             **({"ramp_to_rate": workload.ramp_to_rate} if workload.ramp_to_rate is not None else {}),
         )
+    except LoadClientError as exc:  # the client failed, not the engine: the case says so in one line
+        raise WorkloadError(f"load client: {exc}") from exc
     finally:
         restore()
         telemetry = recorder.stop()

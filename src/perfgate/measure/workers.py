@@ -37,6 +37,11 @@ import numpy as np
 # Nothing of loadgen is imported here (it imports this module): the per-process runner, the
 # specs and the drawn schedule come in as arguments; LoadRun objects are only read and copied.
 
+
+class LoadClientError(RuntimeError):
+    """The load client itself failed (a worker died or raised; no shared clock): one line, never a traceback."""
+
+
 _START_MARGIN_S = 0.05  # between the start signal and the window start: every worker is waiting by then
 
 
@@ -95,7 +100,7 @@ def run_load_workers(
     if (concurrency is None) == (request_rate is None):
         raise ValueError("give exactly one of concurrency (closed loop) or request_rate (open loop)")
     if not clock_is_shared():
-        raise RuntimeError("multi-process load needs a system-wide perf_counter (CLOCK_MONOTONIC); "
+        raise LoadClientError("multi-process load needs a system-wide perf_counter (CLOCK_MONOTONIC); "
                            f"this platform's is {time.get_clock_info('perf_counter').implementation}")
     cap = concurrency or max_concurrency
     n = max(1, min(workers, cap or workers, len(specs)))
@@ -126,7 +131,7 @@ def run_load_workers(
         for w, c in enumerate(conns):
             kind, payload = _recv(c, procs[w])
             if kind != "ready":
-                raise RuntimeError(f"load worker {w}: {payload}")
+                raise LoadClientError(f"load worker {w}: {payload}")
         if on_measure_start is not None:
             on_measure_start()
         start = time.perf_counter() + _START_MARGIN_S
@@ -136,7 +141,7 @@ def run_load_workers(
         for w, c in enumerate(conns):
             kind, payload = _recv(c, procs[w])
             if kind != "done":
-                raise RuntimeError(f"load worker {w}: {payload}")
+                raise LoadClientError(f"load worker {w}: {payload}")
             runs.append(payload)
     finally:
         for p in procs:
