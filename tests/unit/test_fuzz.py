@@ -49,6 +49,7 @@ def _content(parsed):
 @given(STREAMS, st.lists(st.integers(min_value=0, max_value=10_000), max_size=30))
 @example(b"data: [DONE]\r", [12])
 @example(b'data: {"choices":[{"text":"\xe2\x82\xac"}]}\n\n', [24])  # a UTF-8 character cut between two reads
+@example(b"\r\r\n\x00", [3])  # CRs before an LF, the read cut between them (found by this test)
 def test_sse_parser_never_raises_and_read_boundaries_change_only_timestamps(data, cuts):
     whole = parse_stream([(0.0, data)] if data else [])
     split = parse_stream(_cut(data, cuts))

@@ -24,11 +24,13 @@ line, still counts as ``[DONE]``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 from perfgate.measure.records import ParsedStream, TokenEvent
 
 _SSE_FIELDS = (b"data", b"event", b"id", b"retry")
+_CRS_LF = re.compile(rb"\r+\n")
 ERROR_EVENT_PREFIX = "error event: "
 """``ParsedStream.error`` starts with this when the server sent an error event (vs. unparseable bytes)."""
 
@@ -44,7 +46,7 @@ def _iter_events(chunks: list[tuple[float, bytes]]) -> Iterator[tuple[float | No
     for t, data in chunks:
         buf += data
         if b"\r" in buf:  # a CR LF split across two reads is joined here before replacing
-            buf = buf.replace(b"\r\n", b"\n")
+            buf = _CRS_LF.sub(b"\n", buf)  # all CRs before an LF: the same bytes whatever the read boundaries
         while (end := buf.find(b"\n\n")) >= 0:
             block, buf = buf[:end], buf[end + 2:]
             yield t, _data_of(block), block
