@@ -245,11 +245,11 @@ class EngineServer:
         members = _group_members(pgid) | _descendants(self.proc.pid)
         _signal_all(pgid, members, signal.SIGCONT)  # a paused engine could not act on SIGTERM
         _signal_all(pgid, members, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s  # one grace period for the whole group, not one per wait
         try:
             self.proc.wait(timeout=self.grace_s)
         except subprocess.TimeoutExpired:
             pass
-        deadline = time.monotonic() + self.grace_s
         while _alive(members | _group_members(pgid)) and time.monotonic() < deadline:
             time.sleep(0.1)
         left = _alive(members | _group_members(pgid))

@@ -854,6 +854,9 @@ def main(argv: list[str] | None = None) -> int:
     # tracebacks, so SIGTERM keeps its default action there (the process ends at once).
     web.run_app(build_app(cfg, api_key=a.api_key, check_model=a.check_model, tokenize=not a.no_tokenize), host=a.host, port=a.port, access_log=None,
                 handle_signals=cfg.fault("hang-after-tokens") is None,
+                # A client interrupted mid-request leaves a half-sent request on an open connection; the
+                # default graceful shutdown would wait 60 s for it. A test instrument stops at once.
+                shutdown_timeout=1.0,
                 print=lambda *_: print(f"perfgate sim on {a.host}:{a.port}", flush=True))
     return 0
 
