@@ -217,12 +217,12 @@ class PerfSession:
     report_error: str | None = None
     _pool: TargetPool | None = None
     _fresh_dir: bool = False
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (case id, reason): counted and shown
+    skipped: list[tuple[Case, str]] = field(default_factory=list)  # (case, reason): counted and shown
     preflight_blocks: dict[str, str] = field(default_factory=dict)  # case id -> the preflight line that stops it
 
     def record_skip(self, case: Case, reason: str) -> None:
         """A case not run on this machine (no GPU, too few GPUs): counted in :meth:`counts`, shown in the summary."""
-        self.skipped.append((case.id, reason))
+        self.skipped.append((case, reason))
 
     @property
     def results_dir(self) -> Path:
@@ -507,8 +507,13 @@ class PerfSession:
             if self._pool is not None:
                 self._pool.release()
         finally:
-            if self.outcomes:
-                VerdictsFile(cases=[r for o in self.outcomes for r in o.records()]).write(
+            if self.outcomes or self.skipped:
+                if not self.outcomes:
+                    self._start_fresh_results()  # a run that skipped everything still replaces the last one's files
+                skipped = [CaseVerdict(case_id=case.id, engine=case.engine.kind, model=case.model.name,
+                                       scenario=case.scenario.name, hardware=case.hardware, machine=self.settings.machine,
+                                       status="skipped", reason=reason) for case, reason in self.skipped]
+                VerdictsFile(cases=[r for o in self.outcomes for r in o.records()] + skipped).write(
                     self.results_dir / "verdicts.json")
                 self.render_report()
 
@@ -527,7 +532,7 @@ class PerfSession:
             "cases": len(statuses),
             "compared": sum(s in ("ok", "regression") for s in statuses),
             "regression": statuses.count("regression"),
-            "not_compared": sum(s in NOT_COMPARED for s in statuses),
+            "not_compared": sum(s in NOT_COMPARED or s == "not_judged" for s in statuses),
             "failed": sum(s in (*UNUSABLE, "slo_violated") for s in statuses),
             "baseline_written": statuses.count("baseline_written"),
             "skipped": len(self.skipped),

@@ -11,6 +11,7 @@ cases would boot for real.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +90,11 @@ def test_gpu_cases_skip_in_seconds_and_install_nothing(project):
     assert "3 skipped" in [ln for ln in text.splitlines() if "cases on machine" in ln][0]
     assert list((project / "cache").iterdir()) == []  # no venv, no model, nothing
     assert elapsed < 60, f"took {elapsed:.0f}s"
+    # the skips are outcomes in verdicts.json, the report and summary.md too, never a silent green
+    cases = json.loads((project / "reports" / "verdicts.json").read_text())["cases"]
+    assert [c["status"] for c in cases] == ["skipped"] * 3 and all("no NVIDIA GPU" in c["reason"] for c in cases)
+    assert "3 skipped" in (project / "reports" / "summary.md").read_text()
+    assert 'data-testid="count-skipped"><b>3</b>' in (project / "reports" / "index.html").read_text()
 
 
 def test_collect_only_installs_nothing(project):

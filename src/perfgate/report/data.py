@@ -158,6 +158,7 @@ class ReportData:
             "not_compared": sum(c.status in NOT_COMPARED or c.status == "not_judged" for c in self.cases),
             "failed": sum(c.status in ("failed", "client_bound", "workload_not_delivered", "slo_violated")
                           for c in self.cases),
+            "skipped": sum(c.status == "skipped" for c in self.cases),
             "cases": len(self.cases),
         }
 

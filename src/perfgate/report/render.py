@@ -42,7 +42,7 @@ LABEL = {
     "env_mismatch": "NOT COMPARED: env mismatch", "not_comparable": "NOT COMPARED: other machine",
     "reference": "reference (A)",
     "workload_not_delivered": "WORKLOAD NOT DELIVERED", "slo_violated": "SLO VIOLATED",
-    "ok": "ok", "baseline_written": "baseline written", "not_judged": "not judged",
+    "ok": "ok", "baseline_written": "baseline written", "not_judged": "not judged", "skipped": "SKIPPED",
 }
 
 
@@ -143,7 +143,7 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         "",
         f"**{counts['regressions']} regressed**, {counts['failed']} failed, {counts['improvements']} improved metrics, "
         f"{counts['inconclusive']} inconclusive metrics, **{counts['not_compared']} NOT COMPARED** "
-        f"({counts['new']} without baseline) — {counts['cases']} cases",
+        f"({counts['new']} without baseline), {counts['skipped']} skipped — {counts['cases']} cases",
         "",
     ]
     entries: list[list[str]] = [[f"- **saturation** `{s.test_id}`: highest rate within SLO "

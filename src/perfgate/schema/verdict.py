@@ -24,7 +24,8 @@ Method = Literal["log-welch", "linear-welch", "absolute", "paired-log", "none"]
 JudgementStatus = Literal["ok", "regression", "no_baseline", "env_mismatch", "not_comparable", "not_judged"]
 CaseStatus = Literal["ok", "regression", "failed", "client_bound", "no_baseline", "env_mismatch", "not_comparable",
                      "baseline_written", "not_judged", "reference",  # reference: the A side of a live A/B
-                     "workload_not_delivered", "slo_violated"]
+                     "workload_not_delivered", "slo_violated",
+                     "skipped"]  # skipped: not run on this machine (no GPU, too few GPUs), counted and shown
 
 UNUSABLE: tuple[str, ...] = ("failed", "client_bound", "workload_not_delivered")
 """Trial statuses whose numbers are not worth judging (the case fails with the reason)."""
