@@ -236,3 +236,8 @@ def test_duration_and_ramp_with_worker_processes(sim):
     sched = sorted(q.scheduled_at_s for q in r.requests)
     assert max(sched) < 1.5 and 15 <= len(sched) <= 45  # Λ(1.5) = 1.5 · (10 + 30) / 2 = 30 expected
     assert sum(t < 0.75 for t in sched) < sum(t >= 0.75 for t in sched)  # the rate rises: more in the second half
+    assert not r.delivery.pool_exhausted
+    # a pool too small for the duration is caught with workers too (the parent draws one request more)
+    short = _run(target, out, "dur-workers-short", concurrency=None, request_rate=20.0, num_requests=6,
+                 duration_s=2.0, client_workers=2)
+    assert short.delivery.pool_exhausted and "ran out of prepared requests" in short.delivery.reason

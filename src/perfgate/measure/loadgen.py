@@ -20,6 +20,7 @@ Two arrival models:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -382,16 +383,21 @@ def run_load(base_url: str, specs: list[RequestSpec], *, workers: int = 1, uvloo
     if workers > 1:
         from perfgate.measure.workers import run_load_workers
 
+        exhausted = False
         if kwargs.get("request_rate") is not None and kwargs.get("schedule") is None:  # drawn once, dealt out
+            n = len(specs) + 1  # one more than the pool: was the pool's next request still due in the duration?
             if kwargs.get("ramp_to_rate") is not None:
                 r0, r1 = kwargs["request_rate"], kwargs["ramp_to_rate"]
                 ramp_s = kwargs.get("duration_s") or 2.0 * len(specs) / (r0 + r1)
-                kwargs["schedule"] = ramp_offsets(len(specs), r0, r1, ramp_s, kwargs.get("burstiness", 1.0),
-                                                  kwargs.get("seed", 0))
+                drawn = ramp_offsets(n, r0, r1, ramp_s, kwargs.get("burstiness", 1.0), kwargs.get("seed", 0))
             else:
-                kwargs["schedule"] = arrival_offsets(len(specs), kwargs["request_rate"], kwargs.get("burstiness", 1.0),
-                                                     kwargs.get("seed", 0))
-        return run_load_workers(run_load, base_url, specs, workers=workers, uvloop=uvloop, **kwargs)
+                drawn = arrival_offsets(n, kwargs["request_rate"], kwargs.get("burstiness", 1.0), kwargs.get("seed", 0))
+            exhausted = kwargs.get("duration_s") is not None and bool(drawn[-1] < kwargs["duration_s"])
+            kwargs["schedule"] = drawn[:-1]
+        run = run_load_workers(run_load, base_url, specs, workers=workers, uvloop=uvloop, **kwargs)
+        if exhausted and not run.pool_exhausted:
+            run = dataclasses.replace(run, pool_exhausted=True)
+        return run
     with asyncio.Runner(loop_factory=_loop_factory(uvloop)) as runner:
         runner.run(main())
     return out[0]

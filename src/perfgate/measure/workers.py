@@ -179,4 +179,5 @@ def merge_runs(runs: list, start: float, requested_rate: float | None):
         runs[0], requests=requests, warmup=warmup, start=start, end=max(ends) if ends else start,
         loop_lag_ms=list(runs[worst].loop_lag_ms), cpu_s=sum(run.cpu_s for run in runs),
         requested_rate=requested_rate, client=info,
+        pool_exhausted=any(getattr(run, "pool_exhausted", False) for run in runs),  # any worker ran dry
     )
