@@ -111,14 +111,21 @@ def _client_options(args: argparse.Namespace) -> dict:
     return out
 
 
-def _write_vllm_format(args: argparse.Namespace, result, path: Path) -> Path:
+def _write_vllm_format(args: argparse.Namespace, result, path: Path, several: bool = False) -> Path:
+    """vllm bench serve's result JSON beside the result file, or at --result-filename (with several results,
+    each gets the result's own name inserted before the suffix, so none overwrites another)."""
     import json
 
     from perfgate.report.vllm_format import vllm_result
-    from perfgate.schema.files import write_text_atomic
+    from perfgate.schema.files import slug, write_text_atomic
 
     doc = vllm_result(result, percentiles=args.metric_percentiles, label=args.name)
-    out = Path(args.result_filename) if args.result_filename else path.with_name(path.name.replace(".result.json", ".vllm.json"))
+    if args.result_filename:
+        out = Path(args.result_filename)
+        if several:
+            out = out.with_name(f"{out.stem}.{slug(result.test_id)}.trial{result.trial}{out.suffix or '.json'}")
+    else:
+        out = path.with_name(path.name.replace(".result.json", ".vllm.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
     return out
@@ -192,7 +199,7 @@ def _load(args: argparse.Namespace) -> int:
         print(load_table(result, percentiles=args.metric_percentiles))
         print(path)
         if args.format == "vllm":
-            print(_write_vllm_format(args, result, path))
+            print(_write_vllm_format(args, result, path, several=len(results) > 1))
     return 0 if all(r.status == "ok" for r in results) else 1
 
 

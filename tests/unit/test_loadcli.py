@@ -168,3 +168,17 @@ def test_merge_judges_the_worst_worker_and_sums_cpu():
     assert max(merged.loop_lag_ms) == 40.0  # the stalled worker's samples, not diluted by the other's
     assert merged.client["workers"] == 2 and "prewarmed_connections" not in merged.client
     assert [w["prewarmed_connections"] for w in merged.client["per_worker"]] == [2, 2]
+
+
+def test_a_sweep_runs_every_point_and_result_filename_never_overwrites(sim, tmp_path, capsys):
+    """`perfgate load --scenario` with a sweep runs every point × its trials; --result-filename gets one file each."""
+    sc = tmp_path / "sw.yaml"
+    sc.write_text("name: sw\nnum_requests: 4\nprompt_tokens: 8\nmax_tokens: 4\nconcurrency: 1\nwarmup_requests: 0\n"
+                  "trials: 2\nsweep: {concurrency: [1, 2]}\n")
+    target = tmp_path / "vllm" / "bench.json"
+    rc = main(["load", sim, "--scenario", str(sc), "--format", "vllm", "--result-filename", str(target),
+               "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr()
+    assert len(list((tmp_path / "out" / "results").glob("*.result.json"))) == 4  # 2 points x 2 trials
+    written = sorted(p.name for p in (tmp_path / "vllm").iterdir())
+    assert len(written) == 4 and all(n.startswith("bench.") and n.endswith(".json") for n in written), written
