@@ -316,7 +316,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _preflight_stops(pairs: list, cache_dir: Path) -> str | None:
     """The first blocking preflight line for GPU engines about to be installed and booted (None: go ahead)."""
-    from perfgate.engines.preflight import GpuFacts, check_case, needs_gpu
+    from perfgate.engines.preflight import (
+        GpuFacts,
+        check_ab_sharing,
+        check_case,
+        needs_gpu,
+    )
 
     pairs = [p for p in pairs if needs_gpu(p[0], p[2])]
     if not pairs:
@@ -327,6 +332,10 @@ def _preflight_stops(pairs: list, cache_dir: Path) -> str | None:
             for f in check_case(engine, model, facts, cache_dir, hardware=hardware):
                 if f.severity == "block":
                     return f.line()
+        if len(pairs) == 2:  # the two sides of the A/B, resident together
+            sharing = check_ab_sharing(pairs[0][0], pairs[1][0], facts)
+            if sharing is not None and sharing.severity == "block":
+                return sharing.line()
     finally:
         facts.close()
     return None

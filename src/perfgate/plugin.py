@@ -302,6 +302,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                         memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0],
                                              engine.id)]
                 findings += memo[key]
+            if reference is not None:
+                from perfgate.engines.preflight import check_ab_sharing
+
+                sharing = check_ab_sharing(reference, case.engine, facts)
+                findings += [sharing] if sharing is not None else []
             skip = next((f for f in findings if f.skip), None)
             if skip is not None:
                 reason = f"{skip.message}" if skip.check == "gpu" else f"{case.engine.id}: {skip.message}"

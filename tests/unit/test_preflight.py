@@ -265,3 +265,24 @@ def test_models_fetch_from_the_matrix_names_every_gpu_hub_model_and_no_recipe(tm
     none = subprocess.run([sys.executable, "-m", "perfgate", "models", "fetch"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert none.returncode == 2 and "no model to fetch" in none.stderr
+
+
+def test_a_live_ab_on_one_gpu_needs_memory_fractions_that_fit_together(monkeypatch):
+    """Both sides of a live A/B stay resident (the idle one is paused, its memory kept): on one GPU the
+    default fractions (0.9 + 0.9) cannot both boot; 0.45 each can; separate GPUs need nothing."""
+    from perfgate.engines.preflight import check_ab_sharing
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    one = facts([FakeGpu("GPU-a")])
+    a = EngineConfig(id="a", kind="vllm", spec="vllm==0.31.0")
+    b = EngineConfig(id="b", kind="vllm", spec="vllm==0.32.0")
+    f = check_ab_sharing(a, b, one)
+    assert f.severity == "block" and "0.9 + 0.9 > 1" in f.message and "--gpu-memory-utilization 0.45" in f.message
+    half = ("--gpu-memory-utilization", "0.45")
+    assert check_ab_sharing(EngineConfig(id="a", kind="vllm", spec="vllm==0.31.0", flags=half),
+                            EngineConfig(id="b", kind="vllm", spec="vllm==0.32.0", flags=half), one).severity == "ok"
+    two = facts([FakeGpu("GPU-a"), FakeGpu("GPU-b")])
+    apart = [EngineConfig(id=i, kind="vllm", spec="vllm==0.32.0", env=(("CUDA_VISIBLE_DEVICES", str(n)),))
+             for n, i in enumerate("ab")]
+    assert check_ab_sharing(*apart, two) is None
+    assert check_ab_sharing(a, b, GpuFacts.probe(FakeNvml(fail="NVML Shared Library Not Found"))) is None

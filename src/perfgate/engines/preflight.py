@@ -299,6 +299,31 @@ def check_gpu_memory(engine: EngineConfig, model: ModelSpec, devices: list[gpus.
     return Finding("ok", "gpu-memory", f"fits: {detail}", subject)
 
 
+def check_ab_sharing(a: EngineConfig, b: EngineConfig, facts: GpuFacts) -> Finding | None:
+    """A live A/B keeps both engines resident (the side not measured is paused; its GPU memory stays taken):
+    on shared GPUs their memory fractions must fit together. None when they do not share or cannot be read."""
+    if facts.nvml is None or not (needs_gpu(a) and needs_gpu(b)):
+        return None
+    try:
+        shared = {d.uuid for d in facts.devices(a)} & {d.uuid for d in facts.devices(b)}
+    except gpus.GpuSelectionError:
+        return None  # check_case reports the selection problem of each side
+    if not shared:
+        return None
+    fractions = []
+    for engine in (a, b):
+        flag, default = DEFAULT_MEMORY_FRACTION.get(engine.kind, ("", 0.9))
+        fractions.append(float(_flag_value(engine.flags, [flag]) or default) if flag else default)
+    subject = f"{a.id} + {b.id}"
+    if sum(fractions) > 1.0:
+        return Finding("block", "gpu-memory", f"a live A/B keeps both engines on the same GPU(s): memory fractions "
+                                              f"{fractions[0]:g} + {fractions[1]:g} > 1; give each at most "
+                                              f"{0.95 / 2:.2f} of the GPU (e.g. --gpu-memory-utilization 0.45) or "
+                                              "separate GPUs (CUDA_VISIBLE_DEVICES in each engine's env)", subject)
+    return Finding("ok", "gpu-memory", f"A/B on shared GPU(s): fractions {fractions[0]:g} + {fractions[1]:g} <= 1",
+                   subject)
+
+
 def check_case(engine: EngineConfig, model: ModelSpec, facts: GpuFacts, cache_dir: Path,
                hub_cache: Path | None = None, hardware: str = "gpu") -> list[Finding]:
     """The findings for one (engine, model) on this machine, in the order an operator fixes them."""
