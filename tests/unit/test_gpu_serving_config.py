@@ -213,4 +213,4 @@ def test_session_counts_and_shows_skips_and_preflight_blocks(tmp_path):
     assert any(ln.endswith(", 1 failed, 2 skipped") for ln in lines)
     session.finish()
     verdicts = json.loads((tmp_path / "r" / "verdicts.json").read_text())
-    assert [c["status"] for c in verdicts["cases"]] == ["failed"]
+    assert [c["status"] for c in verdicts["cases"]] == ["failed", "skipped", "skipped"]  # skips recorded too
