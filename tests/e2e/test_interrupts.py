@@ -147,7 +147,8 @@ def test_every_file_a_complete_run_writes_is_0644(project):
     files = [p for d in ("reports", "baselines") for p in (root / d).rglob("*") if p.is_file()]
     kinds = {p.suffix for p in files}
     assert {".json", ".log", ".html", ".md"} <= kinds, kinds  # results, verdicts, baselines, logs, report
-    assert list((root / "baselines").rglob("*.json"))
+    if proc.returncode == 0:  # a client-bound trial (busy box) writes no baseline, by design
+        assert list((root / "baselines").rglob("*.json"))
     wrong = {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777) for p in files
              if p.stat().st_mode & 0o777 != 0o644 & ~umask}
     assert wrong == {}
