@@ -37,6 +37,7 @@ from perfgate.measure.workload import (
     PreparedWorkload,
     WorkloadError,
     _PromptSizer,
+    request_body,
 )
 from perfgate.schema.result import Workload
 
@@ -112,23 +113,6 @@ def draw_lengths(dist: LengthDist, n: int, rng: random.Random) -> list[int]:
         lo, hi = dist.low or 1, dist.high or math.inf
         return [int(min(hi, max(lo, round(rng.gauss(dist.mean, dist.std))))) for _ in range(n)]  # type: ignore[arg-type]
     raise WorkloadError("dataset lengths are taken from the dataset's entries, not drawn")
-
-
-def _body(workload: Workload, model: str, max_tokens: int, return_token_ids: bool, *,
-          prompt: str | None = None, messages: list[dict] | None = None) -> dict:
-    payload: dict = {"model": model, "max_tokens": max_tokens, "temperature": workload.temperature,
-                     "stream": True, "stream_options": {"include_usage": True}}
-    if workload.ignore_eos:
-        payload["ignore_eos"] = True
-    if return_token_ids:
-        payload["return_token_ids"] = True
-    if messages is not None:
-        payload["messages"] = messages
-    elif workload.api == "chat":
-        payload["messages"] = [{"role": "user", "content": prompt}]
-    else:
-        payload["prompt"] = prompt
-    return payload
 
 
 def _text_tokens(count: CountFn, text: str, base: int) -> int:
@@ -209,7 +193,7 @@ class _Builder:
                 text = prefixes[g] + " " + sizers[g](target, self.rng)
             else:
                 text = self.sizer(target, self.rng)
-            bodies.append(_body(self.w, self.model, out, self.ids, prompt=text))
+            bodies.append(request_body(self.w, self.model, out, self.ids, prompt=text))
             prompts.append(target)
         return self._finish(index, bodies, prompts, outs)
 
@@ -218,7 +202,7 @@ class _Builder:
         convs = [self.dataset[i % len(self.dataset)] for i in range(n)]
         texts, replies = [c.turns[0][0] for c in convs], [c.turns[0][1] for c in convs]
         outs = self.output_lengths(n, replies)
-        bodies = [_body(self.w, self.model, o, self.ids, prompt=t) for t, o in zip(texts, outs)]
+        bodies = [request_body(self.w, self.model, o, self.ids, prompt=t) for t, o in zip(texts, outs)]
         prompts: list[int | None] = [self.count(t) for t in texts]
         return self._finish(index, bodies, prompts, outs)
 
@@ -246,7 +230,7 @@ class _Builder:
                 user, reply = conv[k]
                 out = (self.output_lengths(1, [reply])[0] if self.spec.output_len is not None
                        else int(self.spec.max_tokens))  # type: ignore[arg-type]
-                bodies.append(_body(self.w, self.model, out, self.ids,
+                bodies.append(request_body(self.w, self.model, out, self.ids,
                                     messages=[*history, {"role": "user", "content": user}]))
                 prompts.append(None)  # the counter sizes one message; a history's count is not checked
                 outs_all.append(out)

@@ -312,11 +312,8 @@ class RawClient:
                 conn.start(rec, request, waiter)
                 await waiter
         except TimeoutError:
-            rec.done_at = _perf()
-            rec.error = ErrorKind.TIMEOUT
-            rec.error_detail = f"no complete response within {timeout_s:g}s"
-            if deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01:
-                rec.error_detail = f"no complete response when the trial deadline passed ({rec.done_at - rec.sent_at:.1f}s)"
+            rec.timed_out(_perf(), timeout_s,
+                          deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01)
             if conn is not None:
                 conn.rec = conn.waiter = None
                 conn.closed = True

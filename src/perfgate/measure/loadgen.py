@@ -151,11 +151,8 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
                     chunks.append((perf(), data))
                 rec.done_at = perf()
     except TimeoutError:
-        rec.done_at = perf()
-        rec.error = ErrorKind.TIMEOUT
-        rec.error_detail = f"no complete response within {timeout_s:g}s"
-        if deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01:
-            rec.error_detail = f"no complete response when the trial deadline passed ({rec.done_at - rec.sent_at:.1f}s)"
+        rec.timed_out(perf(), timeout_s,
+                      deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.01)
     except aiohttp.ClientConnectorError as exc:
         rec.done_at = perf()
         rec.error = ErrorKind.CONNECT

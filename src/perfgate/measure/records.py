@@ -65,6 +65,13 @@ class RawRequest:
     error_detail: str = ""
     warmup: bool = False
 
+    def timed_out(self, at: float, timeout_s: float, trial_deadline_passed: bool) -> None:
+        """Mark this request as a timeout at ``at`` (perf_counter): its own deadline, or the trial's."""
+        self.done_at = at
+        self.error = ErrorKind.TIMEOUT
+        self.error_detail = (f"no complete response when the trial deadline passed ({at - self.sent_at:.1f}s)"
+                             if trial_deadline_passed else f"no complete response within {timeout_s:g}s")
+
 
 @dataclass(slots=True)
 class TokenEvent:

@@ -161,6 +161,25 @@ class PreparedWorkload:
     expected: dict[int, tuple[int | None, int]] | None = None
 
 
+def request_body(workload: Workload, model: str, max_tokens: int, return_token_ids: bool, *,
+                 prompt: str | None = None, messages: list[dict] | None = None) -> dict:
+    """The streaming request body every workload sends (synthetic, dataset, shared-prefix, multi-turn):
+    usage in the stream, ``ignore_eos`` and token ids when asked; ``messages`` for a conversation."""
+    payload: dict = {"model": model, "max_tokens": max_tokens, "temperature": workload.temperature,
+                     "stream": True, "stream_options": {"include_usage": True}}
+    if workload.ignore_eos:
+        payload["ignore_eos"] = True
+    if return_token_ids:
+        payload["return_token_ids"] = True
+    if messages is not None:
+        payload["messages"] = messages
+    elif workload.api == "chat":
+        payload["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        payload["prompt"] = prompt
+    return payload
+
+
 def prepare(workload: Workload, model: str, count: CountFn, return_token_ids: bool = False,
             trial: int = 0) -> PreparedWorkload:
     """Build every request body (warm-up first) before the measurement window.
@@ -174,22 +193,7 @@ def prepare(workload: Workload, model: str, count: CountFn, return_token_ids: bo
     path = "/v1/chat/completions" if workload.api == "chat" else "/v1/completions"
 
     def body(prompt: str) -> dict:
-        payload: dict = {
-            "model": model,
-            "max_tokens": workload.max_tokens,
-            "temperature": workload.temperature,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if workload.ignore_eos:
-            payload["ignore_eos"] = True
-        if return_token_ids:
-            payload["return_token_ids"] = True
-        if workload.api == "chat":
-            payload["messages"] = [{"role": "user", "content": prompt}]
-        else:
-            payload["prompt"] = prompt
-        return payload
+        return request_body(workload, model, workload.max_tokens, return_token_ids, prompt=prompt)
 
     sizer = _PromptSizer(count)
 
