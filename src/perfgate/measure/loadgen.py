@@ -280,6 +280,7 @@ async def run_load_async(
     info: dict = {"event_loop": _loop_name(loop), "http_client": http_client, "workers": 1}
     if http_client == "raw":
         session = RawClient(base_url, headers=headers)
+        session.prepare([*specs, *(warmup_specs or [])])  # request bytes per run, not per send
     else:
         connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=True)
         # No total timeout on the session: each request has its own deadline.
