@@ -205,13 +205,14 @@ def _load(args: argparse.Namespace) -> int:
 
 def _run_points(target, scenarios: list, name: str | None, out: Path) -> list:
     """Every point of a sweep, each with its scenario's trials (test id: --name, or load-<point>)."""
-    from perfgate.measure.trial import run_trial
+    from perfgate.measure.trial import CLIENT_BOUND_RERUNS, run_trial
 
     results = []
     for sc in scenarios:
         test_id = f"{name}-{sc.name}" if name and len(scenarios) > 1 else (name or f"load-{sc.name}")
         for trial in range(sc.spec.trials):
-            results.append(run_trial(target, sc, trial=trial, test_id=test_id, results_dir=out))
+            results.append(run_trial(target, sc, trial=trial, test_id=test_id, results_dir=out,
+                                     client_bound_reruns=CLIENT_BOUND_RERUNS))
     return results
 
 

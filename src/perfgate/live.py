@@ -63,7 +63,7 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
             engine, model, results, test_id = ((engine_a, model_a, a_results, a_id) if side == "A"
                                                else (case.engine, case.model, b_results, case.id))
             results += session.run_trials(case, 1, start=attempt, fresh_first=fresh, engine=engine, model=model,
-                                          test_id=test_id, quiesce=True)
+                                          test_id=test_id, quiesce=True, rerun_client_bound=False)
             block_results.append((results, results[-1]))
             if results[-1].status in ("failed", "workload_not_delivered"):
                 # Not a measurement (a fault, or the engine did not serve the asked workload): a reference

@@ -255,8 +255,14 @@ class PerfSession:
 
     def run_trials(self, case: Case, count: int, start: int = 0, fresh_first: bool = False,
                    engine: EngineConfig | None = None, model: ModelSpec | None = None,
-                   test_id: str | None = None, quiesce: bool = False) -> list[Result]:
-        from perfgate.measure.trial import run_trial  # late: keeps plugin loading light
+                   test_id: str | None = None, quiesce: bool = False,
+                   rerun_client_bound: bool = True) -> list[Result]:
+        """``count`` trials of ``case``; a client-bound trial is run again once (CLIENT_BOUND_RERUNS)
+        unless the caller handles client-bound trials itself (the live A/B drops the whole block)."""
+        from perfgate.measure.trial import (  # late: keeps plugin loading light
+            CLIENT_BOUND_RERUNS,
+            run_trial,
+        )
 
         out = []
         for i, trial in enumerate(range(start, start + count)):
@@ -265,7 +271,8 @@ class PerfSession:
             if quiesce:
                 self.pool.quiesce_others(target)
             out.append(run_trial(target, case.scenario, trial=trial, test_id=test_id or case.id,
-                                 results_dir=self.results_dir, machine=self.settings.machine))
+                                 results_dir=self.results_dir, machine=self.settings.machine,
+                                 client_bound_reruns=CLIENT_BOUND_RERUNS if rerun_client_bound else 0))
             self._after_trial(target, out[-1])
         return out
 
@@ -332,6 +339,8 @@ class PerfSession:
                 self._run_saturation(outcome)
                 return outcome
             outcome.results = self.run_trials(case, self.trials_for(case))
+            outcome.notes.extend(f"trial {r.trial} was re-run: the first attempt was {why}" for r in outcome.results
+                                 for why in (r.client_health.earlier_attempts if r.client_health else ()))
             if outcome.status in UNUSABLE:
                 return outcome
             if case.scenario.spec.assert_slo:
@@ -363,7 +372,7 @@ class PerfSession:
             step_usable,
             summarize_saturation,
         )
-        from perfgate.measure.trial import run_trial
+        from perfgate.measure.trial import CLIENT_BOUND_RERUNS, run_trial
         from perfgate.schema.files import write_text_atomic
         from perfgate.schema.result import saturation_path
 
@@ -375,15 +384,12 @@ class PerfSession:
             point = step_scenario(case.scenario, rate)
             target = self.pool.get(case.engine, case.model)
             step_id = f"{case.engine.id}-{case.model.name}-{point.name}"
+            # A busy machine, once: a client-bound step is re-run before it ends the search.
             result = run_trial(target, point, trial=0, test_id=step_id, results_dir=self.results_dir,
-                               machine=self.settings.machine)
+                               machine=self.settings.machine, client_bound_reruns=CLIENT_BOUND_RERUNS)
             self._after_trial(target, result)  # a crashed or hung engine ends the case, as in every other path
-            if result.status == "client_bound":  # a busy machine, once: re-run the step before it ends the search
-                outcome.notes.append(f"step at {rate:g} req/s was client-bound ({result.failure_reason}); re-run, "
-                                     "its result file replaced")
-                result = run_trial(target, point, trial=0, test_id=step_id, results_dir=self.results_dir,
-                                   machine=self.settings.machine)
-                self._after_trial(target, result)
+            for why in result.client_health.earlier_attempts if result.client_health else ():
+                outcome.notes.append(f"step at {rate:g} req/s was {why}; re-run")
             steps.append(step_of(result, rate))
             if len(steps) == 1 and not step_usable(steps[0]):
                 outcome.error = (f"{case.id}: saturation: the first step ({rate:g} req/s) was {result.status}: "

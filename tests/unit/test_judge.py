@@ -197,7 +197,8 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
             self.settings = SimpleNamespace(boots_per_side=1, time_budget_s=None, machine="x")
             self.bound, self.calls = bound_attempts, 0
 
-        def run_trials(self, case, count, start, fresh_first, engine, model, test_id, quiesce):
+        def run_trials(self, case, count, start, fresh_first, engine, model, test_id, quiesce, rerun_client_bound):
+            assert rerun_client_bound is False  # the A/B drops the block; a re-run inside would hide the count
             self.calls += 1
             status = "client_bound" if start in self.bound else "ok"
             metrics = {"ttft_ms.p50": 10.0, "itl_per_token_ms.p50": 5.0, "e2e_ms.p50": 100.0,

@@ -241,3 +241,29 @@ def test_duration_and_ramp_with_worker_processes(sim):
     short = _run(target, out, "dur-workers-short", concurrency=None, request_rate=20.0, num_requests=6,
                  duration_s=2.0, client_workers=2)
     assert short.delivery.pool_exhausted and "ran out of prepared requests" in short.delivery.reason
+
+
+@pytest.mark.parametrize("stalls", [1, 2])
+def test_a_client_bound_trial_is_run_again_once_and_the_last_attempt_stands(sim, monkeypatch, stalls):
+    """CLIENT_BOUND_RERUNS: the first ``stalls`` attempts are judged with a stall threshold of -1 ms
+    (so any real run is client-bound); one re-run, the engine really served both attempts."""
+    import perfgate.measure.trial as trial_mod
+
+    target, out = sim
+    judged, real = [], trial_mod.client_health
+
+    def health(*a, **kw):
+        judged.append(1)
+        return real(*a, **kw, **({"max_loop_lag_ms": -1.0} if len(judged) <= stalls else {}))
+
+    urllib.request.urlopen(urllib.request.Request(target.base_url + "/sim/reset", data=b"", method="POST")).read()
+    monkeypatch.setattr(trial_mod, "client_health", health, raising=True)
+    name = f"rerun-{stalls}"
+    spec = dict(name=name, num_requests=6, prompt_tokens=20, max_tokens=4, concurrency=3, warmup_requests=0, seed=1)
+    r = run_trial(target, expand_sweep(ScenarioFile(**spec), out)[0], trial=0, test_id=name, results_dir=out,
+                  client_bound_reruns=trial_mod.CLIENT_BOUND_RERUNS)
+    assert len(judged) == 2 and len(_truth(target)) == 12  # two attempts of 6 requests, no third
+    assert len(r.client_health.earlier_attempts) == 1 and "event-loop stall" in r.client_health.earlier_attempts[0]
+    assert r.status == ("ok" if stalls == 1 else "client_bound")
+    files = list((out / "results").glob(f"{name}*.result.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["client_health"]["earlier_attempts"]

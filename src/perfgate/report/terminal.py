@@ -72,5 +72,7 @@ def load_table(result: Result, percentiles: tuple[float, ...] = (99.0,)) -> str:
             lines.append(_row("Event-loop stall p99 (ms):", h.loop_lag_ms_p99))
             if h.schedule_lag_ms_p99 is not None:
                 lines.append(_row("Schedule lag p99 (ms):", h.schedule_lag_ms_p99))
+            for why in h.earlier_attempts:
+                lines.append(f"Re-run, an earlier attempt was {why}")
     lines.append("=" * _W)
     return "\n".join(lines)

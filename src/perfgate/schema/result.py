@@ -160,6 +160,8 @@ class ClientHealth(_Model):
     client_cpu_s: float | None = None  # load client's CPU time in the window (all its threads)
     client_bound: bool = False
     reason: str | None = None
+    # Attempts at this trial that were client-bound and run again (perfgate.measure.trial.CLIENT_BOUND_RERUNS).
+    earlier_attempts: list[str] = Field(default_factory=list)
 
 
 class Delivery(_Model):
