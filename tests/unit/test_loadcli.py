@@ -38,7 +38,8 @@ VLLM_KEYS = {
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
-    cfg = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "20", "--itl-ms", "2"))
+    # ITL 10 ms: at 2 ms a busy 2-core box read most events together (coalesced: workload not delivered)
+    cfg = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "20", "--itl-ms", "10"))
     server = EngineServer(get_adapter("sim"), cfg, ModelRef("sim", "sim"), Path(sys.executable), out / "sim.log").start()
     yield server.base_url
     server.stop()
