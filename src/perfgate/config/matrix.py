@@ -168,7 +168,6 @@ class SaturationSpec(_Strict):
     step_duration_s: float = Field(default=10.0, gt=0)  # each step is a duration run of this length
     min_gain: float = Field(default=0.05, ge=0)  # goodput must rise by this fraction to count as rising
     patience: int = Field(default=1, ge=1)  # steps without a rise before stopping
-    min_attainment: float = Field(default=0.9, gt=0, le=1)  # a step is within SLO when this share meets every SLO
 
     @model_validator(mode="after")
     def _check(self) -> "SaturationSpec":
