@@ -26,6 +26,7 @@ from perfgate.engines.pool import Target
 from perfgate.engines.server import EngineServer
 from perfgate.measure.trial import run_trial
 from perfgate.report import render_report
+from perfgate.report.data import gather
 from perfgate.schema.result import EngineInfo, read_saturation, saturation_path
 from perfgate.session import PerfSession, Settings
 
@@ -133,7 +134,7 @@ def test_saturation_finds_the_known_capacity(tmp_path):
     try:
         outcome = session.run_case(case)
     finally:
-        session.pool.release()
+        session.finish()  # releases the engine, writes verdicts.json and the report
     sat = outcome.saturation
     assert sat.max_sustained_rate == 16, sat.model_dump_json(indent=1)
     assert [s.rate for s in sat.steps] == [8, 12, 16, 24]  # goodput fell at 24: the search stopped
@@ -143,6 +144,10 @@ def test_saturation_finds_the_known_capacity(tmp_path):
     assert read_saturation(saturation_path(tmp_path, case.id)) == sat
     html = render_report([tmp_path], tmp_path / "report")[0].read_text()
     assert 'data-saturation="sim-cap-sim-sat"' in html and 'data-chart="saturation"' in html
+    # The four step result files are points of the curve, not four more cases; the case links a step's log.
+    data = gather([tmp_path], tmp_path / "report")
+    assert [c.case_id for c in data.cases] == [case.id] and data.cases[0].log_href
+    assert len(list((tmp_path / "results").glob("*.result.json"))) == len(sat.steps) == 4
 
 
 def test_perfgate_load_runs_every_sweep_point_with_its_trials(sim, tmp_path, capsys):

@@ -200,15 +200,31 @@ def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
     versions differ, test ids may not); each directory's verdicts.json applies to that directory's results."""
     by_case: dict[tuple[str, ...], CaseView] = {}
     unreadable: list[str] = []
+    saturations: list[SaturationResult] = []
     out_dir = Path(out_dir).resolve()
     for d in result_dirs:
         d = Path(d)
         verdicts = load_verdicts(d / "verdicts.json").by_case() if (d / "verdicts.json").exists() else {}
+        # A saturation step's result file is a point of its curve (the saturation section), not a case.
+        step_of: dict[str, str] = {}
+        for path in sorted(d.rglob(f"*{SATURATION_SUFFIX}")):
+            try:
+                sat = read_saturation(path)
+            except ResultError as exc:
+                unreadable.append(str(exc))
+                continue
+            saturations.append(sat)
+            step_of.update((step.test_id, sat.test_id) for step in sat.steps)
+        step_logs: dict[str, tuple[str, Path]] = {}  # saturation case id -> a step's engine log
         for path in iter_results(d):
             try:
                 r = read_result(path)
             except ResultError as exc:
                 unreadable.append(str(exc))
+                continue
+            if r.test_id in step_of:
+                if r.environment.engine.log_path:
+                    step_logs.setdefault(step_of[r.test_id], (r.environment.engine.log_path, d))
                 continue
             env = r.environment
             key = (r.test_id, env.engine.name, env.engine.version or "?", env.hardware.accelerator, env.machine or "?")
@@ -216,27 +232,26 @@ def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
             view.results.append(r)
             if r.test_id in verdicts:
                 view.verdict = verdicts[r.test_id]
-            log = r.environment.engine.log_path
-            if log and view.log_href is None:
-                found = _find_log(log, d)
-                if found is None:
-                    view.log_missing = log
-                else:
-                    view.log_href = Path(os.path.relpath(found.resolve(), out_dir)).as_posix()
-                    view.log_file = str(found)
-                    view.log_missing = None
-        for case_id, v in verdicts.items():  # a case that failed before producing any result
+            if r.environment.engine.log_path and view.log_href is None:
+                _link_log(view, r.environment.engine.log_path, d, out_dir)
+        for case_id, v in verdicts.items():  # a case that failed before producing any result, or a saturation
             if not any(c.verdict is v for c in by_case.values()):
-                by_case[(case_id, v.engine, v.engine_version or "?", v.hardware, v.machine or "?")] = \
+                view = by_case[(case_id, v.engine, v.engine_version or "?", v.hardware, v.machine or "?")] = \
                     CaseView(case_id, verdict=v)
+                if case_id in step_logs:
+                    _link_log(view, *step_logs[case_id], out_dir)
     for v in by_case.values():
         v.results.sort(key=lambda r: r.trial)
     cases = sorted(by_case.values(), key=lambda c: (_rank(c), c.engine, c.version, c.model, c.scenario))
-    saturations = []
-    for d in result_dirs:
-        for path in sorted(Path(d).rglob(f"*{SATURATION_SUFFIX}")):
-            try:
-                saturations.append(read_saturation(path))
-            except ResultError as exc:
-                unreadable.append(str(exc))
     return ReportData(cases, unreadable, saturations)
+
+
+def _link_log(view: CaseView, log: str, result_dir: Path, out_dir: Path) -> None:
+    """Point the case at its server log, relative to the report when found, else say it is missing."""
+    found = _find_log(log, result_dir)
+    if found is None:
+        view.log_missing = log
+    else:
+        view.log_href = Path(os.path.relpath(found.resolve(), out_dir)).as_posix()
+        view.log_file = str(found)
+        view.log_missing = None
