@@ -275,11 +275,12 @@ def _compare(args: argparse.Namespace) -> int:
                 raise ValueError(f"no scenario {args.scenario!r} in the matrix's scenarios")
         models = load_models(Path(args.matrix))
         model = models.get(args.model) or ModelSpec(args.model, None, args.model)
+        model_a = (models.get(args.model_a) or ModelSpec(args.model_a, None, args.model_a)) if args.model_a else None
         machine = machine_name(args.machine)
     except (MatrixError, ValueError) as exc:
         print(f"perfgate: {exc}", file=sys.stderr)
         return 2
-    stop = _preflight_stops([(e, model, args.hardware) for e in (a, b)],
+    stop = _preflight_stops([(a, model_a or model, args.hardware), (b, model, args.hardware)],
                             Path(args.cache) if args.cache else default_cache_dir())
     if stop:
         print(f"perfgate: {stop}", file=sys.stderr)
@@ -294,7 +295,8 @@ def _compare(args: argparse.Namespace) -> int:
             return 2
     session = PerfSession(Settings(
         results_dir=Path(args.out), cache_dir=Path(args.cache) if args.cache else default_cache_dir(),
-        baselines_dir=Path("baselines"), machine=machine, compare_to=a, time_budget_s=args.time_budget,
+        baselines_dir=Path("baselines"), machine=machine, compare_to=a, compare_model=model_a,
+        time_budget_s=args.time_budget,
         boots_per_side=args.boots_per_side, trials=None,
         endpoint_model=args.endpoint_model, endpoint_auth_env=args.endpoint_auth_env))
     worst = 0
@@ -468,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", help="candidate: a matrix engine id or the URL of a running endpoint")
     p.add_argument("--scenario", required=True, help="scenario name in the matrix's scenarios, or a scenario YAML file")
     p.add_argument("--model", required=True, help="matrix model name (or the served model name of the endpoints)")
+    p.add_argument("--model-a", default=None, metavar="MODEL",
+                   help="the reference's model when it differs (a model change; A and B may then be one engine)")
     p.add_argument("--matrix", default="perf/matrix.yaml")
     p.add_argument("--hardware", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--machine", default=None, help="this runner's name (default: $PERFGATE_MACHINE)")

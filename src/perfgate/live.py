@@ -99,7 +99,7 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
                  and elapsed + max(block_s) > settings.time_budget_s)
         a_ver = a_results[0].environment.engine.version if a_results else None
         reference = BaselineRef(live_engine=engine_a.id, engine_version=a_ver, machine=settings.machine)
-        context = f"{engine_a.id} ({a_ver or '?'}) live / {model_a.name} / {settings.machine}"
+        context = f"{engine_a.id} ({a_ver or '?'}) live / {model_a.name} / {settings.machine or 'unnamed machine'}"
         judgement, stop = judge_live([r.summary.metrics for r in a_results], [r.summary.metrics for r in b_results],
                                      policy, plan, context=context, reference=reference, final=final,
                                      clusters=clusters, min_clusters=min(2, settings.boots_per_side))

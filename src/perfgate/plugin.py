@@ -23,6 +23,7 @@ from perfgate.config.matrix import (
     MatrixError,
     load_engines,
     load_matrix,
+    load_models,
 )
 from perfgate.engines.provision import default_cache_dir
 from perfgate.measure.environment import machine_name
@@ -57,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="fail a case that compared nothing (no baseline, environment mismatch, another machine)")
     g.addoption("--perf-compare-to", default=None, metavar="ENGINE",
                 help="live A/B: judge each selected engine against this matrix engine, booted in the same session")
+    g.addoption("--perf-compare-model", default=None, metavar="MODEL",
+                help="live A/B: judge each selected case against the same case served with this matrix model "
+                     "(a model change; with --perf-compare-to, on that engine)")
     g.addoption("--perf-time-budget", type=float, default=None, metavar="SECONDS",
                 help="live A/B: stop a comparison once this many seconds are spent (sequential, error rate kept)")
     g.addoption("--perf-boots-per-side", type=int, default=1,
@@ -106,6 +110,18 @@ def pytest_configure(config: pytest.Config) -> None:
             hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(engines)}"
             raise pytest.UsageError(f"perfgate: --perf-compare-to {name!r} is not an engine of the matrix{hint}")
         compare_to = engines[name]
+    compare_model = None
+    name = config.getoption("--perf-compare-model")
+    if name:
+        try:
+            models = load_models(_matrix_path(config))
+        except MatrixError as exc:
+            raise pytest.UsageError(f"perfgate: {exc}") from None
+        if name not in models:
+            close = difflib.get_close_matches(name, models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(models)}"
+            raise pytest.UsageError(f"perfgate: --perf-compare-model {name!r} is not a model of the matrix{hint}")
+        compare_model = models[name]
     timeouts = {}
     for opt, key in (("--perf-request-timeout", "request_timeout_s"), ("--perf-trial-timeout", "trial_timeout_s"),
                      ("--perf-boot-timeout", "boot_timeout_s")):
@@ -129,7 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
         update_baselines=config.getoption("--perf-update-baselines"),
         baseline_version=config.getoption("--perf-baseline-version"),
         allow_env_mismatch=config.getoption("--perf-allow-env-mismatch"),
-        strict=config.getoption("--perf-strict"), compare_to=compare_to,
+        strict=config.getoption("--perf-strict"), compare_to=compare_to, compare_model=compare_model,
         time_budget_s=config.getoption("--perf-time-budget"), boots_per_side=boots,
         progress=_terminal_progress(config),
         endpoint_model=config.getoption("--perf-endpoint-model"), endpoint_auth_env=auth_env,
@@ -234,12 +250,15 @@ def _select(cases: list[Case], config: pytest.Config) -> list[Case]:
     out = []
     seen = set()
     engines = config.getoption("--perf-engine")
-    compare_to = config.getoption("--perf-compare-to")
+    models = config.getoption("--perf-model")
+    compare_to, compare_model = config.getoption("--perf-compare-to"), config.getoption("--perf-compare-model")
     for case in cases:
         if case.optional and not (engines and keep(case.engine.id, engines)):
             continue
-        if compare_to and case.engine.id == compare_to and not engines:
-            continue  # the reference itself; compare it with itself (A/A) by naming it in --perf-engine
+        if (compare_to or compare_model) and compare_to in (None, case.engine.id) \
+                and compare_model in (None, case.model.name) \
+                and not ((compare_to and engines) or (compare_model and models)):
+            continue  # the reference itself; compare it with itself (A/A) by naming it in --perf-engine/--perf-model
         if endpoint:
             external = EngineConfig(id="endpoint", kind="external", base_url=endpoint)
             case = replace(case, engine=external)
@@ -289,11 +308,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     shown: set[str] = set()
     try:
         memo: dict[tuple, list] = {}
-        reference = state.settings.compare_to  # a live A/B boots the reference too: it is checked the same way
         for item, case in gpu_items:
             findings = []
-            for engine, model in ((case.engine, case.model),
-                                  *(((reference, state.settings.compare_model or case.model),) if reference else ())):
+            side_a = state.settings.reference_for(case)  # a live A/B boots the reference too: checked the same way
+            reference = side_a[0] if side_a else None
+            for engine, model in ((case.engine, case.model), *((side_a,) if side_a else ())):
                 key = (engine, model, case.hardware)
                 if key not in memo:
                     try:

@@ -71,6 +71,14 @@ class Settings:
     trial_timeout_s: float | None = None  # override every scenario's trial_timeout_s (per trial)
     boot_timeout_s: float | None = None  # override every engine's boot_timeout_s
 
+    def reference_for(self, case: Case) -> tuple[EngineConfig, ModelSpec] | None:
+        """The live A/B's side A for ``case``: ``compare_to`` and/or ``compare_model``, the case's own
+        engine or model where one is not given (a model change on one engine; an engine change on one
+        model). None: no live A/B, the case is judged against stored baselines."""
+        if self.compare_to is None and self.compare_model is None:
+            return None
+        return self.compare_to or case.engine, self.compare_model or case.model
+
 
 def _missing_model_path(model: ModelSpec) -> str | None:
     """A model given as a local path that is not there fails before any engine boots (hub ids pass)."""
@@ -232,7 +240,7 @@ class PerfSession:
     def pool(self) -> TargetPool:
         if self._pool is None:
             self._pool = TargetPool(self.settings.cache_dir, self.results_dir / "logs",
-                                    capacity=2 if self.settings.compare_to else 1,
+                                    capacity=2 if self.settings.compare_to or self.settings.compare_model else 1,
                                     endpoint_model=self.settings.endpoint_model,
                                     endpoint_auth_env=self.settings.endpoint_auth_env)
             if self.settings.progress is not None:
@@ -321,17 +329,18 @@ class PerfSession:
             outcome.error = f"{case.id}: {missing}"
             return outcome
         try:
-            if self.settings.compare_to is not None and case.scenario.spec.saturation is not None:
+            side_a = self.settings.reference_for(case)
+            if side_a is not None and case.scenario.spec.saturation is not None:
                 outcome.error = f"{case.id}: a saturation scenario is not compared live (run it on each engine)"
                 return outcome
-            if self.settings.compare_to is not None:
+            if side_a is not None:
                 from perfgate.live import run_live_ab
 
-                reference = self.settings.compare_to
+                reference, reference_model = side_a
                 if self.settings.boot_timeout_s is not None:  # --perf-boot-timeout: every engine, A included
                     reference = replace(reference, boot_timeout_s=self.settings.boot_timeout_s)
                 try:
-                    run_live_ab(self, outcome, reference, self.settings.compare_model)
+                    run_live_ab(self, outcome, reference, reference_model)
                 finally:
                     self.pool.resume_all()
                 return outcome

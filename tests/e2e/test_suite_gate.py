@@ -142,3 +142,42 @@ def test_live_ab_sees_a_20pct_slowdown_through_drift_and_passes_a_a(project):
     case = json.loads((project / "reports" / "verdicts.json").read_text())["cases"][0]
     assert case["status"] == "ok" and case["verdicts"]  # compared, not skipped
     assert not any(v["verdict"] == "regression" for v in case["verdicts"])
+
+
+MODEL_MATRIX = """
+scenarios_dir: scenarios
+engines:
+  sim:
+    kind: sim
+    flags: [--ttft-base-ms, "40", --itl-ms, "4", --jitter-ms, "0.3", --seed, "1", --drift-per-min, "0.5"]
+    boot_timeout_s: 30
+models:
+  sim-model: {path: sim-model}
+  # a "bigger model" on the same engine: its arguments make the sim 20% slower (later flags win)
+  sim-model-big: {path: sim-model-big, engine_args: [--ttft-base-ms, "48", --itl-ms, "4.8"]}
+runs:
+  - hardware: cpu
+    engines: [sim]
+    models: [sim-model, sim-model-big]
+    scenarios: [gate]
+"""
+
+
+def test_live_ab_of_a_model_change_on_one_engine(project):
+    """--perf-compare-model: side A is the same engine serving the reference model, both booted at once.
+    The reference model's own case is not run (it would be A/A) unless --perf-model names it."""
+    (project / "perf" / "matrix.yaml").write_text(MODEL_MATRIX)
+    slow = _pytest(project, "--perf-compare-model", "sim-model", "--perf-machine", "x")
+    assert slow.returncode == 1, slow.stdout[-3000:]
+    assert "1 failed" in slow.stdout and "live A/B vs sim" in slow.stdout
+    line = next(ln for ln in slow.stdout.splitlines() if "ttft_ms.p50 +" in ln)
+    assert "vs sim (sim-1) live / sim-model / x" in line
+    cases = json.loads((project / "reports" / "verdicts.json").read_text())["cases"]
+    # the candidate and its reference side; no A/A case of the reference model
+    assert [c["case_id"] for c in cases] == ["sim-sim-model-big-gate", "sim-sim-model-gate.reference"]
+    case = cases[0]
+    assert case["status"] == "regression"
+    ratio = {v["metric"]: v["ratio"] for v in case["verdicts"]}["ttft_ms.p50"]
+    assert 1.12 < ratio < 1.30
+    reference = json.loads(next((project / "reports" / "results").glob("*.reference.trial0.result.json")).read_text())
+    assert reference["environment"]["model"] == "sim-model"

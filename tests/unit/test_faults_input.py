@@ -119,6 +119,10 @@ def test_scenario_typos_and_invalid_values(tmp_path, line, message):
     (("--perf-model", "sim-mdoel"), "perfgate: --perf-model 'sim-mdoel' matches nothing in the matrix; "
                                     "did you mean 'sim-model'?"),
     (("--perf-scenario", "gat*x"), "perfgate: --perf-scenario 'gat*x' matches nothing in the matrix; "),
+    (("--perf-compare-model", "sim-modl"), "perfgate: --perf-compare-model 'sim-modl' is not a model of the "
+                                           "matrix; did you mean 'sim-model'?"),
+    (("--perf-compare-to", "smi"), "perfgate: --perf-compare-to 'smi' is not an engine of the matrix; "
+                                   "did you mean 'sim'?"),
     (("--perf-request-timeout", "0"), "perfgate: --perf-request-timeout must be > 0, not 0"),
     (("--perf-results", "pytest.ini/reports"), "perfgate: results directory "),
 ])

@@ -22,7 +22,7 @@ class SimAdapter:
         command = [
             sys.executable, "-m", "perfgate.sim",
             "--host", host, "--port", str(port), "--model-name", model.name,
-            *config.flags,
+            *config.flags, *model.engine_args,  # a model's arguments, as for any engine (later flags win)
         ]
         return LaunchPlan(command=command, env=config.env_dict, health_path="/health")
 
