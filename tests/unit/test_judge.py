@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from perfgate.judge.baselines import Baseline, BaselineKey, Provenance
-from perfgate.judge.sequential import SequentialPlan, compare_paired, decided, judge_live, side_order
+from perfgate.judge.sequential import (
+    SequentialPlan,
+    compare_paired,
+    decided,
+    judge_live,
+    side_order,
+)
 from perfgate.judge.stats import GATING_METRICS, policies_for, policy_for
 from perfgate.judge.verdict import JudgePolicy, judge_against_baseline, not_found
 from perfgate.schema.verdict import BaselineRef, Judgement, case_status

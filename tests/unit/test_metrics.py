@@ -11,6 +11,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sse_events import comp, ev
 
 from perfgate.measure.metrics import (
     client_health,
@@ -23,7 +24,6 @@ from perfgate.measure.metrics import (
 )
 from perfgate.measure.records import ErrorKind, RawRequest
 from perfgate.measure.sse import parse_stream
-from sse_events import comp, ev
 from perfgate.schema.result import RequestRecord
 
 

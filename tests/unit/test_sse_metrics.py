@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sse_events import comp, ev
 
 from perfgate.measure.metrics import (
     client_health,
@@ -16,7 +16,6 @@ from perfgate.measure.metrics import (
 )
 from perfgate.measure.records import ErrorKind, RawRequest
 from perfgate.measure.sse import parse_stream
-from sse_events import comp, ev
 
 
 def chat(content=None, role=None, ids=None):
