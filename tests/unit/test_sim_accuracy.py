@@ -22,7 +22,7 @@ from perfgate.config.matrix import EngineConfig, ScenarioFile, expand_sweep
 from perfgate.engines import ModelRef, get_adapter
 from perfgate.engines.pool import Target
 from perfgate.engines.server import EngineServer
-from perfgate.measure.trial import run_trial
+from perfgate.measure.trial import CLIENT_BOUND_RERUNS, run_trial
 from perfgate.schema.result import EngineInfo
 
 TTFT_MS, PER_PROMPT_MS, ITL_MS = 50.0, 0.1, 5.0
@@ -49,10 +49,16 @@ def _reset(target):
 
 
 def _run(target, out, name, **kw):
-    _reset(target)
+    """One trial against a freshly reset truth; a client-bound one is run again once, as the suite does
+    (CLIENT_BOUND_RERUNS), but here with the truth reset so it describes the attempt that stands."""
     spec = dict(name=name, num_requests=24, prompt_tokens=100, max_tokens=32, concurrency=4, warmup_requests=0, seed=1)
     spec.update(kw)
-    return run_trial(target, expand_sweep(ScenarioFile(**spec))[0], trial=0, test_id=name, results_dir=out)
+    for _ in range(1 + CLIENT_BOUND_RERUNS):
+        _reset(target)
+        result = run_trial(target, expand_sweep(ScenarioFile(**spec))[0], trial=0, test_id=name, results_dir=out)
+        if result.status != "client_bound":
+            break
+    return result
 
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
