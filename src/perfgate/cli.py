@@ -239,11 +239,9 @@ def _engine_or_url(name: str, engines: dict) -> object:
     if name.startswith(("http://", "https://")):
         return EngineConfig(id=name, kind="external", base_url=name.rstrip("/"))
     if name not in engines:
-        import difflib
+        from perfgate._suggest import did_you_mean
 
-        close = difflib.get_close_matches(name, engines, n=1)
-        raise ValueError(f"{name!r} is neither a URL nor an engine of the matrix"
-                         + (f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(engines)}"))
+        raise ValueError(f"{name!r} is neither a URL nor an engine of the matrix{did_you_mean(name, engines, 'defined')}")
     return engines[name]
 
 

@@ -8,7 +8,6 @@ only wires them into pytest.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from perfgate._suggest import did_you_mean
 from perfgate.config.matrix import (
     Case,
     EngineConfig,
@@ -98,30 +98,8 @@ def pytest_configure(config: pytest.Config) -> None:
             endpoint_auth(auth_env)  # set, and a value a header can carry (the value is never printed)
         except EndpointError as exc:
             raise pytest.UsageError(f"perfgate: --perf-endpoint-auth-env: {exc}") from None
-    compare_to = None
-    name = config.getoption("--perf-compare-to")
-    if name:
-        try:
-            engines = load_engines(_matrix_path(config))
-        except MatrixError as exc:
-            raise pytest.UsageError(f"perfgate: {exc}") from None
-        if name not in engines:
-            close = difflib.get_close_matches(name, engines, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(engines)}"
-            raise pytest.UsageError(f"perfgate: --perf-compare-to {name!r} is not an engine of the matrix{hint}")
-        compare_to = engines[name]
-    compare_model = None
-    name = config.getoption("--perf-compare-model")
-    if name:
-        try:
-            models = load_models(_matrix_path(config))
-        except MatrixError as exc:
-            raise pytest.UsageError(f"perfgate: {exc}") from None
-        if name not in models:
-            close = difflib.get_close_matches(name, models, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; defined: {', '.join(models)}"
-            raise pytest.UsageError(f"perfgate: --perf-compare-model {name!r} is not a model of the matrix{hint}")
-        compare_model = models[name]
+    compare_to = _matrix_entry(config, "--perf-compare-to", load_engines, "an engine")
+    compare_model = _matrix_entry(config, "--perf-compare-model", load_models, "a model")
     timeouts = {}
     for opt, key in (("--perf-request-timeout", "request_timeout_s"), ("--perf-trial-timeout", "trial_timeout_s"),
                      ("--perf-boot-timeout", "boot_timeout_s")):
@@ -228,9 +206,24 @@ def _check_selection(cases: list[Case], config: pytest.Config) -> None:
         for pattern in config.getoption(option):
             if any(fnmatch.fnmatch(name, pattern) for name in known):
                 continue
-            close = difflib.get_close_matches(pattern, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-            raise pytest.UsageError(f"perfgate: {option} {pattern!r} matches nothing in the matrix; {hint}")
+            raise pytest.UsageError(f"perfgate: {option} {pattern!r} matches nothing in the matrix"
+                                    f"{did_you_mean(pattern, known)}")
+
+
+def _matrix_entry(config: pytest.Config, option: str, load, what: str):
+    """The matrix engine or model an option names (None when the option is not given); a usage error
+    in one line, with a did-you-mean, when the matrix has no such entry."""
+    name = config.getoption(option)
+    if not name:
+        return None
+    try:
+        entries = load(_matrix_path(config))
+    except MatrixError as exc:
+        raise pytest.UsageError(f"perfgate: {exc}") from None
+    if name not in entries:
+        raise pytest.UsageError(f"perfgate: {option} {name!r} is not {what} of the matrix"
+                                f"{did_you_mean(name, entries, 'defined')}")
+    return entries[name]
 
 
 def _matrix_path(config: pytest.Config) -> Path:

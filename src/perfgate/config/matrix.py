@@ -8,7 +8,6 @@ so a user's study is a file they can copy. A scenario may declare a ``sweep``
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import hashlib
 import itertools
@@ -20,6 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from perfgate._suggest import did_you_mean
 from perfgate.schema.result import Workload
 
 ENGINE_KINDS: tuple[str, ...] = ("vllm", "sglang", "sim", "external")
@@ -82,7 +82,7 @@ class EngineEntry(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "EngineEntry":
         if self.kind not in ENGINE_KINDS:
-            raise ValueError(f"unknown engine kind {self.kind!r}{_did_you_mean(self.kind, ENGINE_KINDS)}")
+            raise ValueError(f"unknown engine kind {self.kind!r}{did_you_mean(self.kind, ENGINE_KINDS)}")
         if self.kind in ("vllm", "sglang") and not self.spec:
             raise ValueError(f"engine kind {self.kind!r} needs a pinned `spec`, e.g. vllm==0.11.0")
         if self.python and (self.wheel or self.pip_args or self.index_url or self.extra_index_urls):
@@ -371,13 +371,6 @@ def _load_yaml(path: Path) -> object:
         raise MatrixError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _did_you_mean(word: str, known) -> str:
-    """``; did you mean 'x'?`` for a near miss, else the list of what is known."""
-    known = [str(k) for k in known]
-    close = difflib.get_close_matches(str(word), known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else (f"; known: {', '.join(known)}" if known else "")
-
-
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """The field names allowed at ``loc`` (a pydantic error location whose last part is the offending key)."""
     current: object = model
@@ -409,7 +402,7 @@ def _validate(model: type[BaseModel], data: object, path: Path):
         if err["type"] == "extra_forbidden" and err["loc"]:
             key = err["loc"][-1]
             raise MatrixError(f"{path}: {loc}: unknown key {key!r}"
-                              f"{_did_you_mean(key, _fields_at(model, err['loc']))}") from exc
+                              f"{did_you_mean(key, _fields_at(model, err['loc']))}") from exc
         raise MatrixError(f"{path}: {loc}: {' '.join(str(err['msg']).split())}") from exc
 
 
@@ -493,10 +486,10 @@ def load_matrix(path: Path) -> list[Case]:
     for r, run in enumerate(matrix.runs):
         for e in run.engines:
             if e not in matrix.engines:
-                raise MatrixError(f"{path}: runs.{r}: unknown engine {e!r}{_did_you_mean(e, matrix.engines)}")
+                raise MatrixError(f"{path}: runs.{r}: unknown engine {e!r}{did_you_mean(e, matrix.engines)}")
         for m in run.models:
             if m not in matrix.models:
-                raise MatrixError(f"{path}: runs.{r}: unknown model {m!r}{_did_you_mean(m, matrix.models)}")
+                raise MatrixError(f"{path}: runs.{r}: unknown model {m!r}{did_you_mean(m, matrix.models)}")
             recipe = matrix.models[m].recipe
             if recipe is not None and not (root / recipe).is_file():
                 raise MatrixError(f"{path}: models.{m}: recipe {root / recipe} does not exist")
@@ -505,7 +498,7 @@ def load_matrix(path: Path) -> list[Case]:
             hit = [name for name in scenarios if fnmatch.fnmatch(name, pattern)]
             if not hit:
                 raise MatrixError(f"{path}: runs.{r}: no scenario matches {pattern!r} in {matrix.scenarios_dir}"
-                                  f"{_did_you_mean(pattern, scenarios)}")
+                                  f"{did_you_mean(pattern, scenarios)}")
             families += [h for h in hit if h not in families]
         for e in run.engines:
             for m in run.models:

@@ -31,9 +31,9 @@ def get_adapter(kind: str) -> EngineAdapter:
     try:
         return ADAPTERS[kind]
     except KeyError:
-        raise UnknownEngineError(
-            f"unknown engine kind {kind!r}; known: {', '.join(KINDS)}"
-        ) from None
+        from perfgate._suggest import did_you_mean
+
+        raise UnknownEngineError(f"unknown engine kind {kind!r}{did_you_mean(kind, KINDS)}") from None
 
 
 __all__ = ["ADAPTERS", "EXTERNAL_CAPABILITIES", "KINDS", "EngineAdapter", "EngineCapabilities", "EngineConfig", "LaunchPlan", "ModelRef", "UnknownEngineError", "get_adapter"]

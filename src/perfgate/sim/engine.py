@@ -109,11 +109,9 @@ def parse_fault(text: str) -> Fault:
     """``KIND[:PARAM]`` as given to ``--fault``; ValueError with one line on anything else."""
     kind, _, param = text.partition(":")
     if kind not in FAULTS:
-        import difflib
+        from perfgate._suggest import did_you_mean
 
-        close = difflib.get_close_matches(kind, FAULTS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(FAULTS)}"
-        raise ValueError(f"unknown fault {kind!r}{hint}")
+        raise ValueError(f"unknown fault {kind!r}{did_you_mean(kind, FAULTS)}")
     if kind.startswith("http-") and param.startswith("after="):
         after = param[len("after="):]
         if not after.isdigit():

@@ -1,0 +1,15 @@
+"""The ``; did you mean 'x'?`` hint every one-line error about a name uses (stdlib only: the sim imports it)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(word: object, known: Iterable[object], label: str = "known") -> str:
+    """``; did you mean 'x'?`` for a near miss, else ``; <label>: a, b`` (nothing when nothing is known)."""
+    names = [str(k) for k in known]
+    close = difflib.get_close_matches(str(word), names, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; {label}: {', '.join(names)}" if names else ""
