@@ -46,7 +46,6 @@ runs:
     scenarios: [gate]
 """
 SCENARIO = "name: gate\nnum_requests: 4\nprompt_tokens: 16\nmax_tokens: 8\nconcurrency: 1\ntrials: 1\n"
-TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
 
 
 def _has_gpu() -> bool:
@@ -61,13 +60,8 @@ pytestmark = pytest.mark.skipif(_has_gpu(), reason="this machine has a GPU: the 
 
 
 @pytest.fixture
-def project(tmp_path):
-    (tmp_path / "perf").mkdir()
-    (tmp_path / "scenarios").mkdir()
-    (tmp_path / "perf" / "matrix.yaml").write_text(MATRIX)
-    (tmp_path / "perf" / "test_serving.py").write_text(TEST)
-    (tmp_path / "scenarios" / "gate.yaml").write_text(SCENARIO)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+def project(tmp_path, perf_project):
+    perf_project(tmp_path, MATRIX, {"gate": SCENARIO})
     (tmp_path / "cache").mkdir()
     return tmp_path
 

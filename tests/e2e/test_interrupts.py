@@ -49,20 +49,12 @@ warmup_requests: 1
 trials: 8
 """
 AFTER = SLOW.replace("name: slow", "name: after")
-TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, perf_project):
     model = f"intr-{uuid.uuid4().hex[:8]}"  # in the sim's command line: finds survivors
-    (tmp_path / "perf").mkdir()
-    (tmp_path / "scenarios").mkdir()
-    (tmp_path / "perf" / "matrix.yaml").write_text(MATRIX.format(model=model))
-    (tmp_path / "perf" / "test_serving.py").write_text(TEST)
-    (tmp_path / "scenarios" / "slow.yaml").write_text(SLOW)
-    (tmp_path / "scenarios" / "after.yaml").write_text(AFTER)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    return tmp_path, model
+    return perf_project(tmp_path, MATRIX.format(model=model), {"slow": SLOW, "after": AFTER}), model
 
 
 def _sims(model: str) -> list[int]:

@@ -45,18 +45,11 @@ concurrency: 2
 warmup_requests: 2
 trials: 3
 """
-TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
 
 
 @pytest.fixture
-def project(tmp_path):
-    (tmp_path / "perf").mkdir()
-    (tmp_path / "scenarios").mkdir()
-    (tmp_path / "perf" / "matrix.yaml").write_text(MATRIX)
-    (tmp_path / "perf" / "test_serving.py").write_text(TEST)
-    (tmp_path / "scenarios" / "gate.yaml").write_text(SCENARIO)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    return tmp_path
+def project(tmp_path, perf_project):
+    return perf_project(tmp_path, MATRIX, {"gate": SCENARIO})
 
 
 def _pytest(project: Path, *args: str, slowdown: float = 1.0) -> subprocess.CompletedProcess:

@@ -139,26 +139,21 @@ def test_auth_header_forms_and_a_repr_without_the_value():
     assert "tok" not in str(info.value).replace("token", "")
 
 
-def test_token_reaches_every_request_and_no_file_line_or_message(tmp_path):
+def test_token_reaches_every_request_and_no_file_line_or_message(tmp_path, perf_project):
     """`pytest perf --perf-endpoint URL` with the token in $PERFGATE_ENDPOINT_TOKEN against a sim that refuses
     any request without it: the run completes (so /tokenize, /metrics, /version and every load request carried
     it), and the token's value is in no file under the results directory and nowhere in the terminal output;
     then a wrong token fails with a line naming the variable, not the value."""
     token = "pgtok-" + secrets.token_hex(12)
-    project = tmp_path / "project"
-    (project / "perf").mkdir(parents=True)
-    (project / "scenarios").mkdir()
-    (project / "perf" / "matrix.yaml").write_text(
+    project = perf_project(
+        tmp_path / "project",
         "scenarios_dir: scenarios\nengines:\n  sim: {kind: sim}\n"
         "models:\n  key: {path: not-served/at-all}\n"
-        "runs:\n  - {hardware: cpu, engines: [sim], models: [key], scenarios: [ep-*]}\n")
-    (project / "scenarios" / "ep-chat.yaml").write_text(  # chat: /tokenize with messages, the richest path
-        "name: ep-chat\napi: chat\nnum_requests: 6\nprompt_tokens: 12\nmax_tokens: 4\nconcurrency: 2\n"
-        "warmup_requests: 1\ntrials: 1\nseed: 3\n"
-        "max_coalesced_fraction: 1.0\n")  # 1 ms ITL: a busy client reads events together; not tested here
-    (project / "perf" / "test_serving.py").write_text(
-        "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n")
-    (project / "pytest.ini").write_text("[pytest]\n")
+        "runs:\n  - {hardware: cpu, engines: [sim], models: [key], scenarios: [ep-*]}\n",
+        {"ep-chat":  # chat: /tokenize with messages, the richest path
+         "name: ep-chat\napi: chat\nnum_requests: 6\nprompt_tokens: 12\nmax_tokens: 4\nconcurrency: 2\n"
+         "warmup_requests: 1\ntrials: 1\nseed: 3\n"
+         "max_coalesced_fraction: 1.0\n"})  # 1 ms ITL: a busy client reads events together; not tested here
 
     def run(results: str, value: str, *args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PERFGATE_ENDPOINT_TOKEN": value, "PERFGATE_MACHINE": "ep-box"}

@@ -53,17 +53,6 @@ runs:
   - {hardware: cpu, engines: [sim], models: [sim-model], scenarios: [gate]}
 """
 SCENARIO = "name: gate\nnum_requests: 4\nprompt_tokens: 4\nmax_tokens: 4\nconcurrency: 1\ntrials: 1\n"
-TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
-
-
-def _project(tmp_path: Path, matrix: str = MATRIX, scenario: str = SCENARIO) -> Path:
-    (tmp_path / "perf").mkdir()
-    (tmp_path / "scenarios").mkdir()
-    (tmp_path / "perf" / "matrix.yaml").write_text(matrix)
-    (tmp_path / "perf" / "test_serving.py").write_text(TEST)
-    (tmp_path / "scenarios" / "gate.yaml").write_text(scenario)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    return tmp_path
 
 
 def _pytest(project: Path, *args: str) -> subprocess.CompletedProcess:
@@ -89,9 +78,9 @@ def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     ("{hardware: cpu,", "{hardwear: cpu,", "runs.0.hardwear: unknown key 'hardwear'; did you mean 'hardware'?"),
     ("sim-model: {path: sim-model}", "sim-model: {recipe: nope.yaml}", "models.sim-model: recipe "),
 ])
-def test_matrix_typos_and_invalid_values_get_one_line_with_a_suggestion(tmp_path, old, new, message):
+def test_matrix_typos_and_invalid_values_get_one_line_with_a_suggestion(tmp_path, perf_project, old, new, message):
     assert old in MATRIX
-    project = _project(tmp_path, MATRIX.replace(old, new))
+    project = perf_project(tmp_path, MATRIX.replace(old, new), {"gate": SCENARIO})
     with pytest.raises(MatrixError) as info:
         load_matrix(project / "perf" / "matrix.yaml")
     text = str(info.value)
@@ -104,8 +93,8 @@ def test_matrix_typos_and_invalid_values_get_one_line_with_a_suggestion(tmp_path
     ("trial_timeout_s: -5", "trial_timeout_s: Input should be greater than 0"),
     ("max_tokens: many", "max_tokens: Input should be a valid integer"),
 ])
-def test_scenario_typos_and_invalid_values(tmp_path, line, message):
-    project = _project(tmp_path, scenario=SCENARIO + line + "\n")
+def test_scenario_typos_and_invalid_values(tmp_path, perf_project, line, message):
+    project = perf_project(tmp_path, MATRIX, {"gate": SCENARIO + line + "\n"})
     with pytest.raises(MatrixError) as info:
         load_matrix(project / "perf" / "matrix.yaml")
     assert str(info.value).startswith(str(project / "scenarios" / "gate.yaml")) and message in str(info.value)
@@ -126,8 +115,8 @@ def test_scenario_typos_and_invalid_values(tmp_path, line, message):
     (("--perf-request-timeout", "0"), "perfgate: --perf-request-timeout must be > 0, not 0"),
     (("--perf-results", "pytest.ini/reports"), "perfgate: results directory "),
 ])
-def test_bad_options_fail_in_one_line_before_any_boot(tmp_path, args, message):
-    project = _project(tmp_path)
+def test_bad_options_fail_in_one_line_before_any_boot(tmp_path, perf_project, args, message):
+    project = perf_project(tmp_path, MATRIX, {"gate": SCENARIO})
     proc = _pytest(project, *args)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]  # pytest's usage error
     lines = _error_lines(proc)
@@ -135,8 +124,8 @@ def test_bad_options_fail_in_one_line_before_any_boot(tmp_path, args, message):
     assert not (project / "reports" / "logs").exists()  # no engine was started
 
 
-def test_unwritable_results_directory_names_it(tmp_path):
-    project = _project(tmp_path)
+def test_unwritable_results_directory_names_it(tmp_path, perf_project):
+    project = perf_project(tmp_path, MATRIX, {"gate": SCENARIO})
     proc = _pytest(project, "--perf-results", "pytest.ini/reports")
     line = _error_lines(proc)[0]
     assert f"{project / 'pytest.ini' / 'reports'} is not writable" in line

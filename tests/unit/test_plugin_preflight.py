@@ -23,15 +23,8 @@ runs:
 """
 
 
-def test_gpu_runner_preflight_skips_and_blocks_before_installing(tmp_path, monkeypatch, capsys):
-    (tmp_path / "perf").mkdir()
-    (tmp_path / "scenarios").mkdir()
-    (tmp_path / "perf" / "matrix.yaml").write_text(MATRIX)
-    (tmp_path / "perf" / "test_serving.py").write_text(
-        "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n")
-    (tmp_path / "scenarios" / "s.yaml").write_text(
-        "name: s\nnum_requests: 1\nprompt_tokens: 4\nmax_tokens: 4\nconcurrency: 1\n")
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+def test_gpu_runner_preflight_skips_and_blocks_before_installing(tmp_path, perf_project, monkeypatch, capsys):
+    perf_project(tmp_path, MATRIX, {"s": "name: s\nnum_requests: 1\nprompt_tokens: 4\nmax_tokens: 4\nconcurrency: 1\n"})
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -1,0 +1,29 @@
+"""Fixtures shared by perfgate's own tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SERVING_TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
+"""The one-line suite a user's project holds (perf/test_serving.py)."""
+
+
+@pytest.fixture
+def perf_project() -> Callable[..., Path]:
+    """``perf_project(root, matrix, {"name": yaml, ...})``: a user's project as `pytest perf` sees it (perf/matrix.yaml,
+    perf/test_serving.py, scenarios/<name>.yaml, a pytest.ini that makes ``root`` the rootdir); returns ``root``."""
+
+    def make(root: Path, matrix: str, scenarios: dict[str, str]) -> Path:
+        (root / "perf").mkdir(parents=True)
+        (root / "scenarios").mkdir()
+        (root / "perf" / "matrix.yaml").write_text(matrix)
+        (root / "perf" / "test_serving.py").write_text(SERVING_TEST)
+        for name, text in scenarios.items():
+            (root / "scenarios" / f"{name}.yaml").write_text(text)
+        (root / "pytest.ini").write_text("[pytest]\n")
+        return root
+
+    return make
