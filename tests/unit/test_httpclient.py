@@ -196,15 +196,21 @@ def test_prewarm_opens_connections_before_the_window_for_the_open_loop():
     assert used <= opened  # every measured request went over a connection opened before the window
 
 
-def test_timeout_and_refused_connection_classes_on_the_raw_path():
-    async def slow(request):
+def _stalls(seen: dict | None = None):
+    """A handler that sends the stream's headers, then nothing for 5 s (recording the Authorization header)."""
+    async def stall(request):
+        if seen is not None:
+            seen["auth"] = request.headers.get("Authorization")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await asyncio.sleep(5)
         return resp
+    return stall
 
+
+def test_timeout_and_refused_connection_classes_on_the_raw_path():
     async def main():
-        runner, url = await _serve(slow)
+        runner, url = await _serve(_stalls())
         try:
             return await run_load_async(url, _specs(1), concurrency=1, timeout_s=0.3)
         finally:
@@ -219,15 +225,8 @@ def test_timeout_and_refused_connection_classes_on_the_raw_path():
 def test_trial_deadline_cuts_a_request_in_flight_and_headers_go_on_the_wire():
     seen = {}
 
-    async def slow(request):
-        seen["auth"] = request.headers.get("Authorization")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        await asyncio.sleep(5)
-        return resp
-
     async def main():
-        runner, url = await _serve(slow)
+        runner, url = await _serve(_stalls(seen))
         client = RawClient(url, headers={"Authorization": "Bearer k"})
         rec = RawRequest(index=0, scheduled_at=None, sent_at=0.0)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,19 +32,23 @@ from perfgate.schema.result import EngineInfo, read_saturation, saturation_path
 from perfgate.session import PerfSession, Settings
 
 
-def _boot(tmp_path_factory, *flags: str):
+@contextmanager
+def _booted(tmp_path_factory, *flags: str):
+    """(target, its results directory) of a sim with these extra flags, stopped on the way out."""
     # ITL 10 ms: slow enough that a busy 2-core box does not coalesce reads by itself (it does at 2 ms)
     cfg = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "20", "--itl-ms", "10", *flags))
     out = tmp_path_factory.mktemp("sim")
     server = EngineServer(get_adapter("sim"), cfg, ModelRef("sim", "sim"), Path(sys.executable), out / "sim.log").start()
-    return Target(server.base_url, ModelRef("sim", "sim"), EngineInfo(name="sim", version=server.version), server), out
+    try:
+        yield Target(server.base_url, ModelRef("sim", "sim"), EngineInfo(name="sim", version=server.version), server), out
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    target, out = _boot(tmp_path_factory)
-    yield target, out
-    target.server.stop()
+    with _booted(tmp_path_factory) as booted:
+        yield booted
 
 
 def _run(target, out, name, **kw):
@@ -66,23 +71,17 @@ def test_delivered_workload_passes_its_checks(sim):
 
 
 def test_engine_that_stops_early_is_not_delivered(tmp_path_factory):
-    target, out = _boot(tmp_path_factory, "--eos-after", "5")
-    try:
+    with _booted(tmp_path_factory, "--eos-after", "5") as (target, out):
         r = _run(target, out, "eos")
-    finally:
-        target.server.stop()
     assert r.status != "ok" and not r.delivery.delivered  # client_bound outranks it on a box too busy to keep up
     assert r.delivery.short_outputs == 12 and "stopped early or ignored ignore_eos" in r.delivery.reason
     assert all(q.output_tokens == 5 for q in r.requests)  # the usage count, as the engine reported it
 
 
 def test_coalesced_events_are_counted_and_flag_the_trial(tmp_path_factory):
-    target, out = _boot(tmp_path_factory, "--coalesce", "4")
-    try:
+    with _booted(tmp_path_factory, "--coalesce", "4") as (target, out):
         r = _run(target, out, "coalesce", concurrency=1, num_requests=4)
         truth = _truth(target)
-    finally:
-        target.server.stop()
     # 16 chunks written 4 at a time: 3 of every 4 events share the previous one's read (12 of 15 gaps)
     written = [c["written"] for c in truth["perfgate-0"]["chunks"]]
     assert len(set(written)) == 4
@@ -104,12 +103,9 @@ def test_duration_run_sends_only_inside_the_window(sim):
 
 
 def test_sim_capacity_queues_requests(tmp_path_factory):
-    target, out = _boot(tmp_path_factory, "--max-running", "2")
-    try:
+    with _booted(tmp_path_factory, "--max-running", "2") as (target, out):
         r = _run(target, out, "cap", concurrency=4, num_requests=8)
         truth = _truth(target)
-    finally:
-        target.server.stop()
     ttft = sorted(q.ttft_ms for q in r.requests)
     # service time 170 ms, 2 slots, 4 users: the first two start at once, every later one waits a service time
     assert ttft[1] < 100 and ttft[2] > 170
@@ -187,50 +183,21 @@ def test_max_concurrency_caps_requests_in_flight(sim):
     assert max(sum(a <= t < b for a, b in spans) for t, _ in spans) == 2
 
 
-def test_prompts_sized_by_another_tokenizer_are_not_delivered(tmp_path):
+def test_prompts_sized_by_another_tokenizer_are_not_delivered(tmp_path_factory):
     """Prompts sized with a local tokenizer the engine does not share arrive at another length: reported."""
     from perfgate.measure import trial as trial_module
 
-    with _sim_no_tokenize() as url:
+    with _booted(tmp_path_factory, "--no-tokenize") as (sim_target, out):
+        url = sim_target.base_url  # reached as an external endpoint: no /tokenize, so the local count is used
         target = Target(url, ModelRef("sim", "sim"), EngineInfo(name="external", base_url=url))
         original = trial_module._local_count_fn
         trial_module._local_count_fn = lambda *a, **k: (lambda text: 2 * len(text.split()))  # not the engine's count
         try:
-            r = _run(target, tmp_path, "other-tokenizer", prompt_tokens=20, num_requests=3, concurrency=1)
+            r = _run(target, out, "other-tokenizer", prompt_tokens=20, num_requests=3, concurrency=1)
         finally:
             trial_module._local_count_fn = original
     assert not r.delivery.delivered and r.delivery.prompt_mismatches == 3
     assert all(q.prompt_tokens == 10 for q in r.requests)  # the engine saw half the asked length
-
-
-def _sim_no_tokenize():
-    import contextlib
-    import subprocess
-    import time
-
-    @contextlib.contextmanager
-    def run():
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "perfgate.sim", "--port", str(port), "--no-tokenize",
-                                 "--model-name", "sim"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(url + "/health", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-    return run()
 
 
 def test_duration_and_ramp_with_worker_processes(sim):
