@@ -1,4 +1,4 @@
-"""The ``; did you mean 'x'?`` hint every one-line error about a name uses (stdlib only: the sim imports it)."""
+"""The ``; did you mean 'x'?`` hint the one-line errors about a name use (the matrix, options, engine kinds)."""
 
 from __future__ import annotations
 
