@@ -41,7 +41,7 @@ from perfgate.judge.baselines import BaselineError, load_baseline
 from perfgate.measure.records import ERROR_CLASS, FAULT_CLASSES, ErrorKind
 from perfgate.schema.result import ResultError, read_result
 from perfgate.session import PerfSession, Settings
-from perfgate.sim.engine import parse_fault
+from perfgate.sim import parse_fault
 
 MATRIX = """
 scenarios_dir: scenarios

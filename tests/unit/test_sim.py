@@ -563,7 +563,7 @@ def test_cli_options_map_to_config():
 
 
 def test_boot_factor_is_seeded_and_drift_grows_delays(monkeypatch):
-    import perfgate.sim.engine as eng
+    import perfgate.sim.state as eng
 
     a = eng.Sim(SimConfig(boot_sigma=0.2, boot_seed=1))
     b = eng.Sim(SimConfig(boot_sigma=0.2, boot_seed=1))

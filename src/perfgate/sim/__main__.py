@@ -1,5 +1,5 @@
 import sys
 
-from perfgate.sim.engine import main
+from perfgate.sim.cli import main
 
 sys.exit(main())
