@@ -289,7 +289,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(_STASH, None)
     if state is None:
         return
-    from perfgate.engines.preflight import Finding, GpuFacts, check_case, needs_gpu
+    from perfgate.engines.preflight import GpuFacts, case_findings, needs_gpu
 
     gpu_items = [(item, item.callspec.params["perf_case"]) for item in items
                  if hasattr(item, "callspec") and "perf_case" in item.callspec.params
@@ -302,23 +302,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     try:
         memo: dict[tuple, list] = {}
         for item, case in gpu_items:
-            findings = []
             side_a = state.settings.reference_for(case)  # a live A/B boots the reference too: checked the same way
-            reference = side_a[0] if side_a else None
-            for engine, model in ((case.engine, case.model), *((side_a,) if side_a else ())):
-                key = (engine, model, case.hardware)
-                if key not in memo:
-                    try:
-                        memo[key] = check_case(engine, model, facts, state.settings.cache_dir)
-                    except Exception as exc:  # a device NVML cannot describe: this case stops, the session goes on
-                        memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0],
-                                             engine.id)]
-                findings += memo[key]
-            if reference is not None:
-                from perfgate.engines.preflight import check_ab_sharing
-
-                sharing = check_ab_sharing(reference, case.engine, facts)
-                findings += [sharing] if sharing is not None else []
+            findings = case_findings([*((side_a,) if side_a else ()), (case.engine, case.model)], facts,
+                                     state.settings.cache_dir, hardware=case.hardware, memo=memo)
             skip = next((f for f in findings if f.skip), None)
             if skip is not None:
                 reason = f"{skip.message}" if skip.check == "gpu" else f"{case.engine.id}: {skip.message}"

@@ -286,3 +286,48 @@ def test_a_live_ab_on_one_gpu_needs_memory_fractions_that_fit_together(monkeypat
              for n, i in enumerate("ab")]
     assert check_ab_sharing(*apart, two) is None
     assert check_ab_sharing(a, b, GpuFacts.probe(FakeNvml(fail="NVML Shared Library Not Found"))) is None
+
+
+def test_one_case_loop_for_plugin_and_compare_orders_sides_checks_both_and_contains_a_crash(tmp_path, monkeypatch):
+    """`case_findings` is the loop the plugin and `perfgate compare` share: the reference's findings, then the
+    candidate's, then whether both fit on the shared GPU; a side whose check raises is one blocking finding
+    (the others are still checked), and the memo checks each side once per session."""
+    from perfgate.engines import preflight
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    one = facts([FakeGpu("GPU-a")])
+    a = EngineConfig(id="a", kind="vllm", spec="vllm==0.31.0")
+    b = EngineConfig(id="b", kind="vllm", spec="vllm==0.32.0")
+    ma, mb = ModelSpec("ma", None, "org/ma"), ModelSpec("mb", None, "org/mb")
+    found = preflight.case_findings([(a, ma), (b, mb)], one, tmp_path)
+    assert found == [*check_case(a, ma, one, tmp_path), *check_case(b, mb, one, tmp_path),
+                     preflight.check_ab_sharing(a, b, one)]
+    assert found[-1].subject == "a + b" and found[-1].severity == "block" and "0.9 + 0.9 > 1" in found[-1].message
+    assert preflight.case_findings([(b, mb)], one, tmp_path) == check_case(b, mb, one, tmp_path)  # one side: no pair
+
+    calls = []
+    real = preflight.check_case
+
+    def crashing_check(engine, *args):
+        calls.append(engine.id)
+        if engine.id == "a":
+            raise RuntimeError("NVML cannot describe this device\nsecond line")
+        return real(engine, *args)
+
+    monkeypatch.setattr(preflight, "check_case", crashing_check)
+    memo = {}
+    for _ in range(2):
+        found = preflight.case_findings([(a, ma), (b, mb)], one, tmp_path, memo=memo)
+    assert calls == ["a", "b"]  # once each for two cases
+    assert found[0].line() == "BLOCK preflight [a]: RuntimeError: NVML cannot describe this device"
+    assert any(f.subject == "mb" and f.check == "model" for f in found)  # the other side is still checked
+
+
+def test_the_sim_and_an_endpoint_need_nothing_installed_or_fetched(tmp_path):
+    """`perfgate preflight` on a matrix with a sim run: no venv, no model to look up (it crashed on the sim's
+    missing spec), only the Python line."""
+    sim = EngineConfig(id="sim", kind="sim", flags=("--ttft-base-ms", "50"))
+    endpoint = EngineConfig(id="http://127.0.0.1:1", kind="external", base_url="http://127.0.0.1:1")
+    found = run_preflight([(sim, ModelSpec("m", None, "org/not-cached"), "cpu"),
+                           (endpoint, ModelSpec("m", None, "org/not-cached"), "cpu")], tmp_path / "c")
+    assert [f.check for f in found] == ["python"] and worst(found) == "ok"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -328,7 +328,7 @@ def check_case(engine: EngineConfig, model: ModelSpec, facts: GpuFacts, cache_di
                hub_cache: Path | None = None, hardware: str = "gpu") -> list[Finding]:
     """The findings for one (engine, model) on this machine, in the order an operator fixes them."""
     out: list[Finding] = []
-    if engine.kind == "external":
+    if engine.kind in ("external", "sim"):  # nothing to install, fetch or fit: an endpoint, the reference engine
         return out
     if not needs_gpu(engine, hardware):
         return [check_disk(engine, cache_dir), check_model(model, hub_cache)]
@@ -358,6 +358,32 @@ def check_case(engine: EngineConfig, model: ModelSpec, facts: GpuFacts, cache_di
     return out
 
 
+Side = tuple[EngineConfig, ModelSpec]
+
+
+def case_findings(sides: Sequence[Side], facts: GpuFacts, cache_dir: Path, *, hardware: str = "gpu",
+                  hub_cache: Path | None = None, memo: dict[tuple, list[Finding]] | None = None) -> list[Finding]:
+    """What stops one case from booting: each side's findings in the order given, then, for two sides (a
+    live A/B: reference, candidate, both resident), whether they fit on shared GPUs. One loop for the plugin
+    and ``perfgate compare`` (per case) and ``run_preflight`` (per side). A side that cannot be checked (a
+    device NVML cannot describe) gets one blocking finding, so that case stops and the others go on;
+    ``memo`` keeps each side's findings across the cases of one session."""
+    memo = {} if memo is None else memo
+    out: list[Finding] = []
+    for engine, model in sides:
+        key = (engine, model, hardware)
+        if key not in memo:
+            try:
+                memo[key] = check_case(engine, model, facts, cache_dir, hub_cache, hardware)
+            except Exception as exc:
+                memo[key] = [Finding("block", "preflight", f"{type(exc).__name__}: {exc}".splitlines()[0], engine.id)]
+        out += memo[key]
+    if len(sides) == 2:
+        sharing = check_ab_sharing(sides[0][0], sides[1][0], facts)
+        out += [sharing] if sharing is not None else []
+    return out
+
+
 def run_preflight(pairs: Iterable[tuple[EngineConfig, ModelSpec, str]], cache_dir: Path, nvml=None,
                   hub_cache: Path | None = None, facts: GpuFacts | None = None) -> list[Finding]:
     """Python once, then each distinct (engine, model, hardware)'s findings (each line once)."""
@@ -368,7 +394,7 @@ def run_preflight(pairs: Iterable[tuple[EngineConfig, ModelSpec, str]], cache_di
     try:
         out = [check_python()]
         for engine, model, hardware in pairs:
-            for f in check_case(engine, model, facts, cache_dir, hub_cache, hardware):
+            for f in case_findings([(engine, model)], facts, cache_dir, hardware=hardware, hub_cache=hub_cache):
                 if f not in out:
                     out.append(f)
         return out
