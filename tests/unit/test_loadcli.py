@@ -110,6 +110,32 @@ def test_rate_inf_is_the_closed_loop_and_a_rate_with_concurrency_is_refused(sim,
     assert "--max-concurrency" in capsys.readouterr().err
 
 
+def test_a_command_group_is_one_registration_and_refuses_through_main(monkeypatch, capsys):
+    """A new group (here a stand-in `history`) is a module with register() plus its entry in COMMANDS; its
+    CliError anywhere becomes `perfgate: MESSAGE` on stderr and exit 2 in main() alone."""
+    import types
+
+    import perfgate.cli as cli
+    from perfgate.cli.errors import CliError
+
+    def history(args):
+        if args.case:
+            raise CliError(f"no history for {args.case!r}")
+        print("history: 0 runs")
+        return 0
+
+    def register(sub):
+        p = sub.add_parser("history", help="stored results over time")
+        p.add_argument("--case", default=None)
+        p.set_defaults(func=history)
+
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, types.SimpleNamespace(register=register)))
+    assert main(["history"]) == 0 and capsys.readouterr().out == "history: 0 runs\n"
+    assert main(["history", "--case", "x"]) == 2
+    out = capsys.readouterr()
+    assert out.err == "perfgate: no history for 'x'\n" and out.out == ""
+
+
 def test_split_and_deal():
     assert split_evenly(64, 3) == [22, 21, 21] and sum(split_evenly(7, 7)) == 7
     dealt = deal(10, [3, 2])
