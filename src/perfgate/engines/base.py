@@ -11,18 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from perfgate.config.matrix import EngineConfig
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """The model a server loads: a local directory (tiny recipe, HF cache) or an HF id."""
-
-    name: str  # served model name
-    path: str  # directory or hub id resolved offline from the local cache
-    max_model_len: int | None = None  # the matrix model's serving defaults (engine flags win)
-    dtype: str | None = None
-    engine_args: tuple[str, ...] = ()
+from perfgate.config.matrix import EngineConfig, ModelRef
 
 
 def has_flag(flags: list[str] | tuple[str, ...], *names: str) -> bool:

@@ -92,8 +92,7 @@ def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:
     else:
         assert model.path is not None
         path = model.path
-    return ModelRef(model.name, path, max_model_len=model.max_model_len, dtype=model.dtype,
-                    engine_args=tuple(model.engine_args))
+    return model.resolved(path)
 
 
 def _check_reachable(base_url: str, auth: EndpointAuth | None = None) -> EndpointProbe:

