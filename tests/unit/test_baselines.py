@@ -179,3 +179,83 @@ def test_machines_with_names_the_other_machines_holding_this_case(tmp_path):
     assert machines_with(tmp_path, here) == ["box-b", "gpu-runner-1"]
     assert machines_with(tmp_path, KEY) == ["box-b"]
     assert machines_with(tmp_path, here.model_copy(update={"scenario": "nothing"})) == []
+
+
+# -- the load client and perfgate's version in a stored comparison ------------------------------------------------
+
+def _client_result(http="raw", loop="uvloop 0.23.0", workers=1, version="0.4.0"):
+    from perfgate.schema.result import ClientInfo, Environment, EngineInfo, Hardware, Result, Workload
+
+    env = Environment(engine=EngineInfo(name="vllm", version="0.32.0"), model="m", hardware=Hardware(accelerator="cpu"),
+                      perfgate_version=version, python="3.11", hostname="h", started_at="t")
+    return Result(test_id="t", scenario="s", environment=env, client=ClientInfo(event_loop=loop, http_client=http,
+                                                                                    workers=workers),
+                  workload=Workload(scenario="s", num_requests=1, prompt_tokens=4, max_tokens=4, concurrency=1))
+
+
+def _stored(fp, version="0.4.0"):
+    return Baseline(key=KEY, fingerprint=fp, provenance=Provenance(created_at="t", perfgate_version=version),
+                    trials=[{"ttft_ms.p50": 10.0}, {"ttft_ms.p50": 10.2}, {"ttft_ms.p50": 9.9}])
+
+
+SLOWER = [{"ttft_ms.p50": 20.0}, {"ttft_ms.p50": 20.3}, {"ttft_ms.p50": 19.8}]
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"http": "aiohttp"}, "client_http_path: 'raw' -> 'aiohttp'"),
+    ({"loop": "asyncio"}, "client_event_loop: 'uvloop' -> 'asyncio'"),
+    ({"workers": 4}, "client_workers: 1 -> 4"),
+])
+def test_a_client_change_is_not_compared_never_a_regression(change, named):
+    from perfgate.judge.baselines import fingerprint
+    from perfgate.judge.verdict import JudgePolicy, judge_against_baseline
+
+    baseline = _stored(fingerprint(_client_result()))
+    j = judge_against_baseline(SLOWER, fingerprint(_client_result(**change)), baseline, JudgePolicy())
+    assert j.status == "env_mismatch" and named in j.reason and not j.verdicts
+    assert judge_against_baseline(SLOWER, fingerprint(_client_result(**change)), baseline,
+                                  JudgePolicy(upgrade=True)).status == "env_mismatch"  # an upgrade keeps its client
+    same = judge_against_baseline(SLOWER, fingerprint(_client_result()), baseline, JudgePolicy())
+    assert same.status == "regression" and same.notes == []
+    # a uvloop release is not a client change: the loop's name is compared, not its version
+    assert fingerprint(_client_result(loop="uvloop 0.24.1")) == fingerprint(_client_result())
+
+
+def test_another_perfgate_version_is_a_note_not_a_mismatch():
+    from perfgate.judge.baselines import fingerprint
+    from perfgate.judge.verdict import JudgePolicy, judge_against_baseline
+
+    baseline = _stored(fingerprint(_client_result(version="0.3.0")), version="0.3.0")
+    j = judge_against_baseline(SLOWER, fingerprint(_client_result(version="0.4.0")), baseline, JudgePolicy())
+    assert j.status == "regression"
+    assert j.notes == ["note: baseline written by perfgate 0.3.0, this run by perfgate 0.4.0"]
+    assert j.notes[0] in j.lines()
+
+
+def test_a_baseline_from_before_the_client_was_recorded_still_compares_with_a_note():
+    from perfgate.judge.baselines import CLIENT_KEYS, fingerprint
+    from perfgate.judge.verdict import JudgePolicy, judge_against_baseline
+
+    current = fingerprint(_client_result())
+    old = {k: v for k, v in current.items() if k not in (*CLIENT_KEYS, "perfgate_version")}
+    j = judge_against_baseline(SLOWER, current, _stored(old, version="0.4.0"), JudgePolicy())
+    assert j.status == "regression"  # compared: an unknown old client is not a change
+    assert j.notes == ["note: the baseline does not record client_http_path, client_event_loop, client_workers "
+                       "(written by perfgate 0.4.0, before it did): not compared"]
+
+
+def test_the_committed_baselines_compare_with_todays_fingerprint():
+    """Every file under baselines/ predates the client keys: each still compares like for like (with a note)."""
+    from pathlib import Path
+
+    from perfgate.judge.baselines import CLIENT_KEYS, comparison_notes
+    from perfgate.judge.stats import environment_mismatch
+
+    files = sorted((Path(__file__).resolve().parents[2] / "baselines").rglob("*.json"))
+    assert files
+    for path in files:
+        b = load_baseline(path)
+        today = {**b.fingerprint, "client_http_path": "raw", "client_event_loop": "uvloop", "client_workers": 1,
+                 "perfgate_version": b.provenance.perfgate_version}
+        assert environment_mismatch(b.fingerprint, today) == [], path
+        assert all(k in comparison_notes(b, today)[0] for k in CLIENT_KEYS), path

@@ -86,14 +86,32 @@ def _workload_identity(w: Workload) -> dict:
     return w.identity()
 
 
+CLIENT_KEYS: tuple[str, ...] = ("client_http_path", "client_event_loop", "client_workers")
+"""The load client in the fingerprint: a change reads as a changed environment (NOT COMPARED), never as a
+regression (docs/accuracy.md: the HTTP path alone moves TTFT error by ~11 ms at c=64)."""
+
+NOTED_KEYS: tuple[str, ...] = ("perfgate_version",)
+"""Fingerprint keys shown as a note when they differ, never a mismatch (docs/statistics.md): what in perfgate
+changes a measurement (the client, the workload) is in the fingerprint on its own."""
+
+
+def _client(result: Result) -> dict[str, str | int | None]:
+    c = result.client
+    return {"client_http_path": c.http_client if c else None,
+            "client_event_loop": c.event_loop.split()[0] if c and c.event_loop else None,  # "uvloop", not its version
+            "client_workers": c.workers if c else None}
+
+
 def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
     """What must match for two runs to be comparable.
 
     The engine version is not in it: it is part of the key (the file's
     location), and an upgrade comparison differs in it on purpose. The
     software stack (torch, its CUDA runtime, flashinfer, the driver's CUDA,
-    the model's revision) and the GPUs' power limit are: a changed stack
-    reads as a changed environment (not compared), never as a regression.
+    the model's revision), the GPUs' power limit and the load client (HTTP
+    path, event loop, worker processes) are: a changed stack or client reads
+    as a changed environment (not compared), never as a regression.
+    perfgate's own version is recorded and only noted (:data:`NOTED_KEYS`).
     """
     env, w = result.environment, result.workload
     sw = env.software
@@ -106,7 +124,23 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
         "cpu_count": env.hardware.cpu_count, "engine": env.engine.name,
         "engine_flags": " ".join(env.engine.flags), "model": env.model,
         "workload": json.dumps(_workload_identity(w), sort_keys=True),
+        **_client(result), "perfgate_version": env.perfgate_version,
     }
+
+
+def comparison_notes(baseline: "Baseline", current_fp: dict) -> list[str]:
+    """What a reader should know about a comparison that is not a mismatch: fingerprint keys the baseline does
+    not record (written before perfgate recorded them: unknown, so not compared) and perfgate's version."""
+    notes = []
+    unknown = [k for k in current_fp if k not in baseline.fingerprint and k not in NOTED_KEYS]
+    if unknown:
+        notes.append(f"note: the baseline does not record {', '.join(unknown)} (written by perfgate "
+                     f"{baseline.provenance.perfgate_version}, before it did): not compared")
+    then = baseline.fingerprint.get("perfgate_version") or baseline.provenance.perfgate_version
+    now = current_fp.get("perfgate_version")
+    if now is not None and then != now:
+        notes.append(f"note: baseline written by perfgate {then}, this run by perfgate {now}")
+    return notes
 
 
 def load_baseline(path: Path | str, check_location: bool = True) -> Baseline:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from perfgate.judge.baselines import Baseline, BaselineKey
+from perfgate.judge.baselines import NOTED_KEYS, Baseline, BaselineKey, comparison_notes
 from perfgate.judge.stats import (
     DEFAULT_ALPHA,
     KEY_METRICS,
@@ -63,12 +63,15 @@ def judge_against_baseline(current: Trials, current_fingerprint: Mapping[str, ob
     ref = BaselineRef(path=baseline_path, engine_version=key.engine_version,
                       created_at=baseline.provenance.created_at, machine=key.machine)
     context = context_of(key)
-    mismatch = environment_mismatch(baseline.fingerprint, current_fingerprint, upgrade=policy.upgrade)
+    mismatch = environment_mismatch(baseline.fingerprint, current_fingerprint, upgrade=policy.upgrade,
+                                    ignore=NOTED_KEYS)
+    notes = comparison_notes(baseline, dict(current_fingerprint))
     if mismatch and not policy.allow_env_mismatch:
-        return Judgement(status="env_mismatch", baseline=ref, context=context,
+        return Judgement(status="env_mismatch", baseline=ref, context=context, notes=notes,
                          reason="not compared, environment differs from the baseline: " + "; ".join(mismatch)
                                 + " (use --perf-allow-env-mismatch)")
     verdicts = compare_summaries(baseline.trials, current, policy.metrics, policy.alpha,
                                  min_effect=policy.min_effect, observe_only=policy.observe_only)
     regressed = any(v.verdict == "regression" and v.judged for v in verdicts)
-    return Judgement(status="regression" if regressed else "ok", verdicts=verdicts, baseline=ref, context=context)
+    return Judgement(status="regression" if regressed else "ok", verdicts=verdicts, baseline=ref, context=context,
+                     notes=notes)

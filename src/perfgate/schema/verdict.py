@@ -104,6 +104,7 @@ class Judgement(_Model):
     baseline: BaselineRef | None = None
     reason: str | None = None
     context: str = ""  # "vllm 0.31.0 / tiny-llama / cpu": what the figures are compared against
+    notes: list[str] = Field(default_factory=list)  # worth knowing, not a mismatch (e.g. another perfgate version)
 
     @property
     def regressions(self) -> list[MetricVerdict]:
@@ -119,7 +120,7 @@ class Judgement(_Model):
                 out.append(f"{tag}: {v.one_line(self.context)}{mde}")
         if self.status != "ok" and self.status != "regression" and self.reason:
             out.append(self.reason)
-        return out
+        return [*out, *self.notes]
 
     def failure_line(self) -> str | None:
         """The one line a failing test shows, or None when the judgement does not fail the case."""
