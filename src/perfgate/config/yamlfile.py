@@ -6,7 +6,6 @@ the same everywhere: ``matrix.yaml: engines.vllm: unknown key 'flag' (did you me
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from pathlib import Path
 
@@ -100,13 +99,9 @@ def loc_str(parts) -> str:
                     for p in parts) or "(top level)"
 
 
-def validate(model: type, data: object, path: Path):
+def validate(model: type[BaseModel], data: object, path: Path):
     """``data`` (a file's contents) as ``model``, or a :class:`MatrixError` naming ``path`` and the key."""
     try:
-        if dataclasses.is_dataclass(model):
-            from pydantic import TypeAdapter
-
-            return TypeAdapter(model).validate_python(data, context={FROM_FILE: True})
         return model.model_validate(data, context={FROM_FILE: True})
     except ValidationError as exc:
         errors = exc.errors()
