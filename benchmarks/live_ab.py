@@ -69,8 +69,8 @@ def main() -> int:
                                    time_budget_s=args.time_budget))
     case = Case("cpu", b_engine, b_model, scenario)
     print(f"A = {a_engine.id} / {a_model.name}, B = {b_engine.id} / {b_model.name}, scenario {scenario.name}, "
-          f"plan {scenario.spec.ab_min_blocks}..{scenario.spec.ab_max_blocks} blocks, look every "
-          f"{scenario.spec.ab_look_every}, alpha {scenario.spec.ab_alpha}",
+          f"plan {scenario.spec.ab.min_blocks}..{scenario.spec.ab.max_blocks} blocks, look every "
+          f"{scenario.spec.ab.look_every}, alpha {scenario.spec.ab.alpha}",
           flush=True)
     verdicts: Counter[str] = Counter()
     per_metric: dict[str, Counter[str]] = {m: Counter() for m in GATING_METRICS}

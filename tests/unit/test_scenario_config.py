@@ -63,6 +63,8 @@ def test_flat_and_nested_keys_are_one_scenario(tmp_path):
     assert flat == nested
     assert (flat.client.http, flat.ab.alpha, flat.trial.trials, flat.checks.assert_slo) == ("aiohttp", 0.01, 5, True)
     assert (flat.client_http, flat.ab_alpha, flat.trials) == ("aiohttp", 0.01, 5)  # flat reads still work
+    with pytest.raises(AttributeError):
+        flat.client_htp  # noqa: B018 - only the routed names read through
     with pytest.raises(ValueError, match="`client.http` is given twice"):
         ScenarioFile(**BASE, client_http="raw", client={"http": "aiohttp"})
 

@@ -294,7 +294,7 @@ def test_slo_misses_and_step_scenario(tmp_path):
                   saturation={"rates": [2.0, 4.0], "step_duration_s": 5})
     st = step_scenario(sc, 4.0)
     assert st.name == "s[request_rate=4]" and st.spec.duration_s == 5 and st.spec.num_requests == 34
-    assert st.spec.saturation is None and st.spec.trials == 1
+    assert st.spec.saturation is None and st.spec.trial.trials == 1
 
 
 def test_assert_slo_uses_the_median_trial(tmp_path):
