@@ -268,8 +268,9 @@ def test_summary_on_a_known_trial():
     assert m["error_rate"] == 0.5
     keys = {f"{n}.{s}" for n in ("ttft_ms", "itl_ms", "itl_per_token_ms", "tpot_ms", "e2e_ms", "per_user_tps")
             for s in ("mean", "std", "p50", "p90", "p95", "p99", "min", "max")}
+    assert m["ttft_ms.gmean"] == pytest.approx(math.sqrt(125.0 * 250.0))  # the live A/B's TTFT statistic
     assert set(m) == keys | {"request_throughput", "output_throughput", "total_token_throughput", "goodput",
-                             "error_rate"}
+                             "error_rate", "ttft_ms.gmean"}
 
 
 @pytest.mark.parametrize("slo_ttft, slo_tpot, goodput", [
