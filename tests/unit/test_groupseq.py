@@ -37,7 +37,8 @@ OBF_005 = {2: 1.977, 3: 2.004, 4: 2.024, 5: 2.040}
 @pytest.mark.parametrize("K", sorted(LDOF_0025))
 def test_lan_demets_obf_matches_published_boundaries(K):
     t = np.arange(1, K + 1) / K
-    assert spending_boundaries(t, 0.025, "obf") == pytest.approx(LDOF_0025[K], abs=1.5e-4)  # 4-decimal rounding of the tables
+    # to the tables' 4-decimal rounding (and their grids)
+    assert spending_boundaries(t, 0.025, "obf") == pytest.approx(LDOF_0025[K], abs=1.5e-4)
 
 
 @pytest.mark.parametrize("K", sorted(POCOCK_005))

@@ -101,7 +101,7 @@ def test_alpha_spending_adds_up_to_alpha():
         SequentialPlan(min_blocks=1)
     sparse = SequentialPlan(min_blocks=6, max_blocks=30, look_every=8)
     assert sparse.looks() == [6, 14, 22, 30]
-    assert sum(sparse.look_alpha(n) for n in range(31)) == pytest.approx(0.05)
+    assert sum(sparse.look_alpha(n) for n in range(31)) == pytest.approx(sparse.alpha) and sparse.alpha == 0.01
     assert sparse.look_alpha(7) == 0.0 and sparse.look_alpha(30) > SequentialPlan(6, 30).look_alpha(30)
 
 

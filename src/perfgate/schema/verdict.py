@@ -21,6 +21,8 @@ Direction = Literal["lower", "higher"]
 VerdictName = Literal["regression", "improvement", "no_change", "inconclusive", "no_baseline"]
 Method = Literal["log-welch", "linear-welch", "absolute", "paired-log", "none"]
 
+Outcome = Literal["regression", "no_change", "improvement", "inconclusive"]
+"""What a judged comparison says as a whole (:func:`perfgate.judge.sequential.outcome_of`)."""
 JudgementStatus = Literal["ok", "regression", "no_baseline", "env_mismatch", "not_comparable", "not_judged"]
 CaseStatus = Literal["ok", "regression", "failed", "client_bound", "no_baseline", "env_mismatch", "not_comparable",
                      "baseline_written", "not_judged", "reference",  # reference: the A side of a live A/B
@@ -105,6 +107,9 @@ class Judgement(_Model):
     reason: str | None = None
     context: str = ""  # "vllm 0.31.0 / tiny-llama / cpu": what the figures are compared against
     notes: list[str] = Field(default_factory=list)  # worth knowing, not a mismatch (e.g. another perfgate version)
+    outcome: Outcome | None = None  # live A/B: regression / no_change / improvement / inconclusive; None: not set
+    primary_metric: str | None = None  # the gating metric holding most of alpha (live A/B)
+    detectable_pct: float | None = None  # the primary metric's detectable effect at the blocks run (80% power)
 
     @property
     def regressions(self) -> list[MetricVerdict]:
