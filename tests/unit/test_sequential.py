@@ -122,7 +122,7 @@ def test_aa_false_regressions_are_within_alpha_with_heavy_tails_and_correlated_b
     alphas = np.array([0.8, 0.2 / 3, 0.2 / 3, 0.2 / 3]) * plan.alpha
     failed, done = np.zeros(reps, bool), np.zeros(reps, bool)
     for look in plan.looks():
-        mu, se, df = location(np.swapaxes(d[:, :look], 1, 2), "huber")
+        mu, se, df = location(np.swapaxes(d[:, :look], 1, 2), "huber", min_correlation=plan.block_correlation)
         z = np.array([plan.boundary(look, a) for a in alphas])
         code, *_ = sequential_decide(mu, se, df, z, plan.boundary(look, plan.futility), 1.0, 0.0)
         reg = (code == 0).any(axis=1)
