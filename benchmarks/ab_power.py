@@ -245,7 +245,7 @@ def simulate(noise: Noise, plan: SequentialPlan, effect: float, reps: int, rng: 
     blocks = np.full(reps, n)
     z_last = None
     for k in plan.looks():
-        mu, se, df = location(d[..., :k], estimator)
+        mu, se, df = location(d[..., :k], estimator, min_correlation=plan.block_correlation)
         z_reg = np.array([plan.boundary(k, a, final=k == n) for a in alphas])
         z_nc = plan.boundary(k, plan.futility, final=k == n)
         code, *_ = sequential_decide(mu, se, df, z_reg, z_nc, 1.0, min_effect)
