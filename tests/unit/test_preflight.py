@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from fake_nvml import FakeGpu, FakeNvml
 from perfgate.config.matrix import EngineConfig, ModelSpec
 from perfgate.engines import hfcache
 from perfgate.engines.preflight import (
+    ENGINE_CUDA,
     GpuFacts,
     check_case,
     check_cuda,
@@ -22,6 +24,7 @@ from perfgate.engines.preflight import (
     check_gpu_memory,
     check_model,
     check_python,
+    driver_max_cuda,
     engine_cuda_need,
     run_preflight,
     worst,
@@ -79,17 +82,47 @@ def test_fewer_gpus_than_tensor_parallel_is_a_skip(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("engine,driver_cuda,severity,text", [
     (SGLANG, 13000, "ok", "needs 13.0"),
-    (SGLANG, 12080, "block", "needs CUDA 13.0 (SGLang install docs: CUDA 13 only after 0.5.19): install driver >= 580.65.06"),
-    (EngineConfig(id="s", kind="sglang", spec="sglang==0.5.19"), 12090, "ok", "needs 12.9"),
-    (VLLM, 12090, "ok", "needs 12.9"),
-    (VLLM, 12040, "warn", "minor-version compatibility"),
-    (EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0", extra_index_urls=("https://i.invalid/whl/cu130",)),
-     12090, "block", "needs CUDA 13.0 (the CUDA tag of the configured wheel index"),
+    (SGLANG, 12080, "block", "needs CUDA 13.0 (default wheels; SGLang install docs: CUDA 13 only after 0.5.19): "
+                             "install driver >= 580.65.06"),
+    # SGLang 0.5.11-0.5.19: CUDA 13 by default, a cu129 lane beside it: the block names that lane
+    (EngineConfig(id="s", kind="sglang", spec="sglang==0.5.19"), 12090, "block",
+     "needs CUDA 13.0 (default wheels; SGLang PR #21441/#24162: default CUDA 13.0; cu129 lane until 0.5.19): "
+     "use sglang 0.5.19's cu129 variant index (CUDA 12.9) in the engine's extra_index_urls, or install driver "
+     ">= 580.65.06"),
+    # vLLM >= 0.20: default wheels are CUDA 13.0 (vllm-project/vllm PR #39878); the cu129 variant fits R575
+    (VLLM, 13000, "ok", "needs 13.0 (default wheels; vLLM PR #39878"),
+    (VLLM, 12090, "block", "vllm==0.32.0 needs CUDA 13.0 (default wheels; vLLM PR #39878: default wheels CUDA 13.0 "
+                           "since 0.20): use vllm 0.32.0's cu129 variant index (CUDA 12.9) in the engine's "
+                           "extra_index_urls, or install driver >= 580.65.06"),
+    (EngineConfig(id="v", kind="vllm", spec="vllm==0.19.1"), 12090, "ok", "needs 12.9 (default wheels; vLLM GPU"),
+    (EngineConfig(id="v", kind="vllm", spec="vllm==0.19.1"), 12040, "warn", "minor-version compatibility"),
+    # what will be installed wins over the table: the index's or the wheel's CUDA tag
+    (EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0", extra_index_urls=("https://i.invalid/0.32.0/cu129",)),
+     12090, "ok", "needs 12.9 (the cu129 tag of the engine's extra_index_urls)"),
+    (EngineConfig(id="v", kind="vllm", spec="vllm==0.19.1", extra_index_urls=("https://i.invalid/whl/cu130",)),
+     12090, "block", "needs CUDA 13.0 (the cu130 tag of the engine's extra_index_urls)"),
+    (EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0", wheel="/w/vllm-0.32.0+cu129-cp38-abi3-linux_x86_64.whl"),
+     12090, "ok", "needs 12.9 (the cu129 tag of the engine's wheel)"),
     (EngineConfig(id="v", kind="vllm", spec="vllm==0.8.0"), 12090, "warn", "unknown (no table entry"),
 ])
 def test_driver_cuda_against_the_engines_needs(tmp_path, engine, driver_cuda, severity, text):
     f = check_cuda(engine, facts(cuda=driver_cuda), tmp_path)
     assert f.severity == severity and text in f.message, f.line()
+
+
+def test_a_driver_nvml_gives_no_cuda_for_is_read_through_the_driver_table(tmp_path):
+    """R575 runs CUDA 12.9 at most (NVIDIA's toolkit/driver table): vLLM 0.32's CUDA 13 build blocks."""
+    nv = FakeNvml([FakeGpu("GPU-aaaa-0000")], driver="575.57.08", cuda=13000)
+    nv.nvmlSystemGetCudaDriverVersion = lambda: (_ for _ in ()).throw(RuntimeError("not supported"))
+    f = check_cuda(VLLM, GpuFacts.probe(nv), tmp_path)
+    assert f.severity == "block" and "supports CUDA 12.9" in f.message and "cu129 variant index" in f.message
+    assert (driver_max_cuda("570.86.15"), driver_max_cuda("580.82.07"), driver_max_cuda("470.1")) == \
+        ("12.8", "13.0", None)
+
+
+def test_every_cuda_table_row_names_its_source_and_real_variant_tags():
+    assert all(row.source and row.default for row in ENGINE_CUDA)
+    assert all(re.fullmatch(r"cu\d{3}", t) for row in ENGINE_CUDA for t in row.variants)
 
 
 def test_the_installed_venvs_torch_cuda_wins_over_the_table(tmp_path):
