@@ -61,6 +61,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--perf-compare-model", default=None, metavar="MODEL",
                 help="live A/B: judge each selected case against the same case served with this matrix model "
                      "(a model change; with --perf-compare-to, on that engine)")
+    g.addoption("--perf-candidate", default=None, metavar="ENGINE=SPEC",
+                help="a candidate derived from matrix engine ENGINE with another install source: a pinned spec "
+                     "(vllm==0.33.0), a wheel, optionally '--extra-index-url URL'; its cases are ENGINE's")
     g.addoption("--perf-time-budget", type=float, default=None, metavar="SECONDS",
                 help="live A/B: stop a comparison once this many seconds are spent (sequential, error rate kept)")
     g.addoption("--perf-boots-per-side", type=int, default=1,
@@ -100,6 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"perfgate: --perf-endpoint-auth-env: {exc}") from None
     compare_to = _matrix_entry(config, "--perf-compare-to", load_engines, "an engine")
     compare_model = _matrix_entry(config, "--perf-compare-model", load_models, "a model")
+    _candidate(config)  # a malformed --perf-candidate is a usage error here, before collection
     timeouts = {}
     for opt, key in (("--perf-request-timeout", "request_timeout_s"), ("--perf-trial-timeout", "trial_timeout_s"),
                      ("--perf-boot-timeout", "boot_timeout_s")):
@@ -242,7 +246,7 @@ def _select(cases: list[Case], config: pytest.Config) -> list[Case]:
     endpoint = config.getoption("--perf-endpoint")
     out = []
     seen = set()
-    engines = config.getoption("--perf-engine")
+    cases, engines = _with_candidate(cases, config)
     models = config.getoption("--perf-model")
     compare_to, compare_model = config.getoption("--perf-compare-to"), config.getoption("--perf-compare-model")
     for case in cases:
@@ -256,14 +260,57 @@ def _select(cases: list[Case], config: pytest.Config) -> list[Case]:
             external = EngineConfig(id="endpoint", kind="external", base_url=endpoint)
             case = replace(case, engine=external)
         if (
-            keep(case.engine.id, config.getoption("--perf-engine"))
+            keep(case.engine.id, engines)
             and keep(case.model.name, config.getoption("--perf-model"))
             and (keep(case.scenario.name, config.getoption("--perf-scenario")) or keep(case.scenario.family, config.getoption("--perf-scenario")))
             and case.id not in seen
         ):
             seen.add(case.id)
             out.append(case)
-    return out
+    return _without_saturation_under_ab(out, config)
+
+
+def _candidate(config) -> tuple[str, EngineConfig] | None:
+    """(base engine id, the derived candidate) of ``--perf-candidate ENGINE=SPEC``; None when not given."""
+    option = config.getoption("--perf-candidate")
+    if not option:
+        return None
+    from perfgate.engines.candidate import CandidateError, parse_candidate
+
+    try:
+        return option.partition("=")[0], parse_candidate(option, load_engines(_matrix_path(config)))
+    except (CandidateError, MatrixError) as exc:
+        raise pytest.UsageError(f"perfgate: --perf-candidate: {exc}") from None
+
+
+def _with_candidate(cases: list[Case], config) -> tuple[list[Case], list[str]]:
+    """The cases with the candidate's (its base engine's cases again, on the candidate), and the engine
+    selection: the candidate joins --perf-engine's globs (it alone when none is given)."""
+    engines = list(config.getoption("--perf-engine"))
+    derived = _candidate(config)
+    if derived is None:
+        return cases, engines
+    from perfgate.engines.candidate import with_candidate
+
+    base, candidate = derived
+    return with_candidate(cases, base, candidate), [*engines, candidate.id]
+
+
+_SATURATION_NOTED = pytest.StashKey[bool]()
+
+
+def _without_saturation_under_ab(cases: list[Case], config) -> list[Case]:
+    """A live A/B leaves saturation scenarios out (a rate search has no paired trials to judge; the session
+    would fail each one), said in one line; run them on each engine alone."""
+    if not (config.getoption("--perf-compare-to") or config.getoption("--perf-compare-model")):
+        return cases
+    left_out = sorted({c.scenario.family for c in cases if c.scenario.spec.saturation is not None})
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if left_out and reporter is not None and not config.stash.get(_SATURATION_NOTED, False):
+        config.stash[_SATURATION_NOTED] = True
+        reporter.write_line(f"perfgate: live A/B leaves out saturation scenarios ({', '.join(left_out)}): "
+                            "run them on each engine alone")
+    return [c for c in cases if c.scenario.spec.saturation is None]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

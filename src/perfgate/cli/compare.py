@@ -25,6 +25,19 @@ def _engine_or_url(name: str, engines: dict) -> object:
     return engines[name]
 
 
+def _candidate_or_b(args: argparse.Namespace, engines: dict) -> object:
+    """B: a matrix engine or URL, or with --candidate-spec the engine derived from B's entry (A's when B is
+    not given) with that spec (engines/candidate.py)."""
+    if not args.candidate_spec:
+        if args.b is None:
+            raise CliError("give B (a matrix engine or URL) or --candidate-spec SPEC")
+        return _engine_or_url(args.b, engines)
+    from perfgate.engines.candidate import CandidateError, parse_candidate
+
+    with refusing(CandidateError, prefix="--candidate-spec: "):
+        return parse_candidate(f"{args.b or args.a}={args.candidate_spec}", engines)
+
+
 def _preflight_stops(sides: list, hardware: str, cache_dir: Path) -> str | None:
     """The first blocking preflight line for GPU engines about to be installed and booted (None: go ahead)."""
     from perfgate.engines.preflight import GpuFacts, case_findings, needs_gpu
@@ -57,7 +70,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     with refusing(MatrixError, ValueError):
         engines = load_engines(Path(args.matrix))
-        a, b = _engine_or_url(args.a, engines), _engine_or_url(args.b, engines)
+        a = _engine_or_url(args.a, engines)
+        b = _candidate_or_b(args, engines)
         if args.scenario.endswith((".yaml", ".yml")):
             scenarios = load_scenario_file(Path(args.scenario))
         else:
@@ -106,7 +120,11 @@ def _compare(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="live A/B: is B slower than A? (matrix engine ids or endpoint URLs)")
     p.add_argument("a", help="reference: a matrix engine id or the URL of a running endpoint")
-    p.add_argument("b", help="candidate: a matrix engine id or the URL of a running endpoint")
+    p.add_argument("b", nargs="?", default=None,
+                   help="candidate: a matrix engine id or the URL of a running endpoint (optional with --candidate-spec)")
+    p.add_argument("--candidate-spec", default=None, metavar="SPEC",
+                   help="B derived from B's (else A's) matrix entry with this install source: vllm==0.33.0, a wheel, "
+                        "optionally '--extra-index-url URL' (docs/engines.md)")
     p.add_argument("--scenario", required=True, help="scenario name in the matrix's scenarios, or a scenario YAML file")
     p.add_argument("--model", required=True, help="matrix model name (or the served model name of the endpoints)")
     p.add_argument("--model-a", default=None, metavar="MODEL",
