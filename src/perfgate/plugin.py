@@ -308,8 +308,8 @@ def _without_saturation_under_ab(cases: list[Case], config) -> list[Case]:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if left_out and reporter is not None and not config.stash.get(_SATURATION_NOTED, False):
         config.stash[_SATURATION_NOTED] = True
-        reporter.write_line(f"perfgate: live A/B leaves out saturation scenarios ({', '.join(left_out)}): "
-                            "run them on each engine alone")
+        _terminal_progress(config)(f"perfgate: live A/B leaves out saturation scenarios ({', '.join(left_out)}): "
+                                   "run them on each engine alone")  # past collection's output capture
     return [c for c in cases if c.scenario.spec.saturation is None]
 
 

@@ -93,3 +93,22 @@ def test_perfgate_compare_takes_a_candidate_spec(capsys):
                "--model", "opt-125m", "--matrix", str(MATRIX), "--hardware", "gpu"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("perfgate: --candidate-spec: candidate spec 'vllm>=0.33': pin an exact"), err
+
+
+def test_the_suite_says_in_one_line_that_an_ab_leaves_saturation_out(tmp_path):
+    """The real plugin on the real matrix, collection only (nothing boots; no GPU here: every case skips)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-m", "pytest", "perf", "-m", "gpu", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", "--perf-results", str(tmp_path / "r"),
+                          "--perf-compare-to", "vllm-gpu", "--perf-candidate", "vllm-gpu=vllm==0.33.0"],
+                         cwd=MATRIX.parents[1], capture_output=True, text=True, env=env, timeout=120)
+    lines = out.stdout.splitlines()
+    said = [ln for ln in lines if "leaves out saturation" in ln]
+    assert said == ["perfgate: live A/B leaves out saturation scenarios (study-f-saturation): run them on each "
+                    "engine alone"], out.stdout + out.stderr
+    collected = [ln for ln in lines if ln.startswith("perf/test_serving.py::")]
+    assert collected and all("vllm-gpu-0.33.0-" in ln and "study-f" not in ln for ln in collected), collected
