@@ -395,3 +395,16 @@ def test_perfgate_preflight_checks_the_selected_cases_only():
     ab = _pairs("-m", "gpu", "--compare-to", "vllm-gpu", "--candidate", "vllm-gpu=vllm==0.33.0", "--scenario", "*")
     assert ab == {(("vllm-gpu", m), ("vllm-gpu-0.33.0", m)) for m in
                   ("qwen2.5-0.5b-instruct", "opt-125m", "llama-3.1-8b-instruct")}
+
+
+def test_perfgate_preflight_says_why_an_ab_of_saturation_scenarios_selects_nothing(capsys):
+    from perfgate.cli import main
+
+    matrix = str(Path(__file__).resolve().parents[2] / "perf" / "matrix.yaml")
+    rc = main(["preflight", "--matrix", matrix, "-m", "gpu", "--compare-to", "vllm-gpu", "--candidate",
+               "vllm-gpu=vllm==0.33.0", "--scenario", "study-f-*"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a live A/B leaves saturation scenarios out" in err, err
+    rc = main(["preflight", "--matrix", matrix, "--compare-to", "vlm-gpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "did you mean 'vllm-gpu'" in err, err

@@ -73,7 +73,8 @@ def _preflight(args: argparse.Namespace) -> int:
     with refusing(MatrixError, CandidateError):
         selected = selected_sides(args)
     if not selected:
-        raise CliError("no matrix case matches the selection")
+        raise CliError("no matrix case matches the selection" + (
+            " (a live A/B leaves saturation scenarios out: run them on each engine alone)" if args.compare_to else ""))
     cache = Path(args.cache) if args.cache else default_cache_dir()
     gpu = any(needs_gpu(e, hw) for sides, hw in selected for e, _ in sides)
     facts = GpuFacts.probe() if gpu else GpuFacts(None, "not probed")
