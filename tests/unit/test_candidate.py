@@ -112,3 +112,18 @@ def test_the_suite_says_in_one_line_that_an_ab_leaves_saturation_out(tmp_path):
                     "engine alone"], out.stdout + out.stderr
     collected = [ln for ln in lines if ln.startswith("perf/test_serving.py::")]
     assert collected and all("vllm-gpu-0.33.0-" in ln and "study-f" not in ln for ln in collected), collected
+
+
+def test_a_bad_candidate_option_is_a_usage_error_before_collection(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-m", "pytest", "perf", "-m", "gpu", "--collect-only", "-q",
+                          "-p", "no:cacheprovider", "--perf-results", str(tmp_path / "r"),
+                          "--perf-candidate", "vlm-gpu=vllm==0.33.0"],
+                         cwd=MATRIX.parents[1], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 4, out.stdout + out.stderr  # pytest's usage error
+    assert "perfgate: --perf-candidate: 'vlm-gpu' is not an engine of the matrix; did you mean 'vllm-gpu'" \
+        in out.stderr, out.stderr
