@@ -64,7 +64,7 @@ ENGINE_CUDA: tuple[CudaBuild, ...] = (
     # SGLang's install docs: "SGLang requires CUDA 13 ... SGLang 0.5.19 is the last release with a CUDA 12 lane".
     CudaBuild("sglang", ">0.5.19", "13.0", (), "SGLang install docs: CUDA 13 only after 0.5.19"),
     # sgl-project/sglang PR #21441 (pyproject: cuda-python>=13.0, torch from the cu130 index) and PR #24162
-    # (sgl-kernel's PyPI wheel is cu130, cu129 stays on SGLang's own index); issue #25069 shows 0.5.11
+    # (sgl-kernel's default wheel is cu130, cu129 stays on SGLang's own variant index); issue #25069 shows 0.5.11
     # requiring cuda-python 13. The CUDA 12 (cu129) lane lasts until 0.5.19 (install docs).
     CudaBuild("sglang", ">=0.5.11,<=0.5.19", "13.0", ("cu129",),
               "SGLang PR #21441/#24162: default CUDA 13.0; cu129 lane until 0.5.19"),
