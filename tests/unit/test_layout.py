@@ -24,12 +24,14 @@ ALLOWED: dict[str, set[str]] = {
     "engines": {"base", "schema", "config"},
     "measure": {"base", "schema", "config", "engines"},
     "judge": {"base", "schema"},
-    "report": {"base", "schema", "judge"},
+    "history": {"base", "schema", "judge"},
+    "report": {"base", "schema", "judge", "history"},
     "sim": set(),
     "live": {"base", "schema", "config", "engines", "measure", "judge"},
-    "session": {"base", "schema", "config", "engines", "measure", "judge", "report", "live"},
-    "plugin": {"base", "schema", "config", "engines", "measure", "judge", "report", "live", "session"},
-    "cli": {"base", "schema", "config", "engines", "measure", "judge", "report", "live", "session", "sim"},
+    "session": {"base", "schema", "config", "engines", "measure", "judge", "report", "live", "history"},
+    "plugin": {"base", "schema", "config", "engines", "measure", "judge", "report", "live", "session", "history"},
+    "cli": {"base", "schema", "config", "engines", "measure", "judge", "report", "live", "session", "sim",
+            "history"},
 }
 MAY_IMPORT_PYTEST = {"session", "plugin"}
 
