@@ -11,6 +11,7 @@ Every message names the store with its password redacted.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -85,5 +86,5 @@ def redact(url: str | URL) -> str:
         try:
             url = make_url(url)
         except ArgumentError:
-            return "<unparseable URL>"
+            return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
     return url.render_as_string(hide_password=True)

@@ -37,6 +37,7 @@ from perfgate.history.location import (
     NotAHistoryStore,
     SchemaTooNew,
     StoreUnavailable,
+    normalize,
     parse,
     redact,
     resolve_url,
@@ -97,8 +98,7 @@ class HistoryStore:
         Raises :class:`StoreUnavailable` (cannot connect or create), :class:`NotAHistoryStore` (corrupt file,
         someone else's database) or :class:`SchemaTooNew`; each leaves the store exactly as it was.
         """
-        url = url or resolve_url()
-        parsed = parse(url)
+        parsed = parse(normalize(url) if url else resolve_url())
         name = redact(parsed)
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(parsed, name)
