@@ -8,6 +8,7 @@
     perfgate compare A B ...      live A/B: is B slower than A? (matrix engines or running endpoints)
     perfgate preflight            what would stop the matrix's engines from booting here (nothing installed)
     perfgate models fetch ID...   put hub models into the local HF cache (gated: HF_TOKEN from the environment)
+    perfgate history ...          the results history: list, show CASE, export, import DIR..., accept RUN
 """
 
 # One module per subcommand group, each with register(subparsers) adding its parser(s) and their func;
@@ -19,10 +20,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from perfgate.cli import compare, load, models, preflight, provision, report, sim
+from perfgate.cli import compare, history, load, models, preflight, provision, report, sim
 from perfgate.cli.errors import EXIT_USAGE, CliError
 
-COMMANDS = (sim, provision, load, report, compare, preflight, models)
+COMMANDS = (sim, provision, load, report, compare, preflight, models, history)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,5 +5,5 @@
 ``store.series(id)`` gives its runs for :func:`perfgate.judge.changepoint.judge_history`.
 Modules: ``location`` (URL, redaction, errors), ``tables`` (schema and
 migrations), ``keys`` (series key and per-run environment), ``store``,
-``transfer`` (import and export), ``cli`` (``perfgate history``).
+``transfer`` (import and export); the command is ``perfgate history`` (perfgate/cli/history.py).
 """

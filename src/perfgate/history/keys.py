@@ -87,9 +87,13 @@ def environment_of(result: Result) -> dict[str, str | None]:
 
 
 def run_uid(results: Sequence[Result]) -> str:
-    """One run's identity: its trials' test ids, start times and host. Recording the same results twice (an
-    import of a directory already recorded) finds the run already there instead of adding or overwriting it."""
-    parts = sorted(f"{r.test_id}|{r.trial}|{r.environment.started_at}|{r.environment.hostname}" for r in results)
+    """One run's identity: its trials' test ids, start times, host, engine, hardware and summaries. Recording the
+    same results twice (an import of a directory already recorded) finds the run already there instead of adding
+    or overwriting it; two different results never share it."""
+    parts = sorted("|".join(map(str, (
+        r.test_id, r.trial, r.environment.started_at, r.environment.hostname, r.environment.machine,
+        r.environment.engine.name, r.environment.engine.version, r.environment.hardware.accelerator,
+        r.summary.model_dump_json() if r.summary else None))) for r in results)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -14,8 +14,10 @@ import os
 import re
 from pathlib import Path
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 ENV_VAR = "PERFGATE_HISTORY"
 FILE_NAME = "history.sqlite"
@@ -74,6 +76,9 @@ def normalize(value: str) -> str:
 
 
 def parse(url: str) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url)
     except ArgumentError as exc:
@@ -82,6 +87,9 @@ def parse(url: str) -> URL:
 
 def redact(url: str | URL) -> str:
     """The URL as messages show it: the password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     if isinstance(url, str):
         try:
             url = make_url(url)
