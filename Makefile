@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.perfgate-installed
 
-.PHONY: venv perf-cpu perf-cpu-workloads test unit browser-deps lint-workflows clean
+.PHONY: venv perf-cpu perf-cpu-workloads test unit browser-deps postgres-deps lint-workflows clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,17 @@ browser-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "WARNING: could not install chromium; the browser test will fail"; }
 
-test: $(STAMP) browser-deps
+# The history tests start their own PostgreSQL server on loopback (tests/history/conftest.py); no cluster of
+# the package's own is created or started.
+postgres-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian postgresql for the history store tests"; \
+	  { test -e /etc/postgresql-common/createcluster.conf || { mkdir -p /etc/postgresql-common && \
+	    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; }; } 2>/dev/null; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Options::=--force-confold postgresql >/dev/null) \
+	  || echo "WARNING: could not install postgresql; the history tests will fail"; }
+
+test: $(STAMP) browser-deps postgres-deps
 	$(PY) -m pytest tests -v -p no:cacheprovider $(PYTEST_ARGS)
 
 # The workflow lints on their own (tests/unit/test_workflows.py runs them inside `make test`).

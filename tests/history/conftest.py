@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,20 @@ import pytest
 from perfgate.schema.result import Result
 
 PG_USER, PG_PASSWORD = "perfgate", "s3cret-pw"
+
+WATCHDOG = """
+import os, shutil, subprocess, sys, time
+pid, cmd, tmp = int(sys.argv[1]), sys.argv[2:-1], sys.argv[-1]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+subprocess.run(cmd, capture_output=True, timeout=60)
+shutil.rmtree(tmp, ignore_errors=True)
+"""
+"""Stops the server if the test process dies without its fixture's teardown (killed, timed out): no orphans."""
 
 
 def _pg_bin() -> Path:
@@ -60,6 +75,12 @@ class PgServer:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-t", "60", "-o",
                   f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                   "-c synchronous_commit=off -c full_page_writes=off", "start")
+        self.watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), *self._stop_cmd(),
+                                          str(self.dir)], start_new_session=True, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _stop_cmd(self) -> list[str]:
+        return [*_as_user(), str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
 
     def _run(self, tool: str, *args: str) -> None:
         proc = subprocess.run([*_as_user(), str(self.bin / tool), *args], capture_output=True, text=True,
@@ -75,13 +96,14 @@ class PgServer:
         import psycopg
 
         name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url().replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def stop(self) -> None:
-        subprocess.run([*_as_user(), str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
-                        "stop"], capture_output=True, timeout=60)
+        self.watchdog.kill()
+        self.watchdog.wait()
+        subprocess.run(self._stop_cmd(), capture_output=True, timeout=60)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -42,7 +42,7 @@ from perfgate.history.location import (
     redact,
     resolve_url,
 )
-from perfgate.judge.changepoint import HistoryRun
+from perfgate.judge.history_run import HistoryRun
 from perfgate.schema.result import Result
 
 _PG_LOCK = 0x70657266  # "perf": the advisory lock every writer takes on PostgreSQL

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import stats as _st
 
+from perfgate.judge.history_run import HistoryRun
 from perfgate.judge.stats import KEY_METRICS, MetricPolicy, PolicyOverride, holm_alphas, policies_for
 from perfgate.schema.verdict import UNUSABLE, Direction
 
@@ -49,17 +50,6 @@ MIN_SIZE = 2
 """Fewest runs on either side of a change point: one run alone is not a new level."""
 LOOKBACK = 5
 """The gate reports change points that begin within this many newest runs."""
-
-
-@dataclass(frozen=True)
-class HistoryRun:
-    """One run of a series as the judge sees it: a value per metric (the median of its trials)."""
-
-    run_id: int | None
-    started_at: str
-    values: Mapping[str, float]
-    environment: Mapping[str, str | None] = field(default_factory=dict)
-    status: str = "ok"
 
 
 # ---------------------------------------------------------------------------
