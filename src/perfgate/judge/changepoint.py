@@ -11,12 +11,14 @@ written here from the papers:
   bisected recursively.
 * **Student's t-test instead of the permutation test** and **weak points
   merged down** (Fleming et al., "Hunter: Using Change Point Detection to Hunt
-  for Performance Regressions", ICPE 2023, arXiv 2301.03034): a split is kept
-  while the two-sided pooled t-test of its two sides has p <= alpha; after the
-  bisection every change point is re-tested against its neighbours (the runs
-  since the previous change point vs those until the next one) and the
-  weakest failing one is removed, repeatedly, until all pass; a change point
-  whose relative change is below the minimum magnitude (``min_effect``) fails.
+  for Performance Regressions", ICPE 2023, arXiv 2301.03034): the bisection
+  keeps a split as a *weak* change point while the two-sided pooled t-test of
+  its two sides has p <= 10 alpha (a relaxed first pass, so that a step next
+  to another is not lost while the segment still holds both); then every
+  change point is re-tested against its neighbours (the runs since the
+  previous change point vs those until the next one) and the weakest failing
+  one is removed, repeatedly, until all have p <= alpha; a change point whose
+  relative change is below the minimum magnitude (``min_effect``) fails.
 
 perfgate's conventions on top: the test runs on log values (a change is a
 ratio; ms or s give the same answer), each metric's direction says which way
@@ -108,11 +110,12 @@ def _tests(x: np.ndarray, cps: list[int]) -> list[Split]:
 
 
 def split_points(x: Sequence[float], *, alpha: float = DEFAULT_ALPHA, min_magnitude: float = 0.0,
-                 min_size: int = MIN_SIZE) -> list[Split]:
-    """Change points of ``x`` (already on the analysis scale): bisection by E-divisive, kept while the t-test of
-    the two sides has p <= alpha, then weak points merged until every one passes against its neighbours with
-    |diff| >= ``min_magnitude``."""
+                 min_size: int = MIN_SIZE, first_pass: float = 10.0) -> list[Split]:
+    """Change points of ``x`` (already on the analysis scale): bisection by E-divisive, splits kept while the t-test
+    of the two sides has p <= ``first_pass`` x alpha, then weak points merged until every one passes against its
+    neighbours with p <= alpha and |diff| >= ``min_magnitude``."""
     x = np.asarray(x, dtype=float)
+    relaxed = min(alpha * first_pass, 0.5)
     min_size = max(int(min_size), 1)
     cps: list[int] = []
     stack = [(0, len(x))]
@@ -124,7 +127,7 @@ def split_points(x: Sequence[float], *, alpha: float = DEFAULT_ALPHA, min_magnit
         q[:min_size] = -np.inf
         q[b - a - min_size + 1:] = -np.inf
         tau = int(np.argmax(q))
-        if not math.isfinite(q[tau]) or t_test(x[a:a + tau], x[a + tau:b]) > alpha:
+        if not math.isfinite(q[tau]) or t_test(x[a:a + tau], x[a + tau:b]) > relaxed:
             continue
         cps.append(a + tau)
         stack += [(a, a + tau), (a + tau, b)]
