@@ -119,3 +119,11 @@ def test_the_url_comes_from_the_option_the_environment_or_the_cache(tmp_path: Pa
     finally:
         os.environ.pop("PERFGATE_CACHE") if old is None else os.environ.__setitem__("PERFGATE_CACHE", old)
     assert redact("postgresql://u:pw@h:5/db") == "postgresql://u:***@h:5/db"
+
+
+def test_the_newest_runs_of_a_long_series(store_url: str) -> None:
+    with HistoryStore.open(store_url) as store:
+        ids = [store.record_run(run_results(n), "ok").run_id for n in range(8)]
+        series = store.series(store.list_series()[0].id, last=3)
+        assert [r.run_id for r in series.runs] == ids[-3:] and all(r.values for r in series.runs)
+        assert [r.run_id for r in store.series(series.info.id).runs] == ids

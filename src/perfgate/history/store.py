@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
@@ -268,26 +268,30 @@ class HistoryStore:
             return [SeriesInfo(row.id, row.case_id, row.machine, row.engine_entry, row.model_entry, row.scenario,
                                row.hardware, row.n, row.first, row.last) for row in conn.execute(q)]
 
-    def series(self, series_id: int) -> Series:
-        """The series' runs, oldest -> newest; a run's value of a metric is the median of its ok trials."""
+    def series(self, series_id: int, last: int | None = None) -> Series:
+        """The series' runs, oldest -> newest (``last``: only the newest that many); a run's value of a metric is
+        the median of its ok trials."""
         infos = {i.id: i for i in self.list_series()}
         if series_id not in infos:
             raise HistoryError(self.name, f"no series {series_id}")
         r, tr, v = t.runs, t.trials, t.trial_values
         with self._read() as conn:
-            rows = conn.execute(select(r).where(r.c.series_id == series_id).order_by(r.c.started_at, r.c.id)).all()
+            q = select(r).where(r.c.series_id == series_id).order_by(r.c.started_at.desc(), r.c.id.desc())
+            rows = conn.execute(q.limit(last) if last else q).all()[::-1]
+            first = (rows[0].started_at, rows[0].id) if rows else ("", 0)
             vals = conn.execute(
                 select(v.c.run_id, v.c.metric, v.c.value)
                 .select_from(v.join(tr, (tr.c.run_id == v.c.run_id) & (tr.c.trial == v.c.trial))
                              .join(r, r.c.id == v.c.run_id))
-                .where(r.c.series_id == series_id, tr.c.status == "ok")).all()
+                .where(r.c.series_id == series_id, tr.c.status == "ok",
+                       (r.c.started_at > first[0]) | ((r.c.started_at == first[0]) & (r.c.id >= first[1])))).all()
             rs = conn.execute(select(t.resets).where(t.resets.c.series_id == series_id)
                               .order_by(t.resets.c.id)).all()
         per_run: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for run_id, metric, value in vals:
             per_run[run_id][metric].append(value)
         runs = [HistoryRun(run_id=row.id, started_at=row.started_at, status=row.status,
-                           values={m: float(np.median(xs)) for m, xs in sorted(per_run[row.id].items())},
+                           values={m: float(statistics.median(xs)) for m, xs in sorted(per_run[row.id].items())},
                            environment=json.loads(row.environment)) for row in rows]
         order = {run.run_id: i for i, run in enumerate(runs)}
         resets: dict[str | None, int] = {}
