@@ -111,29 +111,29 @@ def test_rate_inf_is_the_closed_loop_and_a_rate_with_concurrency_is_refused(sim,
 
 
 def test_a_command_group_is_one_registration_and_refuses_through_main(monkeypatch, capsys):
-    """A new group (here a stand-in `history`) is a module with register() plus its entry in COMMANDS; its
+    """A new group (here a stand-in `example`) is a module with register() plus its entry in COMMANDS; its
     CliError anywhere becomes `perfgate: MESSAGE` on stderr and exit 2 in main() alone."""
     import types
 
     import perfgate.cli as cli
     from perfgate.cli.errors import CliError
 
-    def history(args):
+    def example(args):
         if args.case:
-            raise CliError(f"no history for {args.case!r}")
-        print("history: 0 runs")
+            raise CliError(f"no example for {args.case!r}")
+        print("example: 0 runs")
         return 0
 
     def register(sub):
-        p = sub.add_parser("history", help="stored results over time")
+        p = sub.add_parser("example", help="a stand-in group")
         p.add_argument("--case", default=None)
-        p.set_defaults(func=history)
+        p.set_defaults(func=example)
 
     monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, types.SimpleNamespace(register=register)))
-    assert main(["history"]) == 0 and capsys.readouterr().out == "history: 0 runs\n"
-    assert main(["history", "--case", "x"]) == 2
+    assert main(["example"]) == 0 and capsys.readouterr().out == "example: 0 runs\n"
+    assert main(["example", "--case", "x"]) == 2
     out = capsys.readouterr()
-    assert out.err == "perfgate: no history for 'x'\n" and out.out == ""
+    assert out.err == "perfgate: no example for 'x'\n" and out.out == ""
 
 
 def test_split_and_deal():
