@@ -76,14 +76,14 @@ def test_failed_trials_are_kept_but_not_in_the_run_value(store_url: str) -> None
         assert len(store.trial_rows(rec.series_id)) == 15
 
 
-def test_two_processes_writing_at_once_lose_nothing(store_url: str) -> None:
-    HistoryStore.open(store_url).close()
-    procs = [_writer(store_url, first, 15) for first in (0, 100)]
+def test_two_processes_creating_and_writing_at_once_lose_nothing(store_url: str) -> None:
+    procs = [_writer(store_url, first, 10) for first in (0, 100)]  # both find no store and create it
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-    assert _count(store_url, tables.runs) == 30
-    assert _count(store_url, tables.trial_values) == 30 * 3 * 5
+    assert _count(store_url, tables.runs) == 20
+    assert _count(store_url, tables.trial_values) == 20 * 3 * 5
+    assert _count(store_url, tables.schema_table) == tables.LATEST  # each migration applied once
 
 
 def test_an_older_store_is_upgraded_in_place_not_dropped(store_url: str) -> None:

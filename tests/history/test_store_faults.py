@@ -119,3 +119,20 @@ def test_a_write_that_fails_midway_is_rolled_back_whole(store_url: str) -> None:
             store.record_run(bad, "ok")
         assert "nothing was written" in str(exc.value)
     assert _count(store_url, tables.runs) == 1 and _count(store_url, tables.trials) == 3
+
+
+def test_a_shared_postgresql_database_gets_the_history_beside_its_tables(pg_server) -> None:
+    url = pg_server.create_database()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE invoices (id int)")
+        conn.execute("INSERT INTO invoices VALUES (7)")
+    with HistoryStore.open(url) as store:
+        store.record_run(run_results(0), "ok")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT id FROM invoices").fetchall() == [(7,)]
+    with psycopg.connect(url, autocommit=True) as conn:  # a table of ours without perfgate_schema: refused
+        conn.execute("DROP TABLE perfgate_schema")
+    with pytest.raises(NotAHistoryStore):
+        HistoryStore.open(url)

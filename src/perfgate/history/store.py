@@ -143,7 +143,7 @@ class HistoryStore:
 
     def _check(self, found: int | None) -> None:
         if found == -1:
-            raise NotAHistoryStore(self.name, "holds tables but no perfgate_schema: not a perfgate history "
+            raise NotAHistoryStore(self.name, "holds other tables and no perfgate_schema: not a perfgate history "
                                    "(left untouched)")
         if found is not None and found > t.LATEST:
             raise SchemaTooNew(self.name, f"schema version {found} was written by a newer perfgate; this one "

@@ -135,10 +135,13 @@ def now() -> str:
 
 
 def current_version(conn: Connection) -> int | None:
-    """The store's schema version; None for an empty database; -1 for a database that holds other tables."""
+    """The store's schema version; None for a database to create it in; -1 for one that is not ours to write:
+    a SQLite file holding other tables, or any database holding tables of our names without perfgate_schema.
+    (A PostgreSQL database shared with other applications' tables is fine: ours are created beside them.)"""
     names = set(inspect(conn).get_table_names())
     if schema_table.name not in names:
-        return -1 if names else None
+        foreign = names & OWN_TABLES or (names and conn.dialect.name == "sqlite")
+        return -1 if foreign else None
     return conn.execute(select(schema_table.c.version).order_by(schema_table.c.version.desc())).scalar() or 0
 
 
