@@ -77,7 +77,7 @@ def main() -> int:
         if args.pg:
             targets["postgresql"] = args.pg
         else:
-            from conftest import PgServer  # the test fixture's server: initdb on loopback, stopped below
+            from history_support import PgServer  # the tests' server: initdb on loopback, stopped below
 
             server = PgServer()
             targets["postgresql"] = server.create_database()

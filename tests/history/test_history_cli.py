@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_results
+from history_support import run_results
 
 from perfgate.cli import main
 from perfgate.schema.result import write_result

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_results
+from history_support import run_results
 from sqlalchemy import create_engine, func, select
 
 from perfgate.history import tables

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import PG_PASSWORD, run_results
+from history_support import PG_PASSWORD, run_results
 from sqlalchemy import text
 from test_store import _count, _writer
 

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from conftest import run_results
+from history_support import run_results
 
 from perfgate.history.store import HistoryStore
 
