@@ -170,3 +170,13 @@ def test_units_do_not_matter_and_noise_below_min_effect_is_never_a_regression(se
     key = [(c.metric, c.index) for c in change_points(runs, POLICY)]
     assert key == [(c.metric, c.index) for c in change_points(scaled, POLICY)]
     assert judge_history(runs, POLICY) == []
+
+
+def test_new_errors_are_a_regression_on_their_own_scale() -> None:
+    """error_rate is absolute (often exactly 0): no logs, any new error rate is worse than min_effect 0."""
+    runs = series(14, metrics=GATING)
+    runs = [HistoryRun(r.run_id, r.started_at, {**r.values, "error_rate": 0.0 if i < 12 else 0.02}, r.environment)
+            for i, r in enumerate(runs)]
+    [cp] = judge_history(runs, HistoryPolicy(metrics=(*GATING, "error_rate")))
+    assert (cp.metric, cp.index, cp.ratio, cp.after_median) == ("error_rate", 12, None, 0.02)
+    assert cp.one_line().startswith("error_rate 0 → 0.02 since run 112")

@@ -127,3 +127,13 @@ def test_the_newest_runs_of_a_long_series(store_url: str) -> None:
         series = store.series(store.list_series()[0].id, last=3)
         assert [r.run_id for r in series.runs] == ids[-3:] and all(r.values for r in series.runs)
         assert [r.run_id for r in store.series(series.info.id).runs] == ids
+
+
+def test_the_default_store_is_a_file_in_the_perfgate_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFGATE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PERFGATE_HISTORY", raising=False)
+    with HistoryStore.open() as store:
+        store.record_run(run_results(0), "ok")
+    assert (tmp_path / "cache" / "history.sqlite").is_file()
+    with HistoryStore.open() as store:  # the second session finds the first's run
+        assert store.list_series()[0].n_runs == 1
