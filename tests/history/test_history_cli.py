@@ -86,3 +86,25 @@ def test_an_unusable_store_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest
     assert main(["history", "--url", str(bad), "list"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"perfgate: history store sqlite:///{bad}: not a readable")
+
+
+def test_a_nightly_artifact_of_several_sessions_takes_each_sessions_verdicts(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    """reports/ (the suite) with reports/gpu/ (another session) inside it: each run's status comes from the
+    verdicts.json of its own session directory."""
+    import shutil
+
+    root = tmp_path / "reports"
+    shutil.copytree(FIXTURES / "run", root)
+    shutil.copytree(FIXTURES / "gpu", root / "gpu")
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    assert main(["history", "--url", url, "import", str(root)]) == 0
+    assert capsys.readouterr().out.startswith("11 run(s) recorded, 0 already")
+    from perfgate.history.store import HistoryStore
+
+    with HistoryStore.open(url) as store:
+        got = {(s.case_id, json.loads(s.hardware)["accelerator"]): store.series(s.id).runs[0].status
+               for s in store.list_series()}
+    assert got[("vllm-0.32.0-tiny-llama-decode-heavy", "cpu")] == "regression"  # reports/verdicts.json
+    gpu = next(v for (c, hw), v in got.items() if c == "vllm-0.32.0-tiny-llama-decode-heavy" and hw != "cpu")
+    assert gpu == "ok"  # reports/gpu/verdicts.json
