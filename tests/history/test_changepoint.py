@@ -180,3 +180,10 @@ def test_new_errors_are_a_regression_on_their_own_scale() -> None:
     [cp] = judge_history(runs, HistoryPolicy(metrics=(*GATING, "error_rate")))
     assert (cp.metric, cp.index, cp.ratio, cp.after_median) == ("error_rate", 12, None, 0.02)
     assert cp.one_line().startswith("error_rate 0 → 0.02 since run 112")
+
+
+def test_a_run_that_served_nothing_is_not_a_level() -> None:
+    runs = series(16)
+    runs[15] = HistoryRun(runs[15].run_id, runs[15].started_at, {**runs[15].values, "output_throughput": 0.0})
+    runs[14] = HistoryRun(runs[14].run_id, runs[14].started_at, {**runs[14].values, "output_throughput": 0.0})
+    assert judge_history(runs, POLICY) == [] and change_points(runs, POLICY) == []

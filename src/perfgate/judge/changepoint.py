@@ -229,17 +229,23 @@ def _start(runs: Sequence[HistoryRun], metric: str, resets: Mapping[str | None, 
     return start
 
 
+def _usable(runs: Sequence[HistoryRun], metric: str, start: int, policy: MetricPolicy) -> list[int]:
+    """Positions of the runs judged for ``metric``: usable status, a finite value, and for a ratio metric a
+    positive one (a throughput of 0 is a run that served nothing, not a level)."""
+    return [i for i in range(start, len(runs)) if runs[i].status not in UNUSABLE
+            and (v := runs[i].values.get(metric)) is not None and math.isfinite(v) and (policy.absolute or v > 0)]
+
+
 def metric_change_points(runs: Sequence[HistoryRun], metric: str, policy: MetricPolicy, *,
                          alpha: float = DEFAULT_ALPHA, min_size: int = MIN_SIZE,
                          resets: Mapping[str | None, int] | None = None) -> list[ChangePoint]:
     """Change points of one metric over ``runs`` (oldest -> newest; unusable runs and missing values skipped)."""
     start = _start(runs, metric, resets or {})
-    pos = [i for i in range(start, len(runs)) if runs[i].status not in UNUSABLE
-           and (v := runs[i].values.get(metric)) is not None and math.isfinite(v)]
+    pos = _usable(runs, metric, start, policy)
     raw = np.array([runs[i].values[metric] for i in pos], dtype=float)
     if len(raw) < 2 * min_size:
         return []
-    log = not policy.absolute and bool(np.all(raw > 0))
+    log = not policy.absolute
     x = np.log(raw) if log else raw
     magnitude = math.log1p(policy.min_effect) if log else policy.min_effect
     splits = split_points(x, alpha=alpha, min_magnitude=magnitude, min_size=min_size)
@@ -305,11 +311,10 @@ def judge_history(runs: Sequence[HistoryRun], policy: HistoryPolicy = HistoryPol
     tested = []
     for m, pol in gating.items():
         cps = metric_change_points(runs, m, pol, alpha=policy.alpha, min_size=policy.min_size, resets=resets)
-        usable = sum(1 for r in runs if r.status not in UNUSABLE and r.values.get(m) is not None)
-        if usable >= 2 * policy.min_size:
+        if len(_usable(runs, m, _start(runs, m, resets or {}), pol)) >= 2 * policy.min_size:
             tested.append(m)
         if cps:
-            last[m] = (cps[-1], *_sides(runs, m, cps, resets or {}))
+            last[m] = (cps[-1], *_sides(runs, m, cps, resets or {}, pol))
     if not tested:
         return []
     p = np.array([last[m][0].p if m in last else 1.0 for m in tested])
@@ -325,13 +330,11 @@ def judge_history(runs: Sequence[HistoryRun], policy: HistoryPolicy = HistoryPol
     return sorted(out, key=lambda c: (c.index, c.metric))
 
 
-def _sides(runs: Sequence[HistoryRun], metric: str, cps: list[ChangePoint],
-           resets: Mapping[str | None, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The log values of the level before the last change point and of the level it begins."""
-    start = _start(runs, metric, resets)
-    xs = [(i, runs[i].values[metric]) for i in range(start, len(runs)) if runs[i].status not in UNUSABLE
-          and runs[i].values.get(metric) is not None and math.isfinite(runs[i].values[metric])]
+def _sides(runs: Sequence[HistoryRun], metric: str, cps: list[ChangePoint], resets: Mapping[str | None, int],
+           policy: MetricPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """The values (logs for a ratio metric) of the level before the last change point and of the level it begins."""
+    xs = [(i, runs[i].values[metric]) for i in _usable(runs, metric, _start(runs, metric, resets), policy)]
     prev = cps[-2].index if len(cps) > 1 else -1
-    left = np.log([v for i, v in xs if prev <= i < cps[-1].index and v > 0])
-    right = np.log([v for i, v in xs if i >= cps[-1].index and v > 0])
-    return left, right
+    left = np.array([v for i, v in xs if prev <= i < cps[-1].index])
+    right = np.array([v for i, v in xs if i >= cps[-1].index])
+    return (left, right) if policy.absolute else (np.log(left), np.log(right))
