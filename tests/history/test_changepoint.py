@@ -187,3 +187,13 @@ def test_a_run_that_served_nothing_is_not_a_level() -> None:
     runs[15] = HistoryRun(runs[15].run_id, runs[15].started_at, {**runs[15].values, "output_throughput": 0.0})
     runs[14] = HistoryRun(runs[14].run_id, runs[14].started_at, {**runs[14].values, "output_throughput": 0.0})
     assert judge_history(runs, POLICY) == [] and change_points(runs, POLICY) == []
+
+
+def test_a_case_is_judged_on_history_with_its_own_policy() -> None:
+    from perfgate.judge.verdict import JudgePolicy
+
+    pol = HistoryPolicy.like(JudgePolicy(metrics=GATING, min_effect={"*": 0.2}, observe_only=("e2e_ms.*",)),
+                             lookback=3)
+    assert pol.lookback == 3 and pol.policies()["ttft_ms.p50"].min_effect == 0.2
+    assert pol.policies()["e2e_ms.p50"].observe_only
+    assert judge_history(series(16, step=0.12, at=12), pol) == []  # 12% is under this case's 20%

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import special as _sp
@@ -43,6 +44,9 @@ from scipy import special as _sp
 from perfgate.judge.history_run import HistoryRun
 from perfgate.judge.stats import KEY_METRICS, MetricPolicy, PolicyOverride, holm_alphas, policies_for
 from perfgate.schema.verdict import UNUSABLE, Direction
+
+if TYPE_CHECKING:
+    from perfgate.judge.verdict import JudgePolicy
 
 DEFAULT_ALPHA = 0.001
 """Per-metric threshold of a change point's t-test (Otava's default p-value threshold)."""
@@ -283,6 +287,13 @@ class HistoryPolicy:
 
     def policies(self) -> dict[str, MetricPolicy]:
         return policies_for(self.metrics, self.min_effect, self.observe_only)
+
+    @classmethod
+    def like(cls, judge_policy: JudgePolicy, **change: object) -> HistoryPolicy:
+        """The history policy of a case judged with ``judge_policy`` (its metrics, min_effect overrides and
+        observe-only patterns); ``change`` sets the change point fields (alpha, lookback, ...)."""
+        return cls(metrics=tuple(judge_policy.metrics), min_effect=dict(judge_policy.min_effect),
+                   observe_only=tuple(judge_policy.observe_only), **change)
 
 
 def change_points(runs: Sequence[HistoryRun], policy: HistoryPolicy = HistoryPolicy(),
