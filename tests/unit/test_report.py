@@ -261,3 +261,20 @@ def test_bad_verdicts_file_is_an_error_naming_it(tmp_path, content, needle):
 def test_missing_verdicts_file_is_an_error_naming_it(tmp_path):
     with pytest.raises(VerdictsFileError, match="not a readable verdicts file"):
         load_verdicts(tmp_path / "verdicts.json")
+
+
+def test_a_missing_matplotlib_is_one_clear_error_not_a_chartless_report(tmp_path):
+    """matplotlib is a core dependency: without it render_report raises one line that names it (here in a
+    subprocess whose import of matplotlib fails), instead of an empty or partial report."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['matplotlib'] = None\n"  # `import matplotlib` now raises ImportError
+            "from pathlib import Path\n"
+            "from perfgate.report import render_report\n"
+            f"render_report([Path({str(FIXTURE)!r})], Path({str(tmp_path)!r}))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: perfgate's report needs matplotlib, a dependency of perfgate"), run.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing half-rendered

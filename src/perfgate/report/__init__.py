@@ -7,7 +7,7 @@ comments, regressions first, capped). Both writes are atomic.
 
 The schema of ``verdicts.json`` (written by the pytest session, read here)
 lives in :mod:`perfgate.schema.verdict`. Rendering pulls in jinja2, numpy and
-matplotlib, so those load on first use: importing the schema stays light.
+matplotlib (a core dependency), so those load on first use: importing the schema stays light.
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
+try:
+    import matplotlib
+    from matplotlib.figure import Figure
+except ImportError as exc:  # a core dependency: a broken install says so in one line, it is not a chart-less report
+    raise ImportError(f"perfgate's report needs matplotlib, a dependency of perfgate that is missing here "
+                      f"(reinstall perfgate, or pip install matplotlib): {exc}") from exc
+
 RC = {
     "svg.fonttype": "none",  # text stays text: small, and the page's font renders it
     "svg.hashsalt": "perfgate",  # deterministic ids
@@ -32,9 +39,6 @@ MAX_ECDF_POINTS = 150  # that many quantiles draw the same curve as thousands of
 
 @contextmanager
 def _figure(height: float = 2.4) -> Iterator:
-    import matplotlib
-    from matplotlib.figure import Figure
-
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(4.6, height))
         yield fig, fig.add_subplot()
