@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests run on a busy 2-core box (the whole suite, other jobs): wall-clock time per example says
+# nothing about the code there, so no deadline and no too-slow check; the example counts stay per test.
+# HYPOTHESIS_PROFILE=default (or --hypothesis-profile=default) restores Hypothesis's own 200 ms deadline.
+settings.register_profile("busy-box", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "busy-box"))
 
 SERVING_TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
 """The one-line suite a user's project holds (perf/test_serving.py)."""

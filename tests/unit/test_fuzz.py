@@ -9,6 +9,7 @@ kept modest (the suite's own run time matters); a failure prints the input that 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from perfgate.judge.baselines import BaselineError, load_baseline
 from perfgate.measure.sse import parse_stream
 from perfgate.schema.result import ResultError, read_result
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200)
 
 # -- SSE ---------------------------------------------------------------------------------------------------
 
@@ -164,3 +165,12 @@ def test_result_and_baseline_readers_accept_or_say_why(data):
             reader(path)
         except error as exc:
             assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+
+
+def test_property_tests_run_under_the_busy_box_profile():
+    """tests/conftest.py loads it (unless HYPOTHESIS_PROFILE names another): no per-example deadline, which a
+    busy 2-core box misses for reasons that are not the code's."""
+    busy = settings.get_profile("busy-box")
+    assert busy.deadline is None and HealthCheck.too_slow in busy.suppress_health_check
+    chosen = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "busy-box"))
+    assert (settings().deadline, settings().suppress_health_check) == (chosen.deadline, chosen.suppress_health_check)

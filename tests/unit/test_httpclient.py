@@ -65,7 +65,7 @@ def _chunked(parts: list[bytes], ext: bool, trailer: bool) -> bytes:
     return head + body + b"0\r\n" + (b"X-Trailer: 1\r\n" if trailer else b"") + b"\r\n"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(parts=st.lists(st.binary(min_size=0, max_size=40), max_size=8), ext=st.booleans(), trailer=st.booleans(),
        cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=12))
 def test_chunked_body_is_recovered_at_any_read_split(parts, ext, trailer, cuts):

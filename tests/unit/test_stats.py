@@ -160,7 +160,7 @@ def test_holm_alphas_known_case():
     assert holm_alphas(np.array([0.01, 0.01 * (1 + 1e-12), 0.001]), 0.05) == pytest.approx([0.025, 0.025, 0.05 / 3])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.floats(0, 1), min_size=1, max_size=8), st.floats(0.001, 0.5))
 def test_holm_alphas_match_the_step_down_procedure(ps, alpha):
     p = np.array(ps)
@@ -264,7 +264,7 @@ alphas = st.sampled_from([0.01, 0.05, 0.2])
 SWAP = {"regression": "improvement", "improvement": "regression"}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(samples, samples, alphas)
 def test_flipping_direction_swaps_regression_and_improvement(b, c, alpha):
     lo, hi = compare_metric(b, c, LOWER, alpha), compare_metric(b, c, HIGHER, alpha)
@@ -272,7 +272,7 @@ def test_flipping_direction_swaps_regression_and_improvement(b, c, alpha):
     assert (hi.ratio, hi.ci_low, hi.ci_high) == (lo.ratio, lo.ci_low, lo.ci_high)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(samples, samples, st.floats(1e-3, 1e3), alphas)
 def test_invariant_to_units_and_scale(b, c, k, alpha):
     v1 = compare_metric(b, c, LOWER, alpha)
@@ -282,7 +282,7 @@ def test_invariant_to_units_and_scale(b, c, k, alpha):
     assert v1.ci_low == pytest.approx(v2.ci_low, rel=1e-9) and v1.ci_high == pytest.approx(v2.ci_high, rel=1e-9)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(samples, samples, st.floats(1e-3, 1e3))
 def test_summaries_invariant_to_scale(b, c, k):
     n = min(len(b), len(c))
@@ -295,7 +295,7 @@ def test_summaries_invariant_to_scale(b, c, k):
     assert [v.level for v in v1] == pytest.approx([v.level for v in v2])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(samples, samples, alphas)
 def test_swapping_a_and_b_inverts_ratio_and_interval(b, c, alpha):
     ab, ba = compare_metric(b, c, LOWER, alpha), compare_metric(c, b, LOWER, alpha)
@@ -305,7 +305,7 @@ def test_swapping_a_and_b_inverts_ratio_and_interval(b, c, alpha):
     assert ab.mde_pct == pytest.approx(ba.mde_pct)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(samples, st.floats(0.0, 0.5), st.floats(0.0, 0.5), alphas, st.sampled_from([LOWER, HIGHER]))
 def test_larger_slowdowns_never_look_better(b, s1, s2, alpha, policy):
     assume(len(set(b)) > 1)
