@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from perfgate.judge.stats import _p_value, _welch, compare_metric
-from perfgate.judge.stats import MetricPolicy
+from perfgate.judge.stats import MetricPolicy, _p_value, _welch, compare_metric
 
 LOWER = MetricPolicy("lower", 0.05)
 HIGHER = MetricPolicy("higher", 0.05)
