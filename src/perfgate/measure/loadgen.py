@@ -294,25 +294,8 @@ async def run_load_async(
         if prewarm and isinstance(session, RawClient):
             # Open loop without a cap: as many connections as requests, at most 256 (more open on demand).
             info["prewarmed_connections"] = await session.prewarm(limit or min(len(specs), 256))
-        if on_measure_start is not None:
-            on_measure_start()
-        stop = asyncio.Event()
-        lag: list[float] = []
-        if barrier is not None:
-            start_at = barrier()
-            while (early := start_at - time.perf_counter()) > 0:
-                await asyncio.sleep(early)
-        probe = asyncio.create_task(_loop_probe(stop, lag))
-        start = time.perf_counter() if barrier is None else start_at
-        cpu0 = time.process_time()
         exhausted = False
-        if concurrency is not None:
-            send_until = start + duration_s if duration_s is not None else None
-            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False, deadline, send_until)
-            if duration_s is not None and len(records) == len(specs):
-                last = max((r.done_at or r.sent_at) for r in records) if records else start
-                exhausted = last < start + duration_s
-        else:
+        if concurrency is None:  # drawn before the window opens: a first draw takes ~15 ms
             if schedule is not None:  # a worker's share of one drawn schedule (ramp and duration applied there)
                 offsets = np.asarray(schedule, dtype=float)
                 if duration_s is not None:
@@ -329,6 +312,24 @@ async def run_load_async(
                     keep = int(np.searchsorted(offsets[:len(specs)], duration_s, side="left"))
                     specs = specs[:keep]
                 offsets = offsets[:len(specs)]
+        if on_measure_start is not None:
+            on_measure_start()
+        stop = asyncio.Event()
+        lag: list[float] = []
+        if barrier is not None:
+            start_at = barrier()
+            while (early := start_at - time.perf_counter()) > 0:
+                await asyncio.sleep(early)
+        probe = asyncio.create_task(_loop_probe(stop, lag))
+        start = time.perf_counter() if barrier is None else start_at
+        cpu0 = time.process_time()
+        if concurrency is not None:
+            send_until = start + duration_s if duration_s is not None else None
+            records = await _closed_loop(session, base_url, specs, concurrency, timeout_s, False, deadline, send_until)
+            if duration_s is not None and len(records) == len(specs):
+                last = max((r.done_at or r.sent_at) for r in records) if records else start
+                exhausted = last < start + duration_s
+        else:
             records = await _open_loop(session, base_url, specs, offsets, start, timeout_s, max_concurrency,
                                        deadline)
         end = max((r.done_at or r.sent_at) for r in records) if records else time.perf_counter()
