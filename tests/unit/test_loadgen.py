@@ -78,7 +78,8 @@ def test_closed_loop_never_exceeds_concurrency_and_records_raw_reads():
     assert all(r.sent_at >= run.start for r in run.requests)
 
 
-def test_open_loop_sends_on_schedule_and_classifies_http_errors():
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_open_loop_sends_on_schedule_and_classifies_http_errors(loop):
     async def handler(request):
         body = await request.json()
         if body["max_tokens"] == 429:
@@ -87,21 +88,32 @@ def test_open_loop_sends_on_schedule_and_classifies_http_errors():
             return web.json_response({"error": "boom"}, status=500)
         return web.Response(text="data: [DONE]\n\n", content_type="text/event-stream")
 
-    specs = [RequestSpec.build(i, "/v1/completions", {"max_tokens": m}) for i, m in enumerate([1, 429, 500, 1])]
+    # 64 sends at 200/s: enough that a send woken early (uvloop's timers) would show in one run
+    specs = [RequestSpec.build(i, "/v1/completions", {"max_tokens": m})
+             for i, m in enumerate([1, 429, 500, 1] + [1] * 60)]
 
     async def main():
         runner, url = await _serve(handler)
         try:
-            return await run_load_async(url, specs, request_rate=40.0, seed=3)
+            return await run_load_async(url, specs, request_rate=200.0, seed=3)
         finally:
             await runner.cleanup()
 
-    run = asyncio.run(main())
+    factory = asyncio.new_event_loop if loop == "asyncio" else pytest.importorskip("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        run = runner.run(main())
     kinds = [r.error for r in run.requests]
-    assert kinds == [None, ErrorKind.HTTP_429, ErrorKind.HTTP_5XX, None]
+    assert kinds == [None, ErrorKind.HTTP_429, ErrorKind.HTTP_5XX] + [None] * 61
     assert "slow down" in run.requests[1].error_detail
-    lags = [r.sent_at - r.scheduled_at for r in run.requests]
-    assert all(lag >= 0 for lag in lags)
+    # The schedule is the seeded draw from the run's start, exactly.
+    assert [r.scheduled_at - run.start for r in run.requests] == pytest.approx(
+        list(arrival_offsets(65, 200.0, 1.0, seed=3)[:64]), abs=1e-9)
+    lags_ms = [(r.sent_at - r.scheduled_at) * 1000 for r in run.requests]
+    # Never early: uvloop's timers have 1 ms steps and wake up to 1 ms before the due time on their own.
+    assert min(lags_ms) >= 0, lags_ms
+    # On time: late only by what the event loop was kept from running (the 5 ms probe under-reports a stall by at
+    # most its interval), plus the send itself.
+    assert max(lags_ms) <= max(run.loop_lag_ms, default=0.0) + 5.0 + 2.0, (lags_ms, max(run.loop_lag_ms))
 
 
 def test_connection_refused_is_a_connect_error():
