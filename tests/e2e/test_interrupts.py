@@ -49,6 +49,7 @@ warmup_requests: 1
 trials: 8
 """
 AFTER = SLOW.replace("name: slow", "name: after")
+COMPLETE_RUN_ATTEMPTS = 3
 
 
 @pytest.fixture
@@ -131,16 +132,22 @@ def test_every_file_a_complete_run_writes_is_0644(project):
         text = (root / "scenarios" / f"{name}.yaml").read_text()
         (root / "scenarios" / f"{name}.yaml").write_text(text.replace("trials: 8", "trials: 1")
                                                          .replace("num_requests: 40", "num_requests: 6"))
-    proc = _start(root, "--perf-update-baselines")
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode in (0, 1), out[-3000:]  # 1: a trial was client-bound on a busy box; files are the point
+    # A complete run writes baselines too, and a client-bound trial (a busy box stalled the load client) writes
+    # none, by design: such a run (exit 1, every other case's baseline written) is run again, nothing else is.
+    for _ in range(COMPLETE_RUN_ATTEMPTS):
+        proc = _start(root, "--perf-update-baselines")
+        out, _ = proc.communicate(timeout=300)
+        if proc.returncode != 1:
+            break
+        statuses = {c["status"] for c in json.loads((root / "reports" / "verdicts.json").read_text())["cases"]}
+        assert "client_bound" in statuses and statuses <= {"client_bound", "baseline_written"}, (statuses, out[-3000:])
+    assert proc.returncode == 0, out[-3000:]
     umask = os.umask(0o022)
     os.umask(umask)
     files = [p for d in ("reports", "baselines") for p in (root / d).rglob("*") if p.is_file()]
     kinds = {p.suffix for p in files}
     assert {".json", ".log", ".html", ".md"} <= kinds, kinds  # results, verdicts, baselines, logs, report
-    if proc.returncode == 0:  # a client-bound trial (busy box) writes no baseline, by design
-        assert list((root / "baselines").rglob("*.json"))
+    assert len(list((root / "baselines").rglob("*.json"))) == 2  # one per case (slow, after), checked below
     wrong = {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777) for p in files
              if p.stat().st_mode & 0o777 != 0o644 & ~umask}
     assert wrong == {}
