@@ -23,25 +23,19 @@ from perfgate import __version__
 from perfgate.config.matrix import Case, EngineConfig, ModelSpec
 from perfgate.engines.pool import TargetPool
 from perfgate.engines.provision import ProvisionError
-from perfgate.engines.server import (
-    ENGINE_CRASHED,
-    ENGINE_HUNG,
-    ServerError,
-    describe_exit,
-    fault_class,
-    log_tail,
-)
-from perfgate.measure.records import FAULT_CLASSES
+from perfgate.engines.server import ServerError, describe_exit, log_tail
 from perfgate.schema.result import RESULT_SUFFIX, Result, SaturationResult
-from perfgate.schema.verdict import (
+from perfgate.schema.status import (
     NOT_COMPARED,
     UNUSABLE,
     CaseStatus,
-    CaseVerdict,
-    Judgement,
-    VerdictsFile,
-    case_status,
+    FaultClass,
+    StatusCounts,
+    StatusGroup,
+    count_statuses,
+    status_group,
 )
+from perfgate.schema.verdict import CaseVerdict, Judgement, VerdictsFile, case_status
 
 BASELINE_BOOTS = 2
 """Engine boots a baseline update draws its trials from: boot-to-boot variance belongs in a baseline."""
@@ -144,9 +138,9 @@ class CaseOutcome:
                 return "fail", self.error
             bad = next(r for r in self.results if r.status == "failed")
             reason = bad.failure_reason or "failed"
-            cls, sep, rest = reason.partition(": ")
-            if sep and cls in FAULT_CLASSES:  # "<case>: <fault class>: trial N: <what>", like a server failure
-                return "fail", f"{self.case.id}: {cls}: trial {bad.trial}: {rest}"
+            if bad.fault is not None:  # "<case>: <fault class>: trial N: <what>", like a server failure
+                what = reason.removeprefix(f"{bad.fault}: ")
+                return "fail", f"{self.case.id}: {bad.fault}: trial {bad.trial}: {what}"
             return "fail", f"{self.case.id}: trial {bad.trial} failed: {reason}"
         if status == "client_bound":
             bad = next(r for r in self.results if r.status == "client_bound")
@@ -202,7 +196,7 @@ class CaseOutcome:
         first = self.results[0] if self.results else None
         engine = first.environment.engine if first else None
         reason = self.error
-        if reason is None and self.status in (*UNUSABLE, "slo_violated"):
+        if reason is None and status_group(self.status) is StatusGroup.FAILED:
             reason = self.gate()[1]
         if reason is None and self.judgement is not None:
             reason = self.judgement.failure_line() or self.judgement.reason
@@ -294,11 +288,12 @@ class PerfSession:
         if rc is not None:
             self.pool.release()  # reaps what is left of the group (an orphaned worker, say)
             raise ServerError(f"{name}: server exited with {describe_exit(rc)} during trial {result.trial} "
-                              f"({result.failure_reason})", log, kind=ENGINE_CRASHED)
-        if result.status == "failed" and (result.failure_reason or "").startswith(ENGINE_HUNG):
+                              f"({result.failure_reason})", log, kind=FaultClass.ENGINE_CRASHED)
+        if result.fault is FaultClass.ENGINE_HUNG:
             self.pool.release()  # SIGCONT, SIGTERM, SIGKILL: a stuck engine is never measured again
-            what = (result.failure_reason or "").removeprefix(f"{ENGINE_HUNG}: ")
-            raise ServerError(f"{name}: trial {result.trial}: {what}; the engine was stopped", log, kind=ENGINE_HUNG)
+            what = (result.failure_reason or "").removeprefix(f"{FaultClass.ENGINE_HUNG}: ")
+            raise ServerError(f"{name}: trial {result.trial}: {what}; the engine was stopped", log,
+                              kind=FaultClass.ENGINE_HUNG)
 
     def with_timeouts(self, case: Case) -> Case:
         """``case`` with the session's timeout overrides applied (per request, per trial, boot)."""
@@ -364,8 +359,7 @@ class PerfSession:
             outcome.error = f"{case.id}: interrupted: the run was stopped before this case completed"
             raise
         except ServerError as exc:
-            cls = fault_class(exc)
-            outcome.error = f"{case.id}: {cls}: {exc}"
+            outcome.error = f"{case.id}: {exc.kind}: {exc}"
         except (WorkloadError, ProvisionError) as exc:
             outcome.error = f"{case.id}: {exc}"
         finally:
@@ -541,17 +535,8 @@ class PerfSession:
         except Exception as exc:  # noqa: BLE001 - reported in the terminal summary
             self.report_error = f"report not rendered: {type(exc).__name__}: {exc}"
 
-    def counts(self) -> dict[str, int]:
-        statuses = [o.status for o in self.outcomes]
-        return {
-            "cases": len(statuses),
-            "compared": sum(s in ("ok", "regression") for s in statuses),
-            "regression": statuses.count("regression"),
-            "not_compared": sum(s in NOT_COMPARED or s == "not_judged" for s in statuses),
-            "failed": sum(s in (*UNUSABLE, "slo_violated") for s in statuses),
-            "baseline_written": statuses.count("baseline_written"),
-            "skipped": len(self.skipped),
-        }
+    def counts(self) -> StatusCounts:
+        return count_statuses([*(o.status for o in self.outcomes), *("skipped" for _ in self.skipped)])
 
     def summary_lines(self) -> list[str]:
         lines = []
@@ -565,11 +550,11 @@ class PerfSession:
         lines.extend(f"{'SKIPPED':13s} {n} case(s): {reason}" for reason, n in reasons.items())
         c = self.counts()
         machine = repr(self.settings.machine) if self.settings.machine else "(unnamed)"
-        lines.append(f"{c['cases']} cases on machine {machine}: {c['compared']} compared "
-                     f"({c['regression']} regressed), {c['not_compared']} NOT COMPARED, {c['failed']} failed"
-                     + (f", {c['baseline_written']} baselines written" if c["baseline_written"] else "")
-                     + (f", {c['skipped']} skipped" if c["skipped"] else ""))
-        if c["not_compared"] and not self.settings.strict:
+        lines.append(f"{c.cases} cases on machine {machine}: {c.compared} compared "
+                     f"({c.regression} regressed), {c.not_compared} NOT COMPARED, {c.failed} failed"
+                     + (f", {c.baseline_written} baselines written" if c.baseline_written else "")
+                     + (f", {c.skipped} skipped" if c.skipped else ""))
+        if c.not_compared and not self.settings.strict:
             lines.append("    cases that compared nothing pass; --perf-strict fails them")
         lines.append(f"results and server logs: {self.results_dir}")
         if self.report_paths:

@@ -130,4 +130,4 @@ def test_sigkill_of_the_api_server_mid_load_is_engine_crashed_and_the_orphan_is_
     assert "--- last 30 lines of" in line  # the server's log tail comes with it
     assert _alive(watcher.family) == []  # the orphaned engine core did not survive
     assert not (tmp_path / "baselines").exists() or not list((tmp_path / "baselines").rglob("*.json"))
-    assert session.counts()["failed"] == 1
+    assert session.counts().failed == 1

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -28,18 +29,11 @@ from perfgate.config.matrix import (
 )
 from perfgate.engines import get_adapter
 from perfgate.engines.base import ModelRef
-from perfgate.engines.server import (
-    BOOT_TIMEOUT,
-    ENGINE_CRASHED,
-    SERVER_ERROR,
-    EngineServer,
-    ServerError,
-    describe_exit,
-    fault_class,
-)
+from perfgate.engines.server import EngineServer, ServerError, describe_exit
 from perfgate.judge.baselines import BaselineError, load_baseline
-from perfgate.measure.records import ERROR_CLASS, FAULT_CLASSES, ErrorKind
-from perfgate.schema.result import ResultError, read_result
+from perfgate.measure.records import ERROR_CLASS, ErrorKind
+from perfgate.schema.result import Result, ResultError, read_result
+from perfgate.schema.status import STATUS_GROUPS, CaseStatus, FaultClass, StatusGroup, count_statuses
 from perfgate.session import PerfSession, Settings
 from perfgate.sim import parse_fault
 
@@ -159,7 +153,7 @@ def test_a_port_in_use_is_refused_before_spawning(tmp_path):
         with pytest.raises(ServerError) as info:
             server.start()
     assert str(info.value) == f"sim: port 127.0.0.1:{port} is already in use"
-    assert info.value.kind == SERVER_ERROR and server.proc is None
+    assert info.value.kind is FaultClass.SERVER_ERROR and server.proc is None
 
 
 # -- result and baseline files: corrupt, truncated, old schema ---------------------------------------------
@@ -206,11 +200,36 @@ def test_damaged_files_get_one_line_naming_the_file_and_stay_untouched(tmp_path,
 
 
 def test_fault_classes_are_one_vocabulary():
-    assert {ENGINE_CRASHED, BOOT_TIMEOUT, SERVER_ERROR} <= set(FAULT_CLASSES)
-    assert set(ERROR_CLASS) == {k.value for k in ErrorKind} and set(ERROR_CLASS.values()) <= set(FAULT_CLASSES)
-    assert fault_class(ServerError("e: not healthy after 3s boot timeout")) == BOOT_TIMEOUT
-    assert fault_class(ServerError("e: server exited with code -9 during the run")) == ENGINE_CRASHED
+    # docs/faults.md's words, most severe first; the enum's values are what result files hold
+    assert [str(f) for f in FaultClass] == ["engine crashed", "engine hung", "boot timeout", "server error",
+                                            "client error"]
+    assert set(ERROR_CLASS) == {k.value for k in ErrorKind}
+    assert all(isinstance(v, FaultClass) for v in ERROR_CLASS.values())
+    assert ServerError("e: anything").kind is FaultClass.SERVER_ERROR  # the raise site names any other class
     assert describe_exit(-9) == "code -9 (SIGKILL)" and describe_exit(3) == "code 3"
+
+
+def test_a_result_carries_its_fault_as_the_same_string_and_old_files_still_read(tmp_path):
+    fixture = next((Path(__file__).parents[2] / "fixtures" / "report").rglob("*.result.json"))
+    doc = json.loads(fixture.read_text())
+    assert "fault" not in doc  # written before Result.fault existed
+    old = tmp_path / "old.result.json"
+    old.write_text(json.dumps(doc))
+    assert read_result(old).fault is None
+    failed = Result.model_validate({**doc, "status": "failed", "fault": "engine hung",
+                                    "failure_reason": "engine hung: all 2 requests failed (timeout 2)"})
+    assert failed.fault is FaultClass.ENGINE_HUNG
+    assert json.loads(failed.model_dump_json())["fault"] == "engine hung"
+
+
+def test_every_case_status_has_one_group_and_one_count():
+    assert set(STATUS_GROUPS) == set(get_args(CaseStatus))
+    statuses: list[CaseStatus] = ["ok", "regression", "no_baseline", "not_judged", "failed", "slo_violated",
+                                  "client_bound", "baseline_written", "reference", "skipped", "skipped"]
+    c = count_statuses(statuses)
+    assert (c.cases, c.compared, c.regression, c.not_compared, c.no_baseline, c.failed, c.baseline_written,
+            c.skipped) == (8, 2, 1, 2, 1, 3, 1, 2)
+    assert c.cases == sum(STATUS_GROUPS[s] not in (StatusGroup.SKIPPED, StatusGroup.REFERENCE) for s in statuses)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -207,7 +207,7 @@ def test_session_counts_and_shows_skips_and_preflight_blocks(tmp_path):
     outcome = session.run_case(c)  # fails at once: nothing installed, nothing booted
     assert outcome.status == "failed" and "preflight: BLOCK model" in outcome.gate()[1]
     assert not (tmp_path / "c").exists()
-    assert session.counts()["skipped"] == 2 and session.counts()["failed"] == 1
+    assert session.counts().skipped == 2 and session.counts().failed == 1
     lines = session.summary_lines()
     assert "SKIPPED       2 case(s): no NVIDIA GPU (NVML: x)" in lines
     assert any(ln.endswith(", 1 failed, 2 skipped") for ln in lines)

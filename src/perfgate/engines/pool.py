@@ -41,6 +41,7 @@ from perfgate.engines.provision import (
 from perfgate.engines.server import EngineServer, ServerError
 from perfgate.schema.files import slug
 from perfgate.schema.result import EngineInfo, Software
+from perfgate.schema.status import FaultClass
 
 
 @dataclass
@@ -123,21 +124,23 @@ class TargetPool:
         self.endpoint_auth_env = endpoint_auth_env  # the variable holding its token (else $PERFGATE_ENDPOINT_TOKEN)
         self.notes: list[str] = []  # what the pool decided on the user's behalf; the session shows them
         self._live: dict[tuple, Target] = {}  # insertion order = least recently used first
-        self._failed: dict[tuple, str] = {}
+        self._failed: dict[tuple, tuple[str, FaultClass]] = {}  # the first line and fault class of a failed boot
 
     def get(self, engine: EngineConfig, model: ModelSpec, fresh: bool = False) -> Target:
         """A ready target for (engine, model); ``fresh`` restarts it (a new boot)."""
         key = (engine, model)
         if key in self._failed:  # don't pay a 10-minute boot timeout once per test
-            raise ServerError(f"{engine.id}: not retried, boot failed earlier in this session: {self._failed[key]}")
+            line, kind = self._failed[key]
+            raise ServerError(f"{engine.id}: not retried, boot failed earlier in this session: {line}", kind=kind)
         current = self._live.pop(key, None)
         if current is not None:
             server = current.server
             if server is not None and server.proc is not None and server.proc.poll() is not None:
                 rc = server.proc.returncode
                 server.stop()  # reap whatever is left of the group
-                self._failed[key] = f"server exited with code {rc} during the run"
-                raise ServerError(f"{engine.id}: server exited with code {rc} during the run", server.log_path)
+                self._failed[key] = (f"server exited with code {rc} during the run", FaultClass.ENGINE_CRASHED)
+                raise ServerError(f"{engine.id}: server exited with code {rc} during the run", server.log_path,
+                                  kind=FaultClass.ENGINE_CRASHED)
             if not fresh:
                 self._live[key] = current
                 return current
@@ -147,7 +150,8 @@ class TargetPool:
         try:
             target = self._start(engine, model)
         except Exception as exc:
-            self._failed[key] = str(exc).splitlines()[0]
+            self._failed[key] = (str(exc).splitlines()[0],
+                                 exc.kind if isinstance(exc, ServerError) else FaultClass.SERVER_ERROR)
             raise
         self._live[key] = target
         return target

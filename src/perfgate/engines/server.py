@@ -25,6 +25,7 @@ import psutil
 from perfgate._http import NETWORK_ERRORS, probe_version, request
 from perfgate.config.matrix import EngineConfig
 from perfgate.engines.base import EngineAdapter, LaunchPlan, ModelRef
+from perfgate.schema.status import FaultClass
 
 LOG_TAIL_LINES = 30
 # Environment variables worth recording with a result (engine tuning knobs).
@@ -41,20 +42,13 @@ def recordable_env(env: dict[str, str], declared: dict[str, str]) -> dict[str, s
             if k in declared or k.startswith(_RECORDED_ENV_PREFIXES)}
 
 
-# Fault classes (the same words as perfgate.measure.records.FAULT_CLASSES, which this room may not import).
-ENGINE_CRASHED = "engine crashed"
-ENGINE_HUNG = "engine hung"
-BOOT_TIMEOUT = "boot timeout"
-SERVER_ERROR = "server error"
-
-
 class ServerError(RuntimeError):
     """An engine server failed to start, died, or could not be stopped cleanly.
 
-    ``kind`` is its fault class (docs/faults.md); :func:`fault_class` infers it when not given.
+    ``kind`` is its fault class (docs/faults.md), given where it is raised: the raise site knows what happened.
     """
 
-    def __init__(self, reason: str, log_path: Path | None = None, kind: str | None = None):
+    def __init__(self, reason: str, log_path: Path | None = None, kind: FaultClass = FaultClass.SERVER_ERROR):
         self.reason = reason
         self.log_path = log_path
         self.kind = kind
@@ -63,18 +57,6 @@ class ServerError(RuntimeError):
         if log_path:
             message += f"\n--- last {LOG_TAIL_LINES} lines of {log_path} ---\n{tail}"
         super().__init__(message)
-
-
-def fault_class(exc: ServerError) -> str:
-    """The fault class of a server failure: its ``kind``, or read from its reason."""
-    if exc.kind:
-        return exc.kind
-    reason = exc.reason
-    if "boot timeout" in reason:
-        return BOOT_TIMEOUT
-    if "exited with" in reason or "survived SIGKILL" in reason:
-        return ENGINE_CRASHED
-    return SERVER_ERROR
 
 
 def describe_exit(rc: int) -> str:
@@ -139,7 +121,8 @@ class EngineServer:
         """Spawn the server and block until it serves a real request (or fail)."""
         if self.port and port_in_use(self.host, self.port):
             # Readiness would be answered by whatever holds the port, and we would measure it.
-            raise ServerError(f"{self.config.id}: port {self.host}:{self.port} is already in use", kind=SERVER_ERROR)
+            raise ServerError(f"{self.config.id}: port {self.host}:{self.port} is already in use",
+                              kind=FaultClass.SERVER_ERROR)
         self.port = self.port or free_port(self.host)
         self.plan = self.adapter.launch_plan(self.python, self.model, self.host, self.port, self.config)
         env = {**os.environ, **self.plan.env}
@@ -173,7 +156,7 @@ class EngineServer:
         rc = self.proc.poll()
         if rc is not None:
             raise ServerError(f"{self.config.id}: server exited with {describe_exit(rc)} during boot", self.log_path,
-                              kind=ENGINE_CRASHED)
+                              kind=FaultClass.ENGINE_CRASHED)
 
     def _wait_ready(self, t0: float) -> None:
         assert self.plan is not None
@@ -189,7 +172,7 @@ class EngineServer:
             if time.perf_counter() > deadline:
                 raise ServerError(
                     f"{self.config.id}: not healthy after {self.config.boot_timeout_s:g}s boot timeout", self.log_path,
-                    kind=BOOT_TIMEOUT,
+                    kind=FaultClass.BOOT_TIMEOUT,
                 )
             try:
                 status, _ = request("GET", health, timeout=2.0)
@@ -204,7 +187,7 @@ class EngineServer:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 raise ServerError(f"{self.config.id}: healthy but first generation did not finish before boot timeout",
-                                  self.log_path, kind=BOOT_TIMEOUT)
+                                  self.log_path, kind=FaultClass.BOOT_TIMEOUT)
             try:
                 status, body = request(
                     "POST", self.base_url + "/v1/completions",
@@ -262,7 +245,8 @@ class EngineServer:
         left = _alive(members | _group_members(pgid))
         self.proc = None
         if left:
-            raise ServerError(f"{self.config.id}: processes {sorted(left)} survived SIGKILL", self.log_path)
+            raise ServerError(f"{self.config.id}: processes {sorted(left)} survived SIGKILL", self.log_path,
+                              kind=FaultClass.ENGINE_CRASHED)
 
 
 def _group_members(pgid: int) -> set[int]:

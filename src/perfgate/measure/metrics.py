@@ -12,18 +12,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from perfgate.measure.records import (
     ERROR_CLASS,
-    FAULT_CLASSES,
     ErrorKind,
     ParsedStream,
     RawRequest,
 )
 from perfgate.measure.sse import ERROR_EVENT_PREFIX
 from perfgate.schema.result import ClientHealth, RequestRecord, Summary, TokenSource
+from perfgate.schema.status import FaultClass
 
 STATS = ("mean", "std", "p50", "p90", "p95", "p99", "min", "max")
 LATENCY_METRICS = ("ttft_ms", "itl_ms", "itl_per_token_ms", "tpot_ms", "e2e_ms", "per_user_tps")
@@ -298,18 +299,35 @@ def client_health(
     )
 
 
-def error_classes(errors: dict[str, int]) -> dict[str, int]:
+def error_classes(errors: dict[str, int]) -> dict[FaultClass, int]:
     """Request error counts (by :class:`ErrorKind` value) grouped by fault class, most severe first."""
-    out: dict[str, int] = {}
-    for cls in FAULT_CLASSES:
-        n = sum(v for k, v in errors.items() if ERROR_CLASS.get(k, "server error") == cls)
+    out: dict[FaultClass, int] = {}
+    for cls in FaultClass:
+        n = sum(v for k, v in errors.items() if _fault_of(k) == cls)
         if n:
             out[cls] = n
     return out
 
 
-def trial_failure(records: Sequence[RequestRecord]) -> tuple[str, str] | None:
-    """(fault class, one line) for a trial with failed requests, None when every request completed.
+def _fault_of(kind: str | None) -> FaultClass:
+    return ERROR_CLASS.get(kind or "", FaultClass.SERVER_ERROR)
+
+
+@dataclass(frozen=True)
+class TrialFault:
+    """Why a trial with failed requests is not a measurement: its fault class and what happened."""
+
+    fault: FaultClass
+    detail: str  # "all 8 requests failed (timeout 8); first: timeout: ..."
+
+    @property
+    def line(self) -> str:
+        """The trial's ``failure_reason``: the fault class, then what happened."""
+        return f"{self.fault}: {self.detail}"
+
+
+def trial_failure(records: Sequence[RequestRecord]) -> TrialFault | None:
+    """The fault of a trial with failed requests, None when every request completed.
 
     A trial with any failed request is not a measurement: the latencies of the
     requests that survived a crash, a hang or a refusal describe the fault.
@@ -319,7 +337,7 @@ def trial_failure(records: Sequence[RequestRecord]) -> tuple[str, str] | None:
         return None
     counts = Counter(r.error for r in failed if r.error)
     cls = next(iter(error_classes(dict(counts))))
-    first = next(r for r in failed if ERROR_CLASS.get(r.error or "", "server error") == cls)
+    first = next(r for r in failed if _fault_of(r.error) == cls)
     n = f"all {len(failed)}" if len(failed) == len(records) else f"{len(failed)} of {len(records)}"
     kinds = ", ".join(f"{k} {v}" for k, v in counts.most_common())
-    return cls, f"{cls}: {n} requests failed ({kinds}); first: {first.error}: {first.error_detail[:160]}"
+    return TrialFault(cls, f"{n} requests failed ({kinds}); first: {first.error}: {first.error_detail[:160]}")

@@ -10,8 +10,12 @@ All timestamps are ``time.perf_counter()`` seconds on the client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
+
+from perfgate.schema.status import FaultClass
 
 
 class ErrorKind(str, Enum):
@@ -26,25 +30,17 @@ class ErrorKind(str, Enum):
     PROTOCOL = "protocol"  # unparseable response: garbage instead of SSE, missing [DONE]
 
 
-ENGINE_CRASHED = "engine crashed"
-ENGINE_HUNG = "engine hung"
-BOOT_TIMEOUT = "boot timeout"
-SERVER_ERROR = "server error"
-CLIENT_ERROR = "client error"
-FAULT_CLASSES = (ENGINE_CRASHED, ENGINE_HUNG, BOOT_TIMEOUT, SERVER_ERROR, CLIENT_ERROR)
-"""What went wrong with a case, most severe first: the one word a failure line starts with (docs/faults.md).
-The first three need the engine's process state and are decided by the session; request errors map below."""
-
-ERROR_CLASS: dict[str, str] = {
-    ErrorKind.TIMEOUT.value: ENGINE_HUNG,  # no complete answer in time: a stuck engine (or one far too slow)
-    ErrorKind.CONNECT.value: SERVER_ERROR,  # nobody listening; the session calls it a crash when the process is gone
-    ErrorKind.HTTP_5XX.value: SERVER_ERROR,
-    ErrorKind.MID_STREAM.value: SERVER_ERROR,
-    ErrorKind.PROTOCOL.value: SERVER_ERROR,
-    ErrorKind.HTTP_4XX.value: CLIENT_ERROR,
-    ErrorKind.HTTP_429.value: CLIENT_ERROR,  # throttled: the request was refused, the engine is fine
-}
-"""Each request error kind's fault class."""
+ERROR_CLASS: Mapping[str, FaultClass] = MappingProxyType({
+    ErrorKind.TIMEOUT.value: FaultClass.ENGINE_HUNG,  # no complete answer in time: a stuck engine (or one far too slow)
+    ErrorKind.CONNECT.value: FaultClass.SERVER_ERROR,  # nobody listening; a crash when the process is gone (session)
+    ErrorKind.HTTP_5XX.value: FaultClass.SERVER_ERROR,
+    ErrorKind.MID_STREAM.value: FaultClass.SERVER_ERROR,
+    ErrorKind.PROTOCOL.value: FaultClass.SERVER_ERROR,
+    ErrorKind.HTTP_4XX.value: FaultClass.CLIENT_ERROR,
+    ErrorKind.HTTP_429.value: FaultClass.CLIENT_ERROR,  # throttled: the request was refused, the engine is fine
+})
+"""Each request error kind's fault class (:class:`perfgate.schema.status.FaultClass`; the crash, hang and boot
+timeout of the engine process itself are decided from its process state, by the session)."""
 
 
 @dataclass(slots=True)

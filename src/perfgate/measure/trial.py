@@ -252,7 +252,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     failure = None
     fault = trial_failure(records)
     if fault is not None:  # any failed request: the survivors' latencies describe the fault, not the engine
-        status, failure = "failed", fault[1]
+        status, failure = "failed", fault.line
     delivery = check_delivery(records, workload, per_request=prepared.expected is not None,
                               pool_exhausted=run.pool_exhausted,
                               prompt_tolerance=scenario.spec.checks.prompt_tokens_tolerance,
@@ -269,7 +269,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     )
     result = Result(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
-        clock_origin_s=run.start,
+        fault=fault.fault if fault is not None else None, clock_origin_s=run.start,
         environment=env, workload=workload, summary=summary, client_health=health, delivery=delivery,
         client=ClientInfo(**run.client) if run.client else None,
         server_metrics=delta(before, after), telemetry=telemetry, requests=records,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +25,8 @@ from perfgate.schema.result import (
     read_result,
     read_saturation,
 )
-from perfgate.schema.verdict import (
-    NOT_COMPARED,
-    CaseVerdict,
-    MetricVerdict,
-    case_status,
-    load_verdicts,
-)
+from perfgate.schema.status import UNUSABLE, CaseStatus, StatusCounts, count_statuses
+from perfgate.schema.verdict import CaseVerdict, MetricVerdict, case_status, load_verdicts
 
 KEY_COLUMNS = (
     ("ttft_ms.p50", "TTFT p50"),
@@ -82,7 +77,7 @@ class CaseView:
         return self.first.environment.hardware.accelerator if self.first else (self.verdict.hardware if self.verdict else "?")
 
     @property
-    def status(self) -> str:
+    def status(self) -> CaseStatus:
         if self.verdict:
             return self.verdict.status
         return case_status(error=None, trial_statuses=[r.status for r in self.results], judgement=None)
@@ -102,7 +97,7 @@ class CaseView:
 
     @property
     def has_numbers(self) -> bool:
-        return self.status not in ("failed", "client_bound", "workload_not_delivered")
+        return self.status not in UNUSABLE
 
     def metric_verdicts(self) -> dict[str, MetricVerdict]:
         return {v.metric: v for v in self.verdict.verdicts} if self.verdict else {}
@@ -142,25 +137,27 @@ class CaseView:
         return m["family"].strip(), params
 
 
+@dataclass(frozen=True)
+class ReportCounts(StatusCounts):
+    """:class:`~perfgate.schema.status.StatusCounts` plus the report's metric-level counts."""
+
+    improvements: int = 0  # gating metrics judged improved
+    inconclusive: int = 0
+
+
 @dataclass
 class ReportData:
     cases: list[CaseView]
     unreadable: list[str]
     saturations: list[SaturationResult] = field(default_factory=list)  # saturation curves (*.saturation.json)
 
-    def counts(self) -> dict[str, int]:
-        metric_verdicts = [v for c in self.cases for v in c.metric_verdicts().values()]
-        return {
-            "regressions": sum(c.status == "regression" for c in self.cases),
-            "improvements": sum(v.verdict == "improvement" and not v.observe_only for v in metric_verdicts),
-            "inconclusive": sum(v.verdict == "inconclusive" and not v.observe_only for v in metric_verdicts),
-            "new": sum(c.status == "no_baseline" for c in self.cases),
-            "not_compared": sum(c.status in NOT_COMPARED or c.status == "not_judged" for c in self.cases),
-            "failed": sum(c.status in ("failed", "client_bound", "workload_not_delivered", "slo_violated")
-                          for c in self.cases),
-            "skipped": sum(c.status == "skipped" for c in self.cases),
-            "cases": len(self.cases),
-        }
+    def counts(self) -> ReportCounts:
+        """The cases by status group (the same count as the terminal summary), and the gating metrics that
+        improved or were inconclusive."""
+        metric_verdicts = [v for c in self.cases for v in c.metric_verdicts().values() if not v.observe_only]
+        return ReportCounts(**asdict(count_statuses(c.status for c in self.cases)),
+                            improvements=sum(v.verdict == "improvement" for v in metric_verdicts),
+                            inconclusive=sum(v.verdict == "inconclusive" for v in metric_verdicts))
 
     def ab_groups(self) -> list[tuple[tuple[str, str, str], list[CaseView]]]:
         """Same model + scenario + hardware measured with different engines or versions."""
@@ -172,7 +169,7 @@ class ReportData:
                 if len({(c.engine, c.version) for c in v}) > 1]
 
 
-_ORDER = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3, "not_comparable": 3,
+_ORDER: dict[CaseStatus, int] = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3, "not_comparable": 3,
           "workload_not_delivered": 2, "slo_violated": 1}
 
 

@@ -11,6 +11,7 @@ from perfgate import __version__
 from perfgate.report import charts
 from perfgate.report.data import KEY_COLUMNS, CaseView, ReportData, gather
 from perfgate.schema.files import write_text_atomic
+from perfgate.schema.status import NOT_COMPARED, StatusGroup, status_group
 
 MD_MAX_LINES = 60
 MD_MAX_BYTES = 10_000
@@ -141,9 +142,9 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
     head = [
         "## perfgate",
         "",
-        f"**{counts['regressions']} regressed**, {counts['failed']} failed, {counts['improvements']} improved metrics, "
-        f"{counts['inconclusive']} inconclusive metrics, **{counts['not_compared']} NOT COMPARED** "
-        f"({counts['new']} without baseline), {counts['skipped']} skipped — {counts['cases']} cases",
+        f"**{counts.regression} regressed**, {counts.failed} failed, {counts.improvements} improved metrics, "
+        f"{counts.inconclusive} inconclusive metrics, **{counts.not_compared} NOT COMPARED** "
+        f"({counts.no_baseline} without baseline), {counts.skipped} skipped — {counts.cases} cases",
         "",
     ]
     entries: list[list[str]] = [[f"- **saturation** `{s.test_id}`: highest rate within SLO "
@@ -151,8 +152,7 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
                                  f"({len(s.steps)} steps)"] for s in data.saturations]
     for c in data.cases:  # already ordered: regressions, failures, ... first
         entry = [f"- **{LABEL.get(c.status, c.status)}** `{c.case_id}` ({c.engine} {c.version}, {c.hardware}, machine {c.machine})"]
-        if c.status in ("failed", "client_bound", "env_mismatch", "not_comparable", "no_baseline",
-                        "workload_not_delivered", "slo_violated") and c.reason:
+        if (status_group(c.status) is StatusGroup.FAILED or c.status in NOT_COMPARED) and c.reason:
             entry.append(f"  - {c.reason.splitlines()[0][:200]}")
         for v in c.metric_verdicts().values():
             if v.verdict in ("regression", "improvement") and not v.observe_only:

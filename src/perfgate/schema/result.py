@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from perfgate.schema.files import read_document, slug, write_text_atomic
+from perfgate.schema.status import FaultClass, TrialStatus
 
 SCHEMA_VERSION = 1
 
@@ -227,8 +228,9 @@ class Result(_Model):
     test_id: str
     scenario: str
     trial: int = 0
-    status: Literal["ok", "failed", "client_bound", "workload_not_delivered"] = "ok"
-    failure_reason: str | None = None
+    status: TrialStatus = "ok"
+    failure_reason: str | None = None  # the human line; for a failed trial it starts with ``fault``
+    fault: FaultClass | None = None  # a failed trial's fault class (None: not failed, or a file from before the field)
     # perf_counter (CLOCK_MONOTONIC) at the start of the window: request times are relative to it,
     # so they can be lined up with server logs or a reference engine's truth on the same machine.
     clock_origin_s: float | None = None
@@ -273,7 +275,7 @@ class SaturationStep(_Model):
 
     rate: float  # offered request rate, req/s
     test_id: str  # the step's result file's test id
-    status: str  # the step trial's Result.status
+    status: TrialStatus  # the step trial's Result.status
     completed: int = 0
     request_throughput: float | None = None
     goodput: float | None = None  # completed requests meeting every SLO / duration (docs/metrics.md)

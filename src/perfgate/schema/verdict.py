@@ -14,6 +14,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from perfgate.schema.files import read_document, write_text_atomic
+from perfgate.schema.status import (  # UNUSABLE re-exported: readers that import it from here keep working
+    NOT_COMPARED,
+    UNUSABLE,  # noqa: F401
+    CaseStatus,
+    JudgementStatus,
+    TrialStatus,
+)
 
 SCHEMA_VERSION = 2
 
@@ -23,17 +30,6 @@ Method = Literal["log-welch", "linear-welch", "absolute", "paired-log", "none"]
 
 Outcome = Literal["regression", "no_change", "improvement", "inconclusive"]
 """What a judged comparison says as a whole (:func:`perfgate.judge.sequential.outcome_of`)."""
-JudgementStatus = Literal["ok", "regression", "no_baseline", "env_mismatch", "not_comparable", "not_judged"]
-CaseStatus = Literal["ok", "regression", "failed", "client_bound", "no_baseline", "env_mismatch", "not_comparable",
-                     "baseline_written", "not_judged", "reference",  # reference: the A side of a live A/B
-                     "workload_not_delivered", "slo_violated",
-                     "skipped"]  # skipped: not run on this machine (no GPU, too few GPUs), counted and shown
-
-UNUSABLE: tuple[str, ...] = ("failed", "client_bound", "workload_not_delivered")
-"""Trial statuses whose numbers are not worth judging (the case fails with the reason)."""
-
-NOT_COMPARED: frozenset[str] = frozenset({"no_baseline", "env_mismatch", "not_comparable"})
-"""Statuses of a case that ran but was compared with nothing: counted and shown, failed under --perf-strict."""
 
 
 class VerdictsFileError(ValueError):
@@ -136,7 +132,7 @@ class Judgement(_Model):
         return bad[0].one_line(self.context) + (f" (and {more} more regressed metrics)" if more else "")
 
 
-def case_status(*, error: str | None, trial_statuses: list[str], judgement: Judgement | None,
+def case_status(*, error: str | None, trial_statuses: list[TrialStatus], judgement: Judgement | None,
                 baseline_written: bool = False, slo_violated: bool = False) -> CaseStatus:
     """The status of a case. Precedence: failed > client_bound > workload_not_delivered > slo_violated >
     regression > not compared > written > ok.
