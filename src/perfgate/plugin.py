@@ -27,7 +27,7 @@ from perfgate.config.matrix import (
 )
 from perfgate.engines.provision import default_cache_dir
 from perfgate.measure.environment import machine_name
-from perfgate.session import PerfSession, Settings
+from perfgate.session import CaseFailed, PerfSession, Settings
 
 _STASH = pytest.StashKey[PerfSession]()
 
@@ -385,6 +385,16 @@ def perf_run(perf_session: PerfSession):
     ``--perf-strict``) a case that compared nothing.
     """
     return perf_session.run_case
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """``outcome.check()`` raises :class:`~perfgate.session.CaseFailed` (the session imports no pytest):
+    the test fails with that one line (and a failed trial's log tail), no traceback."""
+    try:
+        return (yield)
+    except CaseFailed as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -186,47 +186,47 @@ def test_correlated_neighbouring_blocks_widen_the_interval():
 
 
 def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
-    """live.run_live_ab: a block with a client-bound trial is dropped whole and re-run, and counted;
+    """session.live_ab.run_live_ab: a block with a client-bound trial is dropped whole and re-run, and counted;
     more than max(3, blocks/10) such blocks fail the comparison."""
     from types import SimpleNamespace
 
-    from perfgate.config.matrix import EngineConfig, ModelSpec, Scenario, ScenarioFile
-    from perfgate.live import run_live_ab
+    from perfgate.config.matrix import Case, EngineConfig, ModelSpec, Scenario, ScenarioFile
+    from perfgate.session import CaseOutcome
+    from perfgate.session.live_ab import LiveSettings, run_live_ab
+    from perfgate.session.trials import TrialPlan, Trials
 
     spec = ScenarioFile(name="s", num_requests=1, prompt_tokens=1, max_tokens=1, concurrency=1,
                         ab_min_blocks=3, ab_max_blocks=4)
-    case = SimpleNamespace(id="b-case", engine=EngineConfig(id="b", kind="sim"), model=ModelSpec("m", None, "m"),
-                           scenario=Scenario("s", "s", spec))
+    case = Case("cpu", EngineConfig(id="b", kind="sim"), ModelSpec("m", None, "m"), Scenario("s", "s", spec))
 
-    class FakeSession:
+    class FakeRunner:  # a perfgate.session.trials.RunsTrials
         def __init__(self, bound_attempts):
-            self.settings = SimpleNamespace(boots_per_side=1, time_budget_s=None, machine="x")
-            self.bound, self.calls = bound_attempts, 0
+            self.bound, self.plans = bound_attempts, []
 
-        def run_trials(self, case, count, start, fresh_first, engine, model, test_id, quiesce, rerun_client_bound):
-            assert rerun_client_bound is False  # the A/B drops the block; a re-run inside would hide the count
-            self.calls += 1
-            status = "client_bound" if start in self.bound else "ok"
+        def run(self, plan: TrialPlan) -> Trials:
+            assert plan.rerun_client_bound is False  # the A/B drops the block; a re-run inside would hide the count
+            assert plan.count == 1 and plan.quiesce_others
+            self.plans.append(plan)
+            status = "client_bound" if plan.start in self.bound else "ok"
             metrics = {"ttft_ms.p50": 10.0, "itl_per_token_ms.p50": 5.0, "e2e_ms.p50": 100.0,
                        "output_throughput": 50.0, "error_rate": 0.0}
-            return [SimpleNamespace(status=status, test_id=test_id, trial=start, failure_reason="stall",
-                                    summary=SimpleNamespace(metrics=metrics),
-                                    environment=SimpleNamespace(engine=SimpleNamespace(version="1")))]
+            return Trials((SimpleNamespace(status=status, test_id=plan.test_id, trial=plan.start,
+                                           failure_reason="stall", summary=SimpleNamespace(metrics=metrics),
+                                           environment=SimpleNamespace(engine=SimpleNamespace(version="1"))),))
 
-    def outcome():
-        return SimpleNamespace(case=case, results=[], reference_results=[], notes=[], error=None, judgement=None)
-
-    ok = outcome()
-    run_live_ab(FakeSession({1}), ok, EngineConfig(id="a", kind="sim"))
+    start = CaseOutcome(case, machine="x")
+    settings = LiveSettings(machine="x")
+    ok = run_live_ab(start, FakeRunner({1}), EngineConfig(id="a", kind="sim"), None, settings)
     # identical sides: decided (no change) at the first look, 3 kept blocks; attempt 1 was dropped and re-run
     assert ok.error is None and len(ok.results) == len(ok.reference_results) == 3
     assert [r.trial for r in ok.results] == [0, 2, 3]
     assert all(r.status == "ok" for r in ok.results + ok.reference_results)
     assert any("block 1 discarded" in n for n in ok.notes) and any("1 block(s) discarded" in n for n in ok.notes)
+    assert start.results == () and start.notes == ()  # the outcome passed in is a value: nothing changed it
 
-    bad = outcome()
-    run_live_ab(FakeSession({0, 1, 2, 3}), bad, EngineConfig(id="a", kind="sim"))
+    bad = run_live_ab(start, FakeRunner({0, 1, 2, 3}), EngineConfig(id="a", kind="sim"), None, settings)
     assert bad.error and "client-bound in 4 blocks (more than 3)" in bad.error
+    assert bad.status == "failed"
 
 
 def test_calibration_is_a_positive_rate_measured_once():

@@ -38,7 +38,7 @@ look (the time budget ran out between planned ones) spends all that is left.
 The outcome (regression / no_change / improvement / inconclusive) is on the
 returned :class:`~perfgate.schema.verdict.Judgement`.
 
-Pure functions; the session runs the trials (:mod:`perfgate.live`).
+Pure functions; the session runs the trials (:mod:`perfgate.session.live_ab`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,22 @@
-"""The result of one load run as a table on the terminal, laid out like `vllm bench serve`'s printout.
+"""Terminal text: one load run laid out like `vllm bench serve`'s printout, a live A/B's table, the run's summary.
 
 People read load results in that shape; the figures are perfgate's own
 (docs/metrics.md): percentiles from the trial summary, TPOT excluding the
-first token, ITL per streamed chunk, E2E to the last byte.
+first token, ITL per streamed chunk, E2E to the last byte. The session and
+``perfgate compare`` print the A/B table and the summary section from here,
+so the words are written once.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 from perfgate.schema.result import Result
+from perfgate.schema.status import NOT_COMPARED, CaseStatus, StatusCounts
+from perfgate.schema.verdict import Judgement
 
 _W = 50
 _SECTIONS = (
@@ -76,3 +85,63 @@ def load_table(result: Result, percentiles: tuple[float, ...] = (99.0,)) -> str:
                 lines.append(f"Re-run, an earlier attempt was {why}")
     lines.append("=" * _W)
     return "\n".join(lines)
+
+
+# -- the pytest session's text: a live A/B's table and the summary section ------------------------------------
+
+_AB_SHOWN_OBSERVED = ("tpot_ms.mean", "request_throughput")  # observe-only, but what people look at in an A/B
+
+
+def ab_table(judgement: Judgement) -> list[str]:
+    """The live A/B's verdict table: each judged metric with A's and B's medians, the change and its interval."""
+    rows = [f"{'metric':24s} {'A median':>10s} {'B median':>10s} {'B vs A':>8s}  {'interval':18s} verdict"]
+    for v in judgement.verdicts:
+        if v.observe_only and v.metric not in _AB_SHOWN_OBSERVED:
+            continue
+        interval = (f"[{(v.ci_low - 1) * 100:+.1f}%, {(v.ci_high - 1) * 100:+.1f}%]"
+                    if v.ci_low is not None and v.ci_high is not None else "")
+        change = f"{v.change_pct:+.1f}%" if v.change_pct is not None else ""
+        a = f"{v.baseline_median:.4g}" if v.baseline_median is not None else "-"
+        b = f"{v.current_median:.4g}" if v.current_median is not None else "-"
+        tag = v.verdict.upper() if v.verdict == "regression" and v.judged else v.verdict
+        rows.append(f"{v.metric:24s} {a:>10s} {b:>10s} {change:>8s}  {interval:18s} {tag}"
+                    + (" (shown, not gated)" if v.observe_only else ""))
+    return rows
+
+
+@dataclass(frozen=True)
+class CaseLines:
+    """One case in the summary: its status, id and the lines under it."""
+
+    status: CaseStatus
+    case_id: str
+    lines: tuple[str, ...]
+
+
+def status_label(status: CaseStatus) -> str:
+    return "NOT COMPARED" if status in NOT_COMPARED else status.upper()
+
+
+def session_summary(cases: Sequence[CaseLines], skipped: Sequence[str], counts: StatusCounts, *,
+                    machine: str | None, strict: bool, results_dir: Path, report_paths: Sequence[Path] = (),
+                    report_error: str | None = None) -> list[str]:
+    """The ``perfgate`` section of the terminal summary: each case with its lines, skips grouped by reason,
+    the counts line, where the results and the report are."""
+    lines = []
+    for c in cases:
+        lines.append(f"{status_label(c.status):13s} {c.case_id}")
+        lines.extend(f"    {line}" for line in c.lines)
+    lines.extend(f"{'SKIPPED':13s} {n} case(s): {reason}" for reason, n in Counter(skipped).items())
+    shown = repr(machine) if machine else "(unnamed)"
+    lines.append(f"{counts.cases} cases on machine {shown}: {counts.compared} compared "
+                 f"({counts.regression} regressed), {counts.not_compared} NOT COMPARED, {counts.failed} failed"
+                 + (f", {counts.baseline_written} baselines written" if counts.baseline_written else "")
+                 + (f", {counts.skipped} skipped" if counts.skipped else ""))
+    if counts.not_compared and not strict:
+        lines.append("    cases that compared nothing pass; --perf-strict fails them")
+    lines.append(f"results and server logs: {results_dir}")
+    if report_paths:
+        lines.append(f"report: {report_paths[0]} (summary: {report_paths[1]})")
+    if report_error:
+        lines.append(report_error)
+    return lines

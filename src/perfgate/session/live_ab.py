@@ -16,27 +16,36 @@ from the end of the first block (boots and provisioning are not measurement).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
 
-from perfgate.config.matrix import EngineConfig, ModelSpec
+from perfgate.config.matrix import EngineConfig, ModelSpec, ScenarioFile
 from perfgate.judge.sequential import SequentialPlan, judge_live, side_order
 from perfgate.judge.verdict import JudgePolicy
-from perfgate.schema.verdict import BaselineRef
+from perfgate.schema.result import Result
+from perfgate.schema.verdict import BaselineRef, Judgement
+from perfgate.session.outcome import CaseOutcome
+from perfgate.session.trials import RunsTrials, TrialPlan
 
 
-def plan_for(spec: Any) -> SequentialPlan:
+def plan_for(spec: ScenarioFile) -> SequentialPlan:
     """The sequential plan of a scenario (``ab_min_blocks``, ``ab_max_blocks``, ``ab_alpha``, ``ab_look_every``)."""
     return SequentialPlan(min_blocks=spec.ab_min_blocks, max_blocks=spec.ab_max_blocks, alpha=spec.ab_alpha,
                           look_every=spec.ab_look_every)
 
 
-def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: ModelSpec | None = None) -> None:
-    """Fill ``outcome`` (the B side's case) with B's trials, A's trials and the live judgement.
+@dataclass(frozen=True)
+class LiveSettings:
+    """How the session runs a live comparison."""
 
-    ``session`` is a :class:`perfgate.session.PerfSession` (its ``run_trials`` and ``settings``).
-    """
-    case, settings = outcome.case, session.settings
+    machine: str | None
+    boots_per_side: int = 1  # engine boots per side; > 1: both rebooted at evenly spaced blocks
+    time_budget_s: float | None = None  # per comparison, counted from the end of the first block
+
+
+def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig, model_a: ModelSpec | None,
+                settings: LiveSettings) -> CaseOutcome:
+    """``outcome`` (the B side's case) with B's trials, A's trials and the live judgement."""
+    case = outcome.case
     model_a = model_a or case.model
     if engine_a == case.engine and model_a == case.model:  # A/A: the same configuration, booted twice
         engine_a = replace(engine_a, id=f"{engine_a.id}~A")
@@ -49,45 +58,52 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
     measuring_since: float | None = None  # the budget starts once both sides are booted and measured once
     block_s: list[float] = []
     clusters: list[int] = []  # boot pair of each block
-    a_results, b_results = outcome.reference_results, outcome.results
+    sides: dict[str, list[Result]] = {"A": [], "B": []}
+    notes: list[str] = []
+    judgement: Judgement | None = None
     discarded, max_discards = 0, max(3, plan.max_blocks // 10)
     block, attempt = 0, 0
+
+    def done(error: str | None = None) -> CaseOutcome:
+        return replace(outcome, results=tuple(sides["B"]), reference_results=tuple(sides["A"]), error=error,
+                       judgement=judgement, notes=(*outcome.notes, *notes))
+
     while block < plan.max_blocks:
         t_block = time.monotonic()
         first_try = len(clusters) == block  # a discarded block is re-run on the same boots
         fresh = first_try and bool(reboot_every) and block > 0 and block % reboot_every == 0
         if first_try:
             clusters.append((clusters[-1] + fresh) if clusters else 0)
-        block_results = []
+        block_results: list[Result] = []
         for side in side_order(block):
-            engine, model, results, test_id = ((engine_a, model_a, a_results, a_id) if side == "A"
-                                               else (case.engine, case.model, b_results, case.id))
-            results += session.run_trials(case, 1, start=attempt, fresh_first=fresh, engine=engine, model=model,
-                                          test_id=test_id, quiesce=True, rerun_client_bound=False)
-            block_results.append((results, results[-1]))
-            if results[-1].status in ("failed", "workload_not_delivered"):
+            engine, model, test_id = (engine_a, model_a, a_id) if side == "A" else (case.engine, case.model, case.id)
+            ran = runner.run(TrialPlan(engine, model, case.scenario, test_id, start=attempt, fresh_first=fresh,
+                                       quiesce_others=True, rerun_client_bound=False))
+            sides[side] += ran.results
+            if ran.error:
+                return done(f"{case.id}: {ran.error}")
+            r = ran.results[-1]
+            block_results.append(r)
+            if r.status in ("failed", "workload_not_delivered"):
                 # Not a measurement (a fault, or the engine did not serve the asked workload): a reference
                 # like that leaves B's figures answering nothing; B's own such trial fails its case.
-                if side == "A":
-                    outcome.error = (f"{case.id}: reference {engine_a.id} trial {attempt} {results[-1].status}: "
-                                     f"{results[-1].failure_reason}")
-                return
-            if results[-1].status == "client_bound":
+                return done(f"{case.id}: reference {engine_a.id} trial {attempt} {r.status}: {r.failure_reason}"
+                            if side == "A" else None)
+            if r.status == "client_bound":
                 break
         attempt += 1
-        bound = [r for _, r in block_results if r.status == "client_bound"]
+        bound = [r for r in block_results if r.status == "client_bound"]
         if bound:
             # A client-bound trial describes the load generator, not the engine: the block is dropped
             # whole (both sides), counted, and run again; too many and the comparison is client-bound.
             discarded += 1
-            outcome.notes.append(f"block {block} discarded: {bound[0].test_id} trial {bound[0].trial} client-bound "
-                                 f"({bound[0].failure_reason})")
+            notes.append(f"block {block} discarded: {bound[0].test_id} trial {bound[0].trial} client-bound "
+                         f"({bound[0].failure_reason})")
+            for side in sides:
+                sides[side] = [r for r in sides[side] if not any(r is b for b in block_results)]
             if discarded > max_discards:
-                outcome.error = (f"{case.id}: client-bound in {discarded} blocks (more than {max_discards}); "
-                                 f"latencies would describe the load generator, not the engines")
-                return
-            for results, r in block_results:
-                results.remove(r)
+                return done(f"{case.id}: client-bound in {discarded} blocks (more than {max_discards}); "
+                            f"latencies would describe the load generator, not the engines")
             continue
         block += 1
         if measuring_since is None:
@@ -97,16 +113,17 @@ def run_live_ab(session: Any, outcome: Any, engine_a: EngineConfig, model_a: Mod
         elapsed = time.monotonic() - measuring_since
         final = (settings.time_budget_s is not None and bool(block_s)
                  and elapsed + max(block_s) > settings.time_budget_s)
+        a_results, b_results = sides["A"], sides["B"]
         a_ver = a_results[0].environment.engine.version if a_results else None
         reference = BaselineRef(live_engine=engine_a.id, engine_version=a_ver, machine=settings.machine)
         context = f"{engine_a.id} ({a_ver or '?'}) live / {model_a.name} / {settings.machine or 'unnamed machine'}"
         judgement, stop = judge_live([r.summary.metrics for r in a_results], [r.summary.metrics for r in b_results],
                                      policy, plan, context=context, reference=reference, final=final,
                                      clusters=clusters, min_clusters=min(2, settings.boots_per_side))
-        outcome.judgement = judgement
         if stop:
             break
     if discarded:
-        outcome.notes.append(f"{discarded} block(s) discarded as client-bound and re-run")
-    outcome.notes.append(f"live A/B vs {engine_a.id}: {len(b_results)} blocks in {time.monotonic() - t0:.0f} s; "
-                         + (outcome.judgement.reason if outcome.judgement else ""))
+        notes.append(f"{discarded} block(s) discarded as client-bound and re-run")
+    notes.append(f"live A/B vs {engine_a.id}: {len(sides['B'])} blocks in {time.monotonic() - t0:.0f} s; "
+                 + (judgement.reason if judgement else ""))
+    return done()
