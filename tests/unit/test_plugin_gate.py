@@ -21,6 +21,7 @@ def test_a_failed_case_is_one_line_without_a_traceback(tmp_path, perf_project, m
     perf_project(tmp_path, MATRIX, {"s": "name: s\nnum_requests: 1\nprompt_tokens: 4\nmax_tokens: 4\nconcurrency: 1\n"})
     monkeypatch.chdir(tmp_path)
     rc = pytest.main(["perf", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+                      "--import-mode=importlib",  # another in-process run may have imported its own test_serving
                       "--perf-cache", str(tmp_path / "cache"), "--perf-results", str(tmp_path / "reports")])
     out = capsys.readouterr().out
     assert rc == 1, out
