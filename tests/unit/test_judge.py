@@ -193,7 +193,7 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
     from perfgate.config.matrix import Case, EngineConfig, ModelSpec, Scenario, ScenarioFile
     from perfgate.session import CaseOutcome
     from perfgate.session.live_ab import LiveSettings, run_live_ab
-    from perfgate.session.trials import TrialPlan, Trials
+    from perfgate.session.trials import TrialBatch, Trials
 
     spec = ScenarioFile(name="s", num_requests=1, prompt_tokens=1, max_tokens=1, concurrency=1,
                         ab_min_blocks=3, ab_max_blocks=4)
@@ -203,7 +203,7 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
         def __init__(self, bound_attempts):
             self.bound, self.plans = bound_attempts, []
 
-        def run(self, plan: TrialPlan) -> Trials:
+        def run(self, plan: TrialBatch) -> Trials:
             assert plan.rerun_client_bound is False  # the A/B drops the block; a re-run inside would hide the count
             assert plan.count == 1 and plan.quiesce_others
             self.plans.append(plan)

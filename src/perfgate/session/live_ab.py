@@ -24,13 +24,13 @@ from perfgate.judge.verdict import JudgePolicy
 from perfgate.schema.result import Result
 from perfgate.schema.verdict import BaselineRef, Judgement
 from perfgate.session.outcome import CaseOutcome
-from perfgate.session.trials import RunsTrials, TrialPlan
+from perfgate.session.trials import RunsTrials, TrialBatch
 
 
 def plan_for(spec: ScenarioFile) -> SequentialPlan:
-    """The sequential plan of a scenario (``ab_min_blocks``, ``ab_max_blocks``, ``ab_alpha``, ``ab_look_every``)."""
-    return SequentialPlan(min_blocks=spec.ab_min_blocks, max_blocks=spec.ab_max_blocks, alpha=spec.ab_alpha,
-                          look_every=spec.ab_look_every)
+    """The sequential plan of a scenario (its ``ab`` group: ``ab_min_blocks``, ``ab_max_blocks``, ... in a file)."""
+    ab = spec.ab
+    return SequentialPlan(min_blocks=ab.min_blocks, max_blocks=ab.max_blocks, alpha=ab.alpha, look_every=ab.look_every)
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
         engine_a = replace(engine_a, id=f"{engine_a.id}~A")
     spec = case.scenario.spec
     plan = plan_for(spec)
-    policy = JudgePolicy(min_effect=spec.min_effect, observe_only=tuple(spec.observe_only))
+    policy = JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only))
     a_id = f"{engine_a.id}-{model_a.name}-{case.scenario.name}.reference"
     reboot_every = max(1, plan.max_blocks // settings.boots_per_side) if settings.boots_per_side > 1 else 0
     t0 = time.monotonic()
@@ -77,7 +77,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
         block_results: list[Result] = []
         for side in side_order(block):
             engine, model, test_id = (engine_a, model_a, a_id) if side == "A" else (case.engine, case.model, case.id)
-            ran = runner.run(TrialPlan(engine, model, case.scenario, test_id, start=attempt, fresh_first=fresh,
+            ran = runner.run(TrialBatch(engine, model, case.scenario, test_id, start=attempt, fresh_first=fresh,
                                        quiesce_others=True, rerun_client_bound=False))
             sides[side] += ran.results
             if ran.error:

@@ -21,7 +21,7 @@ from perfgate.schema.verdict import CaseVerdict
 from perfgate.session.outcome import CaseOutcome, trial_notes
 from perfgate.session.results_dir import Rendered, ResultsDir
 from perfgate.session.settings import Settings
-from perfgate.session.trials import TrialPlan, TrialRunner
+from perfgate.session.trials import TrialBatch, TrialRunner
 
 
 def _missing_model_path(model: ModelSpec) -> str | None:
@@ -61,7 +61,8 @@ class PerfSession:
     @property
     def pool(self) -> TargetPool:
         if self._pool is None:
-            self._pool = TargetPool(self.settings.cache_dir, self._results.logs, capacity=2 if self.settings.live else 1,
+            self._pool = TargetPool(self.settings.cache_dir, self._results.logs,
+                                    capacity=2 if self.settings.live else 1,
                                     endpoint_model=self.settings.endpoint_model,
                                     endpoint_auth_env=self.settings.endpoint_auth_env)
             if self.settings.progress is not None:
@@ -120,12 +121,12 @@ class PerfSession:
 
             return run_saturation(outcome, runner, self.results_dir)
         trials = self.settings.trials_for(case)
-        ran = runner.run(TrialPlan(case.engine, case.model, case.scenario, case.id, count=trials))
+        ran = runner.run(TrialBatch(case.engine, case.model, case.scenario, case.id, count=trials))
         outcome = replace(outcome, results=ran.results, notes=trial_notes(ran.results),
                           error=f"{case.id}: {ran.error}" if ran.error else None)
         if outcome.status in UNUSABLE:
             return outcome
-        if case.scenario.spec.assert_slo:
+        if case.scenario.spec.checks.assert_slo:
             from perfgate.measure.saturation import assert_slo_line
 
             outcome = replace(outcome, slo_violation=assert_slo_line(list(outcome.results), case.scenario))
@@ -147,8 +148,9 @@ class PerfSession:
             if self.outcomes or self.skipped:
                 self._results.start_fresh()  # a run that skipped everything still replaces the last one's files
                 skipped = [CaseVerdict(case_id=case.id, engine=case.engine.kind, model=case.model.name,
-                                       scenario=case.scenario.name, hardware=case.hardware, machine=self.settings.machine,
-                                       status="skipped", reason=reason) for case, reason in self.skipped]
+                                       scenario=case.scenario.name, hardware=case.hardware,
+                                       machine=self.settings.machine, status="skipped", reason=reason)
+                           for case, reason in self.skipped]
                 self._results.write_verdicts([r for o in self.outcomes for r in o.records()] + skipped)
                 self.render_report()
 

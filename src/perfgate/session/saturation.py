@@ -14,7 +14,7 @@ from pathlib import Path
 
 from perfgate.schema.result import SaturationStep
 from perfgate.session.outcome import CaseOutcome
-from perfgate.session.trials import RunsTrials, TrialPlan
+from perfgate.session.trials import RunsTrials, TrialBatch
 
 
 def _rate(rate: float | None) -> str:
@@ -34,7 +34,7 @@ def run_saturation(outcome: CaseOutcome, runner: RunsTrials, results_dir: Path) 
     from perfgate.schema.result import saturation_path
 
     case, spec = outcome.case, outcome.case.scenario.spec
-    sat = spec.saturation
+    sat, w = spec.saturation, spec.workload
     assert sat is not None
     steps: list[SaturationStep] = []
     notes: list[str] = []
@@ -43,7 +43,7 @@ def run_saturation(outcome: CaseOutcome, runner: RunsTrials, results_dir: Path) 
     last = None
     for rate in sat.step_rates():
         point = step_scenario(case.scenario, rate)
-        ran = runner.run(TrialPlan(case.engine, case.model, point, f"{case.engine.id}-{case.model.name}-{point.name}"))
+        ran = runner.run(TrialBatch(case.engine, case.model, point, f"{case.engine.id}-{case.model.name}-{point.name}"))
         if ran.error:  # a crashed or hung engine (or one that would not boot) ends the case, as in every other path
             return replace(outcome, error=f"{case.id}: {ran.error}", notes=(*outcome.notes, *notes))
         result = last = ran.results[-1]
@@ -60,13 +60,14 @@ def run_saturation(outcome: CaseOutcome, runner: RunsTrials, results_dir: Path) 
     env = last.environment
     curve = summarize_saturation(
         steps, test_id=case.id, scenario=case.scenario.name, engine=env.engine.name,
-        engine_version=env.engine.version, model=env.model, slo_ttft_ms=spec.slo_ttft_ms,
-        slo_tpot_ms=spec.slo_tpot_ms, slo_e2e_ms=spec.slo_e2e_ms, stopped=stopped)
+        engine_version=env.engine.version, model=env.model, slo_ttft_ms=w.slo_ttft_ms,
+        slo_tpot_ms=w.slo_tpot_ms, slo_e2e_ms=w.slo_e2e_ms, stopped=stopped)
     write_text_atomic(saturation_path(results_dir, case.id), curve.model_dump_json(indent=1))
     notes.append(f"saturation: highest rate within SLO {_rate(curve.max_sustained_rate)} req/s, peak goodput "
                  f"{curve.peak_goodput or 0:.2f} req/s over {len(steps)} steps ({stopped})")
     violation = None
-    if spec.assert_slo and (curve.max_sustained_rate is None or curve.max_sustained_rate < (spec.request_rate or 0)):
+    reached = curve.max_sustained_rate is not None and curve.max_sustained_rate >= (w.request_rate or 0)
+    if spec.checks.assert_slo and not reached:
         violation = (f"SLO violated: highest rate within SLO {_rate(curve.max_sustained_rate)} req/s "
-                     f"< the scenario's {spec.request_rate:g} req/s")
+                     f"< the scenario's {w.request_rate:g} req/s")
     return replace(outcome, saturation=curve, error=error, slo_violation=violation, notes=(*outcome.notes, *notes))

@@ -51,7 +51,7 @@ class Settings:
         return engine if self.boot_timeout_s is None else replace(engine, boot_timeout_s=self.boot_timeout_s)
 
     def trials_for(self, case: Case) -> int:
-        return self.trials or case.scenario.spec.trials
+        return self.trials or case.scenario.spec.trial.trials
 
     def with_timeouts(self, case: Case) -> Case:
         """``case`` with the session's timeout overrides applied (per request, per trial, boot)."""

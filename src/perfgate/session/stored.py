@@ -17,7 +17,7 @@ from perfgate import __version__
 from perfgate.schema.status import UNUSABLE
 from perfgate.schema.verdict import Judgement
 from perfgate.session.outcome import CaseOutcome
-from perfgate.session.trials import RunsTrials, TrialPlan
+from perfgate.session.trials import RunsTrials, TrialBatch
 
 BASELINE_BOOTS = 2
 """Engine boots a baseline update draws its trials from: boot-to-boot variance belongs in a baseline."""
@@ -26,7 +26,7 @@ BASELINE_BOOTS = 2
 def _more_trials(outcome: CaseOutcome, runner: RunsTrials, count: int) -> CaseOutcome:
     """``outcome`` with ``count`` more trials of its case on a freshly booted engine."""
     case = outcome.case
-    more = runner.run(TrialPlan(case.engine, case.model, case.scenario, case.id, count=count,
+    more = runner.run(TrialBatch(case.engine, case.model, case.scenario, case.id, count=count,
                                 start=len(outcome.results), fresh_first=True))
     return replace(outcome, results=outcome.results + more.results,
                    error=f"{case.id}: {more.error}" if more.error else outcome.error)
@@ -63,7 +63,7 @@ def judge_stored(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Pat
     except BaselineError as exc:
         return replace(outcome, error=f"{outcome.case.id}: {exc}")
     spec = outcome.case.scenario.spec
-    policy = JudgePolicy(min_effect=spec.min_effect, observe_only=tuple(spec.observe_only),
+    policy = JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only),
                          allow_env_mismatch=allow_env_mismatch, upgrade=against_version is not None)
 
     def judge(o: CaseOutcome) -> CaseOutcome:

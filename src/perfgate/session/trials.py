@@ -26,7 +26,7 @@ from perfgate.schema.status import FaultClass
 
 
 @dataclass(frozen=True)
-class TrialPlan:
+class TrialBatch:
     """Which trials to run, on what."""
 
     engine: EngineConfig
@@ -51,7 +51,7 @@ class Trials:
 class RunsTrials(Protocol):
     """What the stored-baseline workflow, the saturation search and the live A/B need to measure."""
 
-    def run(self, plan: TrialPlan) -> Trials: ...
+    def run(self, plan: TrialBatch) -> Trials: ...
 
 
 class TrialRunner:
@@ -60,7 +60,7 @@ class TrialRunner:
     def __init__(self, pool: TargetPool, results_dir: Path, machine: str | None):
         self.pool, self.results_dir, self.machine = pool, results_dir, machine
 
-    def run(self, plan: TrialPlan) -> Trials:
+    def run(self, plan: TrialBatch) -> Trials:
         """``plan.count`` trials; a client-bound trial is run again once (CLIENT_BOUND_RERUNS) unless the
         plan says the caller handles client-bound trials itself."""
         from perfgate.measure.trial import CLIENT_BOUND_RERUNS, run_trial  # late: keeps plugin loading light
@@ -69,7 +69,7 @@ class TrialRunner:
         out: list[Result] = []
         try:
             for i, trial in enumerate(range(plan.start, plan.start + plan.count)):
-                fresh = (plan.fresh_first and i == 0) or (trial > 0 and plan.scenario.spec.restart_between_trials)
+                fresh = (plan.fresh_first and i == 0) or (trial > 0 and plan.scenario.spec.trial.restart_between_trials)
                 target = self.pool.get(plan.engine, plan.model, fresh=fresh)
                 if plan.quiesce_others:
                     self.pool.quiesce_others(target)
