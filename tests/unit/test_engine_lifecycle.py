@@ -113,7 +113,7 @@ def test_teardown_kills_children_that_ignore_sigterm(tmp_path):
 
 
 def test_unknown_engine_kind():
-    with pytest.raises(UnknownEngineError, match="unknown engine kind 'tgi'; known: vllm, sglang, sim, external"):
+    with pytest.raises(UnknownEngineError, match="unknown engine kind 'tgi'; known: sglang, sim, vllm"):
         get_adapter("tgi")
 
 

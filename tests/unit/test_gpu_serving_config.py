@@ -102,15 +102,39 @@ def test_engine_flags_win_over_model_defaults_and_tp1_adds_nothing():
 
 def test_recorded_flags_carry_the_tensor_parallel_size():
     """The flags recorded with a result (and so in the baseline fingerprint) include TP: a TP-2 run never
-    stands in for a TP-1 baseline."""
+    stands in for a TP-1 baseline. They are the launch plan's own, in the order results always had."""
+    tp2 = EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0", tensor_parallel_size=2, flags=("--seed", "1"))
+    tp1 = EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0")
+
+    def flags(kind, cfg):
+        return get_adapter(kind).launch_plan(Path("/v/bin/python"), MODEL, "127.0.0.1", 8000, cfg).flags
+
+    assert flags("vllm", tp2) == ["--seed", "1", "--max-model-len", "8192", "--dtype", "bfloat16",
+                                  "--enforce-eager", "--tensor-parallel-size", "2"]
+    assert "--tensor-parallel-size" not in flags("vllm", tp1)
+    assert "--tp-size" in flags("sglang", tp2)
+
+
+def test_a_sim_models_engine_args_reach_the_fingerprint(tmp_path):
+    """A model's ``engine_args`` change what the engine does, so a result must record them: two runs of
+    the sim that differ only in them are not comparable. (They reached the sim but not the recorded
+    flags while those were recomputed beside the launch plan.)"""
     from perfgate.engines.pool import TargetPool
 
-    tp2 = EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0", tensor_parallel_size=2)
-    tp1 = EngineConfig(id="v", kind="vllm", spec="vllm==0.32.0")
-    flags2 = TargetPool._model_flags(get_adapter("vllm"), MODEL, tp2)
-    assert "--tensor-parallel-size" in flags2 and flags2[flags2.index("--tensor-parallel-size") + 1] == "2"
-    assert "--tensor-parallel-size" not in TargetPool._model_flags(get_adapter("vllm"), MODEL, tp1)
-    assert "--tp-size" in TargetPool._model_flags(get_adapter("sglang"), MODEL, tp2)
+    engine = EngineConfig(id="sim", kind="sim", flags=("--seed", "3"))
+    pool = TargetPool(tmp_path / "cache", tmp_path / "logs", progress=None)
+    prints = []
+    try:
+        for args in ((), ("--itl-ms", "7")):
+            model = ModelSpec("sim", None, "sim", engine_args=args)
+            target = pool.get(engine, model)
+            assert target.engine.command[len(target.engine.command) - len(args):] == list(args)  # the sim got them
+            result = _result(None)
+            result.environment.engine = target.engine
+            prints.append(fingerprint(result)["engine_flags"])
+    finally:
+        pool.release()
+    assert prints == ["--seed 3", "--seed 3 --itl-ms 7"]
 
 
 def test_sglang_uses_its_own_flag_names():

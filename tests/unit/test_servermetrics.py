@@ -59,3 +59,17 @@ def test_delta_gives_run_mean():
     assert d["vllm:generation_tokens_total"] == 64.0
     assert "vllm:kv_cache_usage_perc" not in d  # gauges are not deltas
     assert delta(None, after) == {}
+
+
+def test_the_engines_prefix_selects_its_families():
+    """An adapter's ``capabilities.metrics_prefix`` picks the names kept: a vLLM engine's result holds no
+    SGLang families (a proxy exporting both would otherwise mix them); an endpoint (None) keeps every
+    known prefix; a third-party engine's prefix gets the same names under it."""
+    both = VLLM + SGLANG
+    assert set(parse_metrics(both, "vllm:")) == set(parse_metrics(VLLM))
+    assert not any(k.startswith("vllm:") for k in parse_metrics(both, "sglang:"))
+    assert set(parse_metrics(both)) == set(parse_metrics(VLLM)) | set(parse_metrics(SGLANG))
+    acme = parse_metrics(VLLM.replace("vllm:", "acme:"), "acme:")
+    assert acme["acme:time_to_first_token_seconds_count"] == 4.0 and acme["acme:kv_cache_usage_perc"] == 0.25
+    assert parse_metrics(VLLM.replace("vllm:", "acme:")) == {}  # an unknown prefix is not guessed
+

@@ -246,3 +246,17 @@ def test_a_client_bound_trial_is_run_again_once_and_the_last_attempt_stands(sim,
     assert r.status == ("ok" if stalls == 1 else "client_bound")
     files = list((out / "results").glob(f"{name}*.result.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["client_health"]["earlier_attempts"]
+
+
+def test_the_trial_reads_metrics_under_the_adapters_prefix(sim):
+    """The trial scrapes /metrics with the target's ``capabilities.metrics_prefix``: the sim's own
+    (``vllm:``, it mimics vLLM) finds its histograms; a prefix the engine does not use finds nothing."""
+    from dataclasses import replace
+
+    from perfgate.engines import EngineCapabilities
+
+    target, out = sim
+    own = _run(replace(target, capabilities=get_adapter("sim").capabilities), out, "prefix-own", num_requests=4)
+    assert own.server_metrics["vllm:time_to_first_token_seconds_count"] == 4
+    other = replace(target, capabilities=EngineCapabilities(token_ids_in_stream=True, metrics_prefix="sglang:"))
+    assert _run(other, out, "prefix-other", num_requests=4).server_metrics == {}

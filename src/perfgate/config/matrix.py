@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from perfgate._suggest import did_you_mean
-from perfgate.config.engines import ENGINE_KINDS, EngineConfig
+from perfgate.config.engines import EngineConfig
 from perfgate.config.models import ModelRef, ModelServing, ModelSpec
 from perfgate.config.scenario import (
     ABPlan,
@@ -38,7 +38,7 @@ from perfgate.config.scenario import (
 from perfgate.config.workload import LengthDist, WorkloadSpec
 from perfgate.config.yamlfile import MatrixError, Strict, load_yaml, validate
 
-__all__ = ["ENGINE_KINDS", "ABPlan", "Case", "ChecksSpec", "ClientSpec", "EngineConfig", "LengthDist", "MatrixError",
+__all__ = ["ABPlan", "Case", "ChecksSpec", "ClientSpec", "EngineConfig", "LengthDist", "MatrixError",
            "MatrixFile", "ModelRef", "ModelServing", "ModelSpec", "PolicySpec", "RunEntry", "SaturationSpec",
            "Scenario", "ScenarioFile", "TrialPlan", "WorkloadSpec", "expand_sweep", "load_engines", "load_matrix",
            "load_models", "load_scenario_file", "load_scenarios"]

