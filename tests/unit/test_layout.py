@@ -27,8 +27,10 @@ ALLOWED: dict[str, set[str]] = {
     "history": {"base", "schema", "judge"},
     "report": {"base", "schema", "judge", "history"},
     "sim": set(),
+    "hookspecs": {"base", "schema"},
     "session": {"base", "schema", "config", "engines", "measure", "judge", "report", "history"},
-    "plugin": {"base", "schema", "config", "engines", "measure", "judge", "report", "session", "history"},
+    "plugin": {"base", "schema", "config", "engines", "measure", "judge", "report", "session", "history",
+               "hookspecs"},
     "cli": {"base", "schema", "config", "engines", "measure", "judge", "report", "session", "sim", "history"},
 }
 MAY_IMPORT_PYTEST = {"plugin"}

@@ -111,6 +111,7 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
     the model's revision), the GPUs' power limit and the load client (HTTP
     path, event loop, worker processes) are: a changed stack or client reads
     as a changed environment (not compared), never as a regression.
+    So does the machine info a ``pytest_perfgate_update_machine_info`` hook adds.
     perfgate's own version is recorded and only noted (:data:`NOTED_KEYS`).
     """
     env, w = result.environment, result.workload
@@ -125,6 +126,7 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
         "engine_flags": " ".join(env.engine.flags), "model": env.model,
         "workload": json.dumps(_workload_identity(w), sort_keys=True),
         **_client(result), "perfgate_version": env.perfgate_version,
+        "machine_info": json.dumps(env.machine_info, sort_keys=True),  # a hook's additions (perfgate.hookspecs)
     }
 
 

@@ -8,6 +8,7 @@ SSE parsing and metric computation happen after it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from perfgate import __version__
@@ -146,12 +147,15 @@ def run_trial(
     hardware: Hardware | None = None,
     machine: str | None = None,
     client_bound_reruns: int = 0,
+    on_result: Callable[[Result], None] | None = None,
 ) -> Result:
     """Run one complete load run and write its result file; returns the Result.
 
     With ``client_bound_reruns`` > 0 a client-bound run is run again (at most that many
     times) and only the last attempt is written, with the earlier attempts' reasons in it.
     A run that failed or was not delivered is never re-run: that is the engine's doing.
+    ``on_result`` sees the finished result before it is written (the plugin's result hooks,
+    perfgate.hookspecs): what it adds is in the file.
     """
     earlier: list[str] = []
     while True:
@@ -161,6 +165,8 @@ def run_trial(
         earlier.append(f"client-bound: {result.failure_reason}")
     if earlier and result.client_health is not None:
         result.client_health.earlier_attempts = earlier
+    if on_result is not None:
+        on_result(result)
     write_result(result, result_path(results_dir, test_id, trial))
     return result
 

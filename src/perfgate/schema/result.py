@@ -168,6 +168,8 @@ class Environment(_Model):
     hostname: str
     started_at: str  # ISO-8601 UTC
     software: Software | None = None  # None: not an engine perfgate started (or an older result)
+    # What a pytest_perfgate_update_machine_info hook added (perfgate.hookspecs): in the baseline fingerprint.
+    machine_info: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
 class ClientHealth(_Model):

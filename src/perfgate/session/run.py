@@ -103,7 +103,7 @@ class PerfSession:
         missing = _missing_model_path(case.model)
         if missing:
             return replace(outcome, error=f"{case.id}: {missing}")
-        runner = TrialRunner(self.pool, self.results_dir, s.machine)
+        runner = TrialRunner(self.pool, self.results_dir, s.machine, s.on_result)
         side_a = s.reference_for(case)
         if side_a is not None:
             if case.scenario.spec.saturation is not None:

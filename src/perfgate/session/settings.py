@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from perfgate.config.matrix import Case, EngineConfig, ModelSpec
+from perfgate.schema.result import Result
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Settings:
     time_budget_s: float | None = None  # per live comparison
     boots_per_side: int = 1  # live A/B: engine boots per side
     progress: Callable[[str], None] | None = None  # install/boot progress lines (None: the real stderr)
+    on_result: Callable[[Result], None] | None = None  # each trial's result before it is written (plugin hooks)
     endpoint_model: str | None = None  # the model name an external endpoint serves (else found from /v1/models)
     endpoint_auth_env: str | None = None  # variable holding the endpoint's token (else $PERFGATE_ENDPOINT_TOKEN)
     request_timeout_s: float | None = None  # override every scenario's timeout_s (per request)

@@ -13,6 +13,7 @@ interrupt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -57,8 +58,10 @@ class RunsTrials(Protocol):
 class TrialRunner:
     """Runs trials on ``pool``'s engines and writes one result file per trial under ``results_dir``."""
 
-    def __init__(self, pool: TargetPool, results_dir: Path, machine: str | None):
+    def __init__(self, pool: TargetPool, results_dir: Path, machine: str | None,
+                 on_result: Callable[[Result], None] | None = None):
         self.pool, self.results_dir, self.machine = pool, results_dir, machine
+        self.on_result = on_result  # the plugin's result hooks, applied before each file is written
 
     def run(self, plan: TrialBatch) -> Trials:
         """``plan.count`` trials; a client-bound trial is run again once (CLIENT_BOUND_RERUNS) unless the
@@ -75,7 +78,8 @@ class TrialRunner:
                     self.pool.quiesce_others(target)
                 out.append(run_trial(target, plan.scenario, trial=trial, test_id=plan.test_id,
                                      results_dir=self.results_dir, machine=self.machine,
-                                     client_bound_reruns=CLIENT_BOUND_RERUNS if plan.rerun_client_bound else 0))
+                                     client_bound_reruns=CLIENT_BOUND_RERUNS if plan.rerun_client_bound else 0,
+                                     on_result=self.on_result))
                 self._check_engine(target, out[-1])
         except ServerError as exc:
             return Trials(tuple(out), f"{exc.kind}: {exc}")
