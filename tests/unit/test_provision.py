@@ -5,14 +5,8 @@ import sys
 
 import pytest
 
-from perfgate.engines.provision import (
-    MARKER,
-    ProvisionError,
-    ensure_engine_venv,
-    installed_version,
-    parse_spec,
-    venv_dir_for,
-)
+from perfgate.engines.provision import MARKER, ensure_engine_venv, installed_version, venv_dir_for
+from perfgate.engines.specs import ProvisionError, parse_spec
 
 
 @pytest.mark.parametrize("spec", ["vllm", "vllm>=0.10", "vllm==0.10.*", "vllm==1.0,!=1.1", "not a spec!"])

@@ -34,10 +34,10 @@ from perfgate.engines.provision import (
     ensure_engine_venv,
     existing_environment,
     installed_version,
-    spec_version,
     stderr_progress,
 )
 from perfgate.engines.server import EngineServer, ServerError
+from perfgate.engines.specs import spec_version
 from perfgate.schema.files import slug
 from perfgate.schema.result import EngineInfo, Software
 from perfgate.schema.status import FaultClass

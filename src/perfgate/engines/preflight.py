@@ -29,13 +29,8 @@ from packaging.version import InvalidVersion, Version
 from perfgate.config.matrix import EngineConfig, ModelSpec
 from perfgate.engines import gpus, hfcache
 from perfgate.engines.registry import get_adapter
-from perfgate.engines.provision import (
-    InstallOptions,
-    ProvisionError,
-    software_of,
-    spec_version,
-    venv_dir_for,
-)
+from perfgate.engines.provision import InstallOptions, software_of, venv_dir_for
+from perfgate.engines.specs import ProvisionError, spec_version
 
 Severity = Literal["ok", "warn", "block"]
 

@@ -11,8 +11,8 @@ the installer's error line. An existing environment (``python:`` in the
 matrix: a venv or a container image's interpreter) is used as-is.
 
 After an install the venv's own interpreter is asked once for its software
-stack (torch, the CUDA runtime torch was built for, flashinfer, every
-distribution's version) and the answer is kept in the marker.
+stack (perfgate.engines.stack) and the answer is kept in the marker; specs
+and package lists are read by perfgate.engines.specs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -31,13 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
+from perfgate.engines.specs import ProvisionError, check_installed, package_version, parse_spec, spec_version
+from perfgate.engines.stack import query_stack
 from perfgate.schema.files import write_text_atomic
-
-
-class ProvisionError(RuntimeError):
-    """An engine venv could not be created; the message says which spec and why."""
 
 
 # Quirks of engine builds, applied inside that engine's venv only.
@@ -52,7 +47,6 @@ MARKER = "perfgate-engine.json"
 PROGRESS_EVERY_S = 15.0
 """A step running longer than this prints a progress line (what, elapsed, log path) this often."""
 DEFAULT_INSTALL_TIMEOUT_S = 3600.0
-STACK_QUERY_TIMEOUT_S = 120.0
 
 Progress = Callable[[str], None]
 
@@ -118,29 +112,6 @@ class EngineVenv:
     @property
     def python(self) -> Path:
         return self.interpreter or self.path / "bin" / "python"
-
-
-def parse_spec(spec: str) -> Requirement:
-    """Validate an engine spec: ``name==version`` (one exact version) or ``name @ URL``."""
-    try:
-        req = Requirement(spec)
-    except InvalidRequirement as exc:
-        raise ProvisionError(f"engine spec {spec!r} is not a pip requirement: {exc}") from exc
-    if req.url:
-        if list(req.specifier):
-            raise ProvisionError(f"engine spec {spec!r}: give `name @ URL` or `name==version`, not both")
-        return req
-    pins = [s for s in req.specifier if s.operator == "=="]
-    if len(pins) != 1 or len(list(req.specifier)) != 1 or "*" in pins[0].version:
-        raise ProvisionError(f"engine spec {spec!r} must pin one exact version (vllm==0.11.0) "
-                             "or name a URL (vllm @ https://.../vllm-0.11.0-...whl)")
-    return req
-
-
-def spec_version(spec: str) -> str | None:
-    """The version a spec pins (None for ``name @ URL``)."""
-    req = parse_spec(spec)
-    return None if req.url else next(iter(req.specifier)).version
 
 
 def venv_dir_for(spec: str, cache_dir: Path | None = None, options: InstallOptions | None = None) -> Path:
@@ -260,56 +231,6 @@ def install_steps(spec: str, path: Path, options: InstallOptions, base_python: s
     return steps
 
 
-# Run by the engine's own interpreter: nothing is imported (torch's import takes seconds); torch's
-# version.py is a file of plain assignments, read to learn the CUDA runtime torch was built for.
-_STACK_SCRIPT = r"""
-import importlib.metadata as md, importlib.util, json, os, platform
-def ver(*names):
-    for n in names:
-        try:
-            return md.version(n)
-        except md.PackageNotFoundError:
-            pass
-cuda = None
-spec = importlib.util.find_spec("torch")
-if spec is not None and spec.submodule_search_locations:
-    ns = {}
-    try:
-        with open(os.path.join(list(spec.submodule_search_locations)[0], "version.py")) as fh:
-            exec(fh.read(), ns)
-        cuda = ns.get("cuda")
-    except Exception:
-        pass
-pk = sorted({"%s==%s" % (d.metadata["Name"], d.version) for d in md.distributions() if d.metadata["Name"]},
-            key=str.lower)
-print(json.dumps({"python": platform.python_version(), "torch": ver("torch"), "torch_cuda": cuda,
-                  "flashinfer": ver("flashinfer-python", "flashinfer"), "packages": pk}))
-"""
-
-
-def query_stack(python: Path | str, timeout_s: float = STACK_QUERY_TIMEOUT_S) -> dict:
-    """Ask ``python`` for its software stack: python, torch, torch_cuda, flashinfer, packages (name==version)."""
-    try:
-        out = subprocess.run([str(python), "-c", _STACK_SCRIPT], capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ProvisionError(f"cannot run {python} to read its software stack: {exc}".splitlines()[0]) from None
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ProvisionError(f"{python} could not report its software stack: {last}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _check_wheel_version(spec: str, packages: list[str]) -> None:
-    """A wheel stands in for the spec: it must install the distribution and version the spec names."""
-    req, version = parse_spec(spec), spec_version(spec)
-    pat = re.compile(rf"^{re.escape(req.name).replace('_', '[-_]').replace('-', '[-_]')}==(.+)$", re.IGNORECASE)
-    found = next((m.group(1) for p in packages if (m := pat.match(p))), None)
-    if found is None:
-        raise ProvisionError(f"the wheel for {spec} did not install a distribution named {req.name}")
-    if version is not None and found != version:
-        raise ProvisionError(f"the wheel for {spec} installed {req.name}=={found}, not the version the spec names")
-
-
 def existing_environment(spec: str | None, python: str | Path) -> EngineVenv:
     """An environment perfgate did not make (a venv, a container image's python): nothing is installed."""
     interpreter = Path(python)
@@ -317,12 +238,7 @@ def existing_environment(spec: str | None, python: str | Path) -> EngineVenv:
         raise ProvisionError(f"engine environment {interpreter}: no such interpreter")
     software = {**query_stack(interpreter), "installer": "existing environment"}
     if spec:
-        req, version = parse_spec(spec), spec_version(spec)
-        pat = re.compile(rf"^{re.escape(req.name)}==(.+)$", re.IGNORECASE)
-        found = next((m.group(1) for p in software["packages"] if (m := pat.match(p))), None)
-        if found is None or (version is not None and found != version):
-            raise ProvisionError(f"engine environment {interpreter} has {req.name}=={found}, not {spec}"
-                                 if found else f"engine environment {interpreter} has no {req.name} ({spec})")
+        check_installed(spec, software["packages"], f"engine environment {interpreter}")
     return EngineVenv(spec or str(interpreter), interpreter.parent.parent, interpreter=interpreter, software=software)
 
 
@@ -374,8 +290,8 @@ def ensure_engine_venv(spec: str, cache_dir: Path | None = None, python: str | N
                     raise ProvisionError(f"could not install {spec} (step `{step}` exited {rc}): "
                                          f"{_pip_error_line(out)} — full log: {log}")
             software = query_stack(path / "bin" / "python")
-            if options.wheel:
-                _check_wheel_version(spec, software["packages"])
+            if options.wheel:  # the wheel stands in for the spec: it must install what the spec names
+                check_installed(spec, software["packages"], f"the wheel for {spec}")
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -416,9 +332,4 @@ def installed_version(venv: EngineVenv, distribution: str) -> str | None:
             packages = json.loads((venv.path / MARKER).read_text())["packages"]
         except (OSError, ValueError, KeyError):
             return None
-    pat = re.compile(rf"^{re.escape(distribution)}==(.+)$", re.IGNORECASE)
-    for line in packages:
-        m = pat.match(line)
-        if m:
-            return m.group(1)
-    return None
+    return package_version(packages, distribution)
