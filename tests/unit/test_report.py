@@ -278,3 +278,22 @@ def test_a_missing_matplotlib_is_one_clear_error_not_a_chartless_report(tmp_path
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: perfgate's report needs matplotlib, a dependency of perfgate"), run.stderr
     assert list(tmp_path.iterdir()) == []  # nothing half-rendered
+
+
+def test_engine_versions_are_ordered_as_versions(tmp_path):
+    """0.9.0 comes before 0.10.0 in the A/B table and the case list (as text it sorts after)."""
+    d = tmp_path / "run" / "results"
+    d.mkdir(parents=True)
+    for src in (FIXTURE / "results").glob("vllm-*-tiny-llama-decode-heavy.trial*.result.json"):
+        text = src.read_text().replace('"0.31.0"', '"0.9.0"').replace('"0.32.0"', '"0.10.0"')
+        (d / src.name.replace("0.31.0", "0.9.0").replace("0.32.0", "0.10.0")).write_text(text)
+    data = gather([d.parent], tmp_path / "out")
+    (_, group), = data.ab_groups()
+    assert [c.version for c in group] == ["0.9.0", "0.10.0"]
+
+
+def test_version_key_orders_versions_then_other_strings():
+    from perfgate._versions import version_key
+
+    assert sorted(["unknown", "0.10.0", None, "0.9.1", "1.0.0rc1", "abc123"], key=version_key) == \
+        ["0.9.1", "0.10.0", "1.0.0rc1", "abc123", "unknown", None]

@@ -23,9 +23,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from perfgate._versions import version_key
 from perfgate.schema.files import read_document, slug, write_text_atomic
 from perfgate.schema.result import Result, Workload
 
@@ -171,13 +171,6 @@ def find_baseline(root: Path | str, key: BaselineKey) -> Path | None:
     return p if p.is_file() else None
 
 
-def _version_order(v: str) -> tuple:
-    try:
-        return (0, Version(v), v)
-    except InvalidVersion:
-        return (1, Version("0"), v)  # non-PEP 440 versions after the others, alphabetically
-
-
 def _keys_under(root: Path, machine_dir: Path, key: BaselineKey) -> list[BaselineKey]:
     prefix, tail = f"{slug(key.engine)}-", Path(slug(key.model)) / f"{slug(key.scenario)}.json"
     found = []
@@ -203,7 +196,7 @@ def versions_available(root: Path | str, key: BaselineKey) -> list[str]:
     """
     root = Path(root)
     keys = _keys_under(root, root / slug(key.machine), key)
-    return sorted({k.engine_version for k in keys}, key=_version_order)
+    return sorted({k.engine_version for k in keys}, key=version_key)
 
 
 def machines_with(root: Path | str, key: BaselineKey) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perfgate._versions import version_key
 from perfgate.schema.result import (
     SATURATION_SUFFIX,
     Result,
@@ -165,7 +166,7 @@ class ReportData:
         for c in self.cases:
             if c.has_numbers and c.results:
                 groups[(c.model, c.scenario, c.hardware)].append(c)
-        return [(k, sorted(v, key=lambda c: (c.engine, c.version))) for k, v in sorted(groups.items())
+        return [(k, sorted(v, key=lambda c: (c.engine, version_key(c.version)))) for k, v in sorted(groups.items())
                 if len({(c.engine, c.version) for c in v}) > 1]
 
 
@@ -239,7 +240,7 @@ def gather(result_dirs: list[Path], out_dir: Path) -> ReportData:
                     _link_log(view, *step_logs[case_id], out_dir)
     for v in by_case.values():
         v.results.sort(key=lambda r: r.trial)
-    cases = sorted(by_case.values(), key=lambda c: (_rank(c), c.engine, c.version, c.model, c.scenario))
+    cases = sorted(by_case.values(), key=lambda c: (_rank(c), c.engine, version_key(c.version), c.model, c.scenario))
     return ReportData(cases, unreadable, saturations)
 
 
