@@ -18,7 +18,7 @@ from perfgate.schema.result import EngineInfo, Environment, Hardware, Result, Su
 MATRIX = """
 scenarios_dir: scenarios
 engines:
-  sim: {kind: sim, boot_timeout_s: 30, flags: [--ttft-base-ms, "5", --itl-ms, "2"]}
+  sim: {kind: sim, boot_timeout_s: 30, flags: [--ttft-base-ms, "20", --itl-ms, "10"]}  # slow enough for a busy box
 models:
   sim-model: {path: sim-model}
 runs:
