@@ -138,3 +138,12 @@ def test_a_package_that_claims_a_built_in_kind_is_a_conflict_not_a_silent_swap(t
 def test_the_protocol_lists_everything_the_pool_and_trial_read():
     assert set(protocol_members()) == {"name", "distribution", "capabilities", "gpu_memory_fraction",
                                        "launch_plan", "version_paths"}
+
+
+def test_perfgates_own_installed_registration_is_the_built_in_one_not_a_conflict(tmp_path, monkeypatch):
+    """An install of perfgate made from this pyproject.toml declares the built-in targets again: the same
+    target twice is one registration (it then names the installed package in errors)."""
+    _install(tmp_path, monkeypatch, f"[{ENTRY_POINT_GROUP}]\nvllm = {BUILTIN['vllm']}\n", {})
+    (found,) = registrations()["vllm"]
+    assert found.dist is not None and found.dist.name == "acme-engine"
+    assert get_adapter("vllm").name == "vllm"
