@@ -15,8 +15,8 @@ from fake_nvml import FakeGpu, FakeNvml
 
 from perfgate.config.matrix import EngineConfig, ModelSpec
 from perfgate.engines import hfcache
+from perfgate.engines.cuda import ENGINE_CUDA, driver_max_cuda, engine_cuda_need
 from perfgate.engines.preflight import (
-    ENGINE_CUDA,
     GpuFacts,
     check_case,
     check_cuda,
@@ -24,8 +24,6 @@ from perfgate.engines.preflight import (
     check_gpu_memory,
     check_model,
     check_python,
-    driver_max_cuda,
-    engine_cuda_need,
     run_preflight,
     worst,
 )
