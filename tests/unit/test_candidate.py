@@ -127,3 +127,13 @@ def test_a_bad_candidate_option_is_a_usage_error_before_collection(tmp_path):
     assert out.returncode == 4, out.stdout + out.stderr  # pytest's usage error
     assert "perfgate: --perf-candidate: 'vlm-gpu' is not an engine of the matrix; did you mean 'vllm-gpu'" \
         in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("wheel, spec", [
+    ("https://w.invalid/vllm-0.33.0%2Bcu129-cp38-abi3-manylinux_2_31_x86_64.whl", "vllm==0.33.0"),
+    ("/w/flash_attn-2.8.3-1-cp311-cp311-linux_x86_64.whl", "flash-attn==2.8.3"),  # build tag; name normalised
+])
+def test_a_wheel_names_its_distribution_and_public_version(wheel, spec):
+    from perfgate.engines.candidate import _wheel_spec
+
+    assert _wheel_spec(wheel) == spec

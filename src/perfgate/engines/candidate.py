@@ -19,11 +19,11 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 
-from perfgate.config.matrix import Case, EngineConfig
-from perfgate.engines.provision import ProvisionError, parse_spec, spec_version
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-# PEP 427: {distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl
-_WHEEL = re.compile(r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
+from perfgate.config.matrix import Case, EngineConfig
+from perfgate.engines.specs import ProvisionError, parse_spec, spec_version
+
 _CUDA_TAG = re.compile(r"(?<![a-z0-9])cu\d{3}(?!\d)")
 
 
@@ -33,10 +33,11 @@ class CandidateError(ValueError):
 
 def _wheel_spec(wheel: str) -> str:
     """``name==version`` of a wheel file name (the public version: ``+cu129`` matches ``==0.33.0``)."""
-    m = _WHEEL.search(wheel.rsplit("/", 1)[-1].replace("%2B", "+").replace("%2b", "+"))
-    if not m:
-        raise CandidateError(f"{wheel!r} is not a wheel file name (name-version-python-abi-platform.whl)")
-    return f"{m['name'].replace('_', '-').lower()}=={m['version'].split('+')[0]}"
+    try:  # PEP 427: {distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl
+        name, version, _, _ = parse_wheel_filename(wheel.rsplit("/", 1)[-1].replace("%2B", "+").replace("%2b", "+"))
+    except InvalidWheelFilename:
+        raise CandidateError(f"{wheel!r} is not a wheel file name (name-version-python-abi-platform.whl)") from None
+    return f"{name}=={version.public}"
 
 
 def derive_candidate(base: EngineConfig, spec: str, taken: Iterable[str] = ()) -> EngineConfig:
@@ -65,13 +66,13 @@ def derive_candidate(base: EngineConfig, spec: str, taken: Iterable[str] = ()) -
     pinned = _wheel_spec(source) if wheel else source
     try:
         version = spec_version(pinned)
-        name = parse_spec(pinned).name.lower()
+        name = canonicalize_name(parse_spec(pinned).name)
     except (ProvisionError, StopIteration, ValueError):
         version, name = None, ""
     if not version:
         raise CandidateError(f"candidate spec {source!r}: pin an exact version (e.g. vllm==0.33.0) or give a wheel")
-    base_name = parse_spec(base.spec).name.lower() if base.spec else None
-    if base_name and name.replace("_", "-") != base_name.replace("_", "-"):
+    base_name = canonicalize_name(parse_spec(base.spec).name) if base.spec else None
+    if base_name and name != base_name:
         raise CandidateError(f"candidate {pinned!r} is not the package of {base.id} ({base.spec}): a candidate "
                              "changes the version, not the engine")
     tag = next((m.group(0) for text in (wheel or "", index_url or "", *extra)
