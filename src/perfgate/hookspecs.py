@@ -8,10 +8,11 @@ it, and (machine info) in the fingerprint a stored comparison checks. Like pytes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
-if TYPE_CHECKING:  # annotations only; pytest resolves hooks by name
-    from perfgate.schema.result import Result
+from perfgate.schema.result import Result
+
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def pytest_perfgate_update_machine_info(config, result: Result, machine_info: dict) -> None:
@@ -30,3 +31,27 @@ def pytest_perfgate_extra_metrics(config, result: Result) -> dict[str, float] | 
     Return ``{name: value}`` (or None). They are recorded beside the measured metrics and kept in a
     baseline like them; a name perfgate measured itself is refused, never overwritten.
     """
+
+
+# What the plugin does with the answers: the rules above, kept beside the hooks they belong to.
+
+def record_machine_info(result: Result, machine_info: Mapping[str, object]) -> None:
+    """Store what the update hooks left in ``machine_info``; a value a fingerprint cannot compare is refused."""
+    bad = {k: v for k, v in machine_info.items() if not isinstance(k, str) or not isinstance(v, _SCALARS)}
+    if bad:
+        raise ValueError(f"pytest_perfgate_update_machine_info: values must be str, int, float, bool or None "
+                         f"(a fingerprint compares them), not {bad!r}")
+    result.environment.machine_info = dict(machine_info)  # type: ignore[arg-type]
+
+
+def add_extra_metrics(result: Result, answers: Iterable[Mapping[str, float] | None]) -> None:
+    """Add each extra-metrics hook's answer to the summary; a name perfgate measured is refused."""
+    if result.summary is None:  # a trial that produced no summary has nothing to add to
+        return
+    measured = result.summary.metrics
+    for extra in answers:
+        for name, value in (extra or {}).items():
+            if name in measured:
+                raise ValueError(f"pytest_perfgate_extra_metrics: {name!r} is a metric perfgate measured; "
+                                 "an extra metric needs a name of its own")
+            measured[name] = None if value is None else float(value)

@@ -95,29 +95,15 @@ def _refuse_xdist(config: pytest.Config) -> None:
             "perf tests without -n (add -p no:perfgate to parallelize a run that measures nothing)")
 
 
-_SCALARS = (str, int, float, bool, type(None))
-
-
 def _result_hooks(config: pytest.Config):
     """The hooks of perfgate.hookspecs, applied to each trial's result before it is written."""
+    from perfgate.hookspecs import add_extra_metrics, record_machine_info
 
     def apply(result: Result) -> None:
         info = dict(result.environment.machine_info)
         config.hook.pytest_perfgate_update_machine_info(config=config, result=result, machine_info=info)
-        bad = {k: v for k, v in info.items() if not isinstance(k, str) or not isinstance(v, _SCALARS)}
-        if bad:
-            raise ValueError(f"pytest_perfgate_update_machine_info: values must be str, int, float, bool or None "
-                             f"(a fingerprint compares them), not {bad!r}")
-        result.environment.machine_info = info
-        if result.summary is None:
-            return
-        measured = result.summary.metrics
-        for extra in config.hook.pytest_perfgate_extra_metrics(config=config, result=result):
-            for name, value in (extra or {}).items():
-                if name in measured:
-                    raise ValueError(f"pytest_perfgate_extra_metrics: {name!r} is a metric perfgate measured; "
-                                     "an extra metric needs a name of its own")
-                measured[name] = None if value is None else float(value)
+        record_machine_info(result, info)
+        add_extra_metrics(result, config.hook.pytest_perfgate_extra_metrics(config=config, result=result))
 
     return apply
 
