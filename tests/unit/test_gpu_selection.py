@@ -3,6 +3,8 @@ record follow the engine's GPUs. NVML is the documented test double in fake_nvml
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fake_nvml import FakeGpu, FakeNvml
 
@@ -13,8 +15,9 @@ from perfgate.engines.gpus import (
     load_nvml,
     map_visible_devices,
 )
-from perfgate.measure.environment import detect_hardware
-from perfgate.measure.telemetry import NvmlSampler, gpu_sampler
+from perfgate.measure.environment import detect_hardware, endpoint_hardware
+from perfgate.measure.gpu_telemetry import engine_gpu_sampler
+from perfgate.measure.telemetry import TelemetryRecorder
 
 G0, G1, G2 = "GPU-0a1b2c3d-0000", "GPU-7e8f9a0b-1111", "GPU-7e8f9a0b-2222"
 M0, M1 = "MIG-11aa22bb-0000", "MIG-33cc44dd-1111"
@@ -62,37 +65,55 @@ def _box() -> FakeNvml:
     ])
 
 
+def _figures(nv, visible=None):
+    """Each engine GPU's (device memory, power, utilization) over a short window, by the engine's cuda:<i>."""
+    gpu = engine_gpu_sampler(visible, None, nvml=nv)
+    rec = TelemetryRecorder([gpu], interval_s=0.01)
+    rec.start()
+    time.sleep(0.4)  # > 2 of NVML's default 1/6 s utilization samples
+    rec.stop()
+    return [d.uuid for d in gpu.devices], [(d.device_memory_mib_max, d.power_w_mean, d.utilization_pct_mean)
+                                           for d in gpu.record.devices]
+
+
 def test_sampler_follows_the_engines_gpus():
-    s = NvmlSampler(_box(), visible=f"{G2},1")
-    assert [d.uuid for d in s.devices] == [G2, G1]
-    assert s.sample() == {
-        "gpu0.memory_used_mib": 300.0, "gpu0.power_w": 60.0, "gpu0.utilization_pct": 5.0,
-        "gpu1.memory_used_mib": 20_000.0, "gpu1.power_w": 250.0, "gpu1.utilization_pct": 97.0,
-    }
+    uuids, figures = _figures(_box(), visible=f"{G2},1")
+    assert uuids == [G2, G1]
+    assert figures == [(300.0, 60.0, 5.0), (20_000.0, 250.0, 97.0)]
 
 
 def test_sampler_on_a_mig_instance_reads_its_memory_and_the_parents_power():
-    s = NvmlSampler(_box(), visible="MIG-33cc")
-    assert s.sample() == {"gpu0.memory_used_mib": 7000.0, "gpu0.power_w": 250.0, "gpu0.utilization_pct": 97.0}
+    uuids, figures = _figures(_box(), visible="MIG-33cc")
+    assert uuids == [M1] and figures == [(7000.0, 250.0, 97.0)]
+
+
+def test_mig_energy_is_the_parent_gpus():
+    nv = _box()
+    gpu = engine_gpu_sampler("MIG-11aa", None, nvml=nv)
+    rec = TelemetryRecorder([gpu], interval_s=0.01)
+    rec.start()
+    time.sleep(0.2)
+    rec.stop()
+    assert 250 * 0.2 * 0.9 <= gpu.record.energy_j <= 250 * 0.2 * 2  # the parent A10G draws 250 W
 
 
 def test_sampler_reads_cuda_visible_devices_from_the_environment(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
-    assert [d.uuid for d in NvmlSampler(_box()).devices] == [G2]
+    assert _figures(_box())[0] == [G2]
 
 
 def test_no_gpu_no_sampler_and_a_cpu_hardware_record():
     nv = FakeNvml(fail="NVML Shared Library Not Found")
     with pytest.raises(NvmlUnavailable, match="NVML: NVMLError: NVML Shared Library Not Found"):
         load_nvml(nv)
-    assert gpu_sampler(nvml=nv) is None
+    assert engine_gpu_sampler(None, None, nvml=nv) is None
     hw = detect_hardware(nvml=nv)
     assert hw.accelerator == "cpu" and hw.gpu_count == 0 and hw.gpu_uuids == [] and hw.gpu_power_limit_w is None
 
 
 def test_a_bad_selection_gives_no_sampler_rather_than_the_wrong_gpu():
     nv = _box()
-    assert gpu_sampler("7", nvml=nv) is None and nv.shutdown
+    assert engine_gpu_sampler("7", None, nvml=nv) is None and nv.shutdown
 
 
 def test_hardware_record_of_the_engines_gpus():
@@ -111,3 +132,12 @@ def test_engine_devices_uses_the_environment_unless_told(monkeypatch):
     nv = _box()
     assert [d.uuid for d in engine_devices(nv)] == [G1]
     assert [d.uuid for d in engine_devices(nv, None, use_env=False)] == [G0, G1, G2]
+
+
+def test_an_endpoints_hardware_is_unknown_or_as_stated_never_this_runners(monkeypatch):
+    monkeypatch.delenv("PERFGATE_ENDPOINT_HARDWARE", raising=False)
+    hw = endpoint_hardware()
+    assert (hw.accelerator, hw.gpu_count, hw.cpu_model, hw.gpu_uuids) == ("unknown", 0, None, [])
+    monkeypatch.setenv("PERFGATE_ENDPOINT_HARDWARE", "8x NVIDIA H100 80GB HBM3")
+    assert (endpoint_hardware().accelerator, endpoint_hardware().gpu_count) == ("NVIDIA H100 80GB HBM3", 8)
+    assert (endpoint_hardware("NVIDIA L4").accelerator, endpoint_hardware("NVIDIA L4").gpu_count) == ("NVIDIA L4", 1)

