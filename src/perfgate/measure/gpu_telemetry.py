@@ -175,15 +175,16 @@ class EngineGpuSampler:
 
     # -- the window -----------------------------------------------------------------------------------------
     def start_window(self) -> None:
-        """Read the energy counters and mark the window start (NVML timestamps are Unix-epoch µs)."""
+        """Read the energy counters first, then mark the window start (NVML timestamps are Unix-epoch µs).
+        The first poll is the recorder's."""
         with self._lock:
+            for st in self._states:
+                st.energy_start_mj = self._read("energy", "nvmlDeviceGetTotalEnergyConsumption",
+                                                st.device.parent_handle)
             self._t0 = time.perf_counter()
             self._start_us = int(time.time() * 1e6)
             for st in self._states:
                 st.last_seen_us = self._start_us  # the buffer's older samples belong to before the window
-                st.energy_start_mj = self._read("energy", "nvmlDeviceGetTotalEnergyConsumption",
-                                                st.device.parent_handle)
-            self._poll()
 
     def sample(self) -> dict[str, float]:
         with self._lock:
@@ -192,15 +193,17 @@ class EngineGpuSampler:
         return {}  # kept in self.series (see the class docstring)
 
     def end_window(self, lock_timeout_s: float = 15.0) -> dict[str, list[list[float]]]:
-        """Close the window: last poll, the buffer cut at now, energy; sets :attr:`record`, returns the series."""
+        """Close the window: energy first, then a last poll with the buffer cut at the window's end;
+        sets :attr:`record`, returns the series."""
         if not self._lock.acquire(timeout=lock_timeout_s):  # a poll still inside a call: bounded, but be sure
             self._failure = self._failure or "unavailable: telemetry poll did not return"
         else:
             try:
-                if not self._failure:
-                    self._poll(end_us=int(time.time() * 1e6))
                 ends = [self._read("energy", "nvmlDeviceGetTotalEnergyConsumption", st.device.parent_handle)
                         for st in self._states]
+                end_us = int(time.time() * 1e6)
+                if not self._failure:
+                    self._poll(end_us=end_us)
             finally:
                 self._lock.release()
         if self._failure:

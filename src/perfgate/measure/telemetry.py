@@ -104,11 +104,13 @@ class TelemetryRecorder:
         self._t0 = 0.0
         self._lock = threading.Lock()
 
-    def _take(self) -> None:
+    def _take(self, plain_only: bool = False) -> None:
         t = round(time.perf_counter() - self._t0, 3)
         for s in self.samplers:
             if self._stop.is_set() and threading.current_thread() is self._thread:
                 return
+            if plain_only and hasattr(s, "end_window"):
+                continue
             try:
                 values = s.sample()
             except Exception:  # a sampler failing must not kill the measurement
@@ -136,17 +138,18 @@ class TelemetryRecorder:
         self._stop.set()
         if self._thread:
             self._thread.join(self.join_timeout_s)
-        if self._thread and self._thread.is_alive():  # a sampler stuck in a call: do not call it again
+        stuck = self._thread is not None and self._thread.is_alive()
+        if stuck:  # a sampler stuck in a call: do not call it again
             self.notes.append(f"telemetry thread still busy {self.join_timeout_s:g} s after the window: left behind")
-        else:
-            self._take()
-        for s in self.samplers:
+        for s in self.samplers:  # windowed samplers first: their end (energy) is the window's end
             try:
-                extra = getattr(s, "end_window", dict)()
+                extra = s.end_window() if hasattr(s, "end_window") else {}
             except Exception:
                 extra = {}
             with self._lock:
                 self.series.update(extra)
+        if not stuck:
+            self._take(plain_only=True)
         for s in self.samplers:
             try:
                 s.close()

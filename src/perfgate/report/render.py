@@ -63,8 +63,11 @@ def _case_charts(case: CaseView) -> list[tuple[str, str, str]]:
     if with_tel is not None:
         tel = with_tel.telemetry
         trial = f"trial {with_tel.trial}"
-        out.append(("gpu_mem", f"GPU memory over time ({trial})",
-                    charts.timeseries({k.split(".")[0]: v for k, v in tel.items() if k.endswith("memory_used_mib")},
+        # The engine's processes' memory when recorded (older results: the whole device's).
+        mem = "engine_memory_mib" if any(k.endswith(".engine_memory_mib") for k in tel) else "memory_used_mib"
+        out.append(("gpu_mem", f"GPU memory {'of the engine' if mem.startswith('engine') else 'of the device'} "
+                               f"over time ({trial})",
+                    charts.timeseries({k.split(".")[0]: v for k, v in tel.items() if k.endswith("." + mem)},
                                       "GPU memory (MiB)")))
         out.append(("gpu_power", f"GPU power over time ({trial})",
                     charts.timeseries({k.split(".")[0]: v for k, v in tel.items() if k.endswith("power_w")}, "GPU power (W)")))
