@@ -127,8 +127,13 @@ def end(*procs: subprocess.Popen) -> None:
     for p in procs:
         try:
             p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        except subprocess.TimeoutExpired:  # the load first (it holds the GPU memory), then its wrapper
+            for pid in (*_children(p.pid), p.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            p.wait()
 
 
 # --------------------------------------------------------------------------- the comparisons
@@ -361,7 +366,7 @@ def _run(args, nv, gpus, detect_hardware, procs: list) -> int:
     end(a)
 
     # -- B: selection by UUID; a paused second process is not the engine's ------------------------------
-    paused = spawn(uuid, 3.0, "idle:120")
+    paused = spawn(uuid, 3.0, "idle:0")  # holds its memory until its stdin closes
     procs.append(paused)
     ready_p = expect(paused, "ready")
     for pid in (paused.pid, *_children(paused.pid)):
