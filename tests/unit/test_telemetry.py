@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from fake_nvml import FakeGpu, FakeNvml
+from fake_nvml import NVMLError, FakeGpu, FakeNvml
 
 from perfgate.engines import gpus
 from perfgate.measure.gpu_telemetry import (
@@ -125,6 +125,21 @@ def test_clocks_temperature_and_clock_event_reasons():
     summary = telemetry_summary(series)
     assert summary["gpu0.temperature_c.max"] == 71 and "gpu0.sm_clock_mhz.mean" not in summary  # not a verdict metric
     assert reason_names(0x1 | 0x800) == ["GpuIdle", "0x800"]
+
+
+def test_clock_event_reasons_by_their_older_name_on_an_older_driver():
+    class OldDriver(FakeNvml):  # the binding has the new name; the driver lacks the symbol (before 535)
+        def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+            raise NVMLError(13)  # NVML_ERROR_FUNCTION_NOT_FOUND
+
+        def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
+            return h.clock_event_reasons
+
+    _, record, _ = window(OldDriver([FakeGpu("GPU-aaaa-0000", clock_event_reasons=0x8)]))
+    assert record.devices[0].clock_event_reasons == {"HwSlowdown": 1.0}
+    assert not [n for n in record.notes if "clock event" in n]
+    _, record, _ = window(FakeNvml([FakeGpu("GPU-aaaa-0000", clock_event_reasons=0)]))
+    assert record.devices[0].clock_event_reasons == {}
 
 
 def test_a_hanging_nvml_call_marks_telemetry_unavailable_and_the_trial_goes_on():

@@ -82,6 +82,7 @@ class EngineGpuSampler:
         self._lock = threading.Lock()
         self._t0 = 0.0
         self._start_us = 0
+        self._reasons_calls = ["nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"]
 
     # -- reads --------------------------------------------------------------------------------------------
     def _read(self, what: str, name: str, *args):
@@ -162,9 +163,7 @@ class EngineGpuSampler:
                                                          getattr(nv, "NVML_CLOCK_MEM", 2)))
             self._add(p + "temperature_c", t, self._read("temperature", "nvmlDeviceGetTemperature", d.parent_handle,
                                                          getattr(nv, "NVML_TEMPERATURE_GPU", TEMPERATURE_GPU)))
-            reader = ("nvmlDeviceGetCurrentClocksEventReasons" if hasattr(nv, "nvmlDeviceGetCurrentClocksEventReasons")
-                      else "nvmlDeviceGetCurrentClocksThrottleReasons")  # the older name (drivers < 535)
-            mask = self._read("clock event reasons", reader, d.parent_handle)
+            mask = self._clock_event_reasons(d.parent_handle)
             for name in reason_names(int(mask)) if mask is not None else ():
                 st.reasons[name] = st.reasons.get(name, 0) + 1
             self._drain_utilization(st, end_us)
@@ -172,6 +171,17 @@ class EngineGpuSampler:
                 util = self._read("utilization", "nvmlDeviceGetUtilizationRates", d.parent_handle)
                 if util is not None:
                     st.util_points.append((int(time.time() * 1e6), float(util.gpu)))
+
+    def _clock_event_reasons(self, handle) -> int | None:
+        """The current clock-event (throttle) reasons mask: the current name, else the older one (drivers
+        before 535 have only ``...ClocksThrottleReasons``); the one that answered is kept."""
+        for name in self._reasons_calls:
+            mask = self._read("clock event reasons", name, handle)
+            if mask is not None or self._failure:
+                self._reasons_calls = [name]
+                self._missing.pop("clock event reasons", None)
+                return mask
+        return None
 
     # -- the window -----------------------------------------------------------------------------------------
     def start_window(self) -> None:
