@@ -8,8 +8,9 @@ models the parts of the driver whose behaviour perfgate depends on:
 
 * the utilization **sample buffer** (``nvmlDeviceGetSamples``): one sample every
   ``sample_period_s`` of real time, timestamped in Unix-epoch microseconds, only
-  the last ``buffer_len`` kept, values from ``util_at(unix_time)``; samples not
-  newer than ``lastSeenTimeStamp`` are not returned, and none at all raises
+  the last ``buffer_len`` kept, values from ``util_at(unix_time)``, returned in
+  ring order (not promised in time order); samples not newer than
+  ``lastSeenTimeStamp`` are not returned, and none at all raises
   ``NVML_ERROR_NOT_FOUND`` as the driver does;
 * the **total-energy counter** (mJ since "driver load"): ``power_mw`` integrated
   over real time, so it is monotonic and agrees with the power reading;
@@ -156,6 +157,8 @@ class FakeNvml:
                    for k in range(first, newest + 1) if k * period_us > last_seen_us]
         if not samples:
             raise NVMLError(NVML_ERROR_NOT_FOUND)
+        # A ring buffer read from its first slot: sample k sits in slot k % buffer_len, so not in time order.
+        samples.sort(key=lambda s: (s.timeStamp // period_us) % h.buffer_len)
         return self.NVML_VALUE_TYPE_UNSIGNED_INT, samples
 
     def nvmlDeviceGetClockInfo(self, h, which):

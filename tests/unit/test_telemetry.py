@@ -96,6 +96,21 @@ def test_utilization_drained_every_poll_outlives_a_short_buffer():
     assert 20 < record.devices[0].utilization_pct_mean < 80
 
 
+def test_utilization_keeps_every_sample_of_a_drain_whatever_the_buffers_order():
+    # At the trial's 0.25 s poll a drain returns ~12 samples of 20 ms; NVML does not promise time order.
+    class NewestFirst(FakeNvml):
+        def nvmlDeviceGetSamples(self, h, sampling_type, last_seen_us):
+            vtype, samples = super().nvmlDeviceGetSamples(h, sampling_type, last_seen_us)
+            return vtype, sorted(samples, key=lambda s: -s.timeStamp)
+
+    gpu = FakeGpu("GPU-aaaa-0000", sample_period_s=0.02, util=50)
+    t0 = time.perf_counter()
+    series, record, _ = window(NewestFirst([gpu]), seconds=0.8, interval_s=0.25)
+    expected = (time.perf_counter() - t0) / 0.02
+    ts = [t for t, _ in series["gpu0.utilization_pct"]]
+    assert ts == sorted(set(ts)) and record.devices[0].utilization_samples >= 0.8 * expected - 2
+
+
 def test_utilization_polled_where_the_buffer_is_not_supported():
     _, record, _ = window(FakeNvml([FakeGpu("GPU-aaaa-0000", util=87, samples_supported=False)]))
     d = record.devices[0]

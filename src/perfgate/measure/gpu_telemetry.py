@@ -127,7 +127,7 @@ class EngineGpuSampler:
                                                     f"{exc}; polled nvmlDeviceGetUtilizationRates instead")
             return
         value_field = VALUE_FIELDS.get(int(vtype), "uiVal")
-        for s in samples:
+        for s in sorted(samples, key=lambda s: int(s.timeStamp)):  # a ring buffer: not promised in time order
             ts = int(s.timeStamp)
             if ts <= st.last_seen_us:
                 continue
