@@ -183,6 +183,16 @@ def test_a_hanging_nvml_init_means_no_gpu_sampler(monkeypatch):
         nv.release()
 
 
+def test_no_worker_thread_outlives_a_machine_without_nvml():
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(5):
+        assert engine_gpu_sampler("0", None, nvml=FakeNvml(fail="NVML Shared Library Not Found")) is None
+    time.sleep(0.1)
+    assert not [t for t in threading.enumerate() if t.ident not in before and t.name == "perfgate-nvml"]
+
+
 def test_bounded_nvml_passes_answers_errors_and_constants_through():
     nv = gpus.load_nvml(FakeNvml(fail=None))
     assert nv.NVML_CLOCK_SM == 1 and nv.nvmlDeviceGetCount() == 1

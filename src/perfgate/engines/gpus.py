@@ -165,12 +165,15 @@ def load_nvml(nvml=None, timeout_s: float | None = None) -> BoundedNvml:
     :class:`NvmlUnavailable` with the reason when it cannot be (an ``nvmlInit`` that hangs included)."""
     if isinstance(nvml, BoundedNvml):
         nvml = nvml._nvml
+    bounded = None
     try:
         if nvml is None:
             import pynvml as nvml  # nvidia-ml-py
         bounded = BoundedNvml(nvml, timeout_s)
         bounded.call("nvmlInit", nvml.nvmlInit, timeout_s=max(bounded.timeout_s, NVML_INIT_TIMEOUT_S))
     except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded, NvmlTimeout...
+        if bounded is not None:
+            bounded.close()  # its worker thread ends (unless stuck in the init that timed out)
         raise NvmlUnavailable(f"NVML: {type(exc).__name__}: {str(exc) or 'no detail'}".splitlines()[0]) from None
     return bounded
 
