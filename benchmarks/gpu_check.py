@@ -183,7 +183,10 @@ class Direct:
         self.sm.append(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM))
         self.mem_clock.append(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM))
         self.temp.append(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
-        self.reasons |= nv.nvmlDeviceGetCurrentClocksEventReasons(h)
+        try:
+            self.reasons |= nv.nvmlDeviceGetCurrentClocksEventReasons(h)
+        except nv.NVMLError:  # a driver before 535 has only the older name
+            self.reasons |= nv.nvmlDeviceGetCurrentClocksThrottleReasons(h)
         self.device_mib.append(nv.nvmlDeviceGetMemoryInfo(h).used / 2**20)
         for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
             if p.pid in self.pids and p.usedGpuMemory is not None:
@@ -311,8 +314,15 @@ def _run(args, nv, gpus, detect_hardware, procs: list) -> int:
     except nv.NVMLError:
         pass
     others = [q.pid for q in nv.nvmlDeviceGetComputeRunningProcesses(h)]
+    try:
+        from importlib.metadata import version
+
+        binding = version("nvidia-ml-py")
+    except Exception:
+        binding = "?"
+    started = time.monotonic()
     print(f"gpu_check: GPU {index}: {name} {uuid}, driver {nv.nvmlSystemGetDriverVersion()}, "
-          f"CUDA driver {nv.nvmlSystemGetCudaDriverVersion()}, nvidia-ml-py {getattr(nv, '__version__', '?')}, "
+          f"CUDA driver {nv.nvmlSystemGetCudaDriverVersion()}, nvidia-ml-py {binding}, "
           f"{nv.nvmlDeviceGetMemoryInfo(h).total / 2**20:.0f} MiB, enforced power limit "
           f"{nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000:g} W; other compute processes: {others or 'none'}", flush=True)
     t = Table()
@@ -389,11 +399,12 @@ def _run(args, nv, gpus, detect_hardware, procs: list) -> int:
         t.add("A/B: engine pids", rec_b.engine_pids, [ready_b["pid"]], "the measured side only",
               rec_b.engine_pids == [ready_b["pid"]])
     end(b, paused)
+    took = f"in {time.monotonic() - started:.0f} s"
     print()
     if t.failed:
-        print(f"FAIL: {len(t.failed)} of {len(t.rows)} figures disagree: {', '.join(t.failed)}")
+        print(f"FAIL: {len(t.failed)} of {len(t.rows)} figures disagree ({took}): {', '.join(t.failed)}")
         return 1
-    print(f"PASS: all {len(t.rows)} figures agree within their tolerances")
+    print(f"PASS: all {len(t.rows)} figures agree within their tolerances ({took})")
     return 0
 
 
