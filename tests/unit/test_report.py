@@ -7,16 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from perfgate.report import (
-    CaseVerdict,
-    MetricVerdict,
-    VerdictsFile,
-    VerdictsFileError,
-    gather,
-    load_verdicts,
-    render_markdown,
-    render_report,
-)
+from perfgate import CaseVerdict, MetricVerdict, VerdictsFile, VerdictsFileError, load_verdicts
+from perfgate.report import gather, render_markdown, render_report
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "report"
 FIXTURE = FIXTURES / "run"  # a CPU runner

@@ -5,24 +5,15 @@ directories and writes ``index.html`` (inline CSS and SVG charts, no external
 request of any kind) and ``summary.md`` (for ``$GITHUB_STEP_SUMMARY`` and PR
 comments, regressions first, capped). Both writes are atomic.
 
-The schema of ``verdicts.json`` (written by the pytest session, read here)
-lives in :mod:`perfgate.schema.verdict`. Rendering pulls in jinja2, numpy and
-matplotlib (a core dependency), so those load on first use: importing the schema stays light.
+The documents it reads (``Result``, ``VerdictsFile`` and their readers) are
+perfgate's public names (``from perfgate import VerdictsFile``), defined once in
+:mod:`perfgate.schema`; this package does not re-export them. Rendering pulls in
+jinja2, numpy and matplotlib (a core dependency), so those load on first use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from perfgate.schema.verdict import (
-    SCHEMA_VERSION,
-    BaselineRef,
-    CaseVerdict,
-    MetricVerdict,
-    VerdictsFile,
-    VerdictsFileError,
-    load_verdicts,
-)
 
 if TYPE_CHECKING:
     from perfgate.report.data import ReportData, gather
@@ -45,8 +36,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "render_report", "render_html", "render_markdown", "gather", "ReportData", "MD_MAX_LINES",
-    "SCHEMA_VERSION", "VerdictsFile", "CaseVerdict", "MetricVerdict", "BaselineRef",
-    "VerdictsFileError", "load_verdicts",
-]
+__all__ = ["render_report", "render_html", "render_markdown", "gather", "ReportData", "MD_MAX_LINES"]
