@@ -144,6 +144,7 @@ def test_perfgates_own_installed_registration_is_the_built_in_one_not_a_conflict
     """An install of perfgate made from this pyproject.toml declares the built-in targets again: the same
     target twice is one registration (it then names the installed package in errors)."""
     _install(tmp_path, monkeypatch, f"[{ENTRY_POINT_GROUP}]\nvllm = {BUILTIN['vllm']}\n", {})
-    (found,) = registrations()["vllm"]
-    assert found.dist is not None and found.dist.name == "acme-engine"
+    (found,) = registrations()["vllm"]  # one registration, whichever of the two declarations is read first
+    assert found.dist is not None and found.dist.name in ("acme-engine", "perfgate")  # perfgate's own where
+    # it is installed with this pyproject's entry points (a fresh venv), the stand-in's where it is not
     assert get_adapter("vllm").name == "vllm"
