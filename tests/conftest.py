@@ -15,6 +15,14 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("busy-box", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "busy-box"))
 
+@pytest.fixture(autouse=True)
+def _no_shared_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    """perfgate's own tests keep no history unless they ask for a store of their own (PERFGATE_HISTORY=URL):
+    the developer's history in the perfgate cache is never written by a test, and no test's verdict depends on
+    what an earlier test (or run) left there. The pytest subprocesses the e2e tests start inherit it."""
+    monkeypatch.setenv("PERFGATE_HISTORY", "off")
+
+
 SERVING_TEST = "def test_serving(perf_case, perf_run):\n    perf_run(perf_case).check()\n"
 """The one-line suite a user's project holds (perf/test_serving.py)."""
 

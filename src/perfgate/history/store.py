@@ -234,6 +234,14 @@ class HistoryStore:
             engine_entry=key.engine_entry, model_entry=key.model_entry, scenario=key.scenario,
             workload=key.workload, client=key.client, created_at=t.now())).inserted_primary_key[0]
 
+    def set_status(self, run_id: int, status: str) -> None:
+        """The run's final status, once the gate on history has spoken (the run itself stays as written)."""
+        try:
+            with self._write() as conn:
+                conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(status=status))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(self.name, f"status of run {run_id} not recorded ({_cause(exc)})") from None
+
     def accept(self, run_id: int, metric: str | None = None, note: str = "") -> bool:
         """Accept the change that begins at ``run_id`` as the new normal (for ``metric``, or all): later judging
         starts there. False when it was already accepted (nothing written twice)."""
@@ -267,6 +275,26 @@ class HistoryStore:
         with self._read() as conn:
             return [SeriesInfo(row.id, row.case_id, row.machine, row.engine_entry, row.model_entry, row.scenario,
                                row.hardware, row.n, row.first, row.last) for row in conn.execute(q)]
+
+    def find_series(self, key: keys.SeriesKey) -> int | None:
+        """The id of ``key``'s series (:func:`perfgate.history.keys.series_key`); None before its first run."""
+        with self._read() as conn:
+            return conn.execute(select(t.series.c.id).where(t.series.c.key_hash == key.hash)).scalar()
+
+    def trials_of(self, run_ids: Sequence[int]) -> dict[int, tuple[dict, list[dict[str, float]]]]:
+        """Per run: its fingerprint and its ok trials' metrics (what a stored baseline holds, for judging)."""
+        r, tr, v = t.runs, t.trials, t.trial_values
+        with self._read() as conn:
+            fps = dict(conn.execute(select(r.c.id, r.c.fingerprint).where(r.c.id.in_(list(run_ids)))).all())
+            rows = conn.execute(
+                select(v.c.run_id, v.c.trial, v.c.metric, v.c.value)
+                .select_from(v.join(tr, (tr.c.run_id == v.c.run_id) & (tr.c.trial == v.c.trial)))
+                .where(v.c.run_id.in_(list(run_ids)), tr.c.status == "ok")
+                .order_by(v.c.run_id, v.c.trial)).all()
+        per: dict[int, dict[int, dict[str, float]]] = defaultdict(dict)
+        for run_id, trial, metric, value in rows:
+            per[run_id].setdefault(trial, {})[metric] = float(value)
+        return {i: (json.loads(fps[i]), list(per[i].values())) for i in run_ids if i in fps}
 
     def series(self, series_id: int, last: int | None = None) -> Series:
         """The series' runs, oldest -> newest (``last``: only the newest that many); a run's value of a metric is

@@ -15,6 +15,7 @@ from perfgate.plugin.progress import _terminal_progress
 from perfgate.plugin.selection import _candidate, _check_selection, _matrix_entry, _matrix_path
 from perfgate.schema.result import Result
 from perfgate.session import Settings
+from perfgate.session.history import history_url
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="override every scenario's per-request timeout_s (default: the scenario's, 600)")
     g.addoption("--perf-trial-timeout", type=float, default=None, metavar="SECONDS",
                 help="override every scenario's per-trial deadline trial_timeout_s (default: the scenario's, 3600)")
+    g.addoption("--perf-history", default=None, metavar="URL",
+                help="the history store every case is recorded in and judged against: a SQLite file or a "
+                     "postgresql:// URL (default: $PERFGATE_HISTORY, else history.sqlite in the perfgate cache); "
+                     "'off' keeps no history")
     g.addoption("--perf-boot-timeout", type=float, default=None, metavar="SECONDS",
                 help="override every engine's boot_timeout_s (default: the matrix's, 600)")
 
@@ -115,6 +120,7 @@ def settings_from(config: pytest.Config) -> Settings:
         time_budget_s=config.getoption("--perf-time-budget"), boots_per_side=boots,
         progress=_terminal_progress(config), on_result=_result_hooks(config),
         endpoint_model=config.getoption("--perf-endpoint-model"), endpoint_auth_env=auth_env,
+        history=history_url(config.getoption("--perf-history")),
     )
 
 

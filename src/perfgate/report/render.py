@@ -10,6 +10,7 @@ import jinja2
 from perfgate import __version__
 from perfgate.report import charts
 from perfgate.report.data import KEY_COLUMNS, CaseView, ReportData, gather
+from perfgate.report.history_view import HistoryView, read_history
 from perfgate.schema.files import write_text_atomic
 from perfgate.schema.status import NOT_COMPARED, StatusGroup, status_group
 
@@ -130,8 +131,9 @@ def _ab_rows(group: list[CaseView]) -> list[dict]:
     return rows
 
 
-def render_html(data: ReportData) -> str:
+def render_html(data: ReportData, history: HistoryView | None = None) -> str:
     return _env.get_template("report.html.j2").render(
+        history=history or HistoryView(),
         data=data, counts=data.counts(), key_columns=KEY_COLUMNS, label=LABEL,
         case_charts=[_case_charts(c) for c in data.cases],  # aligned with data.cases
         sweep_charts=_sweep_charts(data), saturation_charts=_saturation_charts(data), ab_groups=[(k, g, _ab_rows(g)) for k, g in data.ab_groups()],
@@ -139,7 +141,8 @@ def render_html(data: ReportData) -> str:
     )
 
 
-def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: int = MD_MAX_BYTES) -> str:
+def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: int = MD_MAX_BYTES,
+                    history: HistoryView | None = None) -> str:
     """Counts, then one entry per case, regressions first; whole entries only, within both caps."""
     counts = data.counts()
     head = [
@@ -150,6 +153,8 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         f"({counts.no_baseline} without baseline), {counts.skipped} skipped — {counts.cases} cases",
         "",
     ]
+    history = history or HistoryView()
+    head += [f"history: {e[:300]}" for e in history.errors] + ([""] if history.errors else [])
     entries: list[list[str]] = [[f"- **saturation** `{s.test_id}`: highest rate within SLO "
                                  f"{_num(s.max_sustained_rate)} req/s, peak goodput {_num(s.peak_goodput)} req/s "
                                  f"({len(s.steps)} steps)"] for s in data.saturations]
@@ -160,6 +165,8 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         for v in c.metric_verdicts().values():
             if v.verdict in ("regression", "improvement") and not v.observe_only:
                 entry.append(f"  - {v.metric} {_pct(v.ratio)} [{_pct(v.ci_low)}, {_pct(v.ci_high)}] {v.verdict}")
+        h = history.cases.get(c.case_id)
+        entry.extend(f"  - history: {line}" for line in (h.new_lines if h else ()))
         entries.append(entry)
     entries.extend([f"- **unreadable result** {u[:200]}"] for u in data.unreadable)
 
@@ -184,8 +191,9 @@ def render_report(result_dirs: list[Path], out_dir: Path) -> list[Path]:
     that fails validation is listed in the report as unreadable instead."""
     out_dir = Path(out_dir)
     data = gather(result_dirs, out_dir)
+    history = read_history(result_dirs, data.unreadable)  # the trends, when the session kept a history
     html, md = out_dir / "index.html", out_dir / "summary.md"
-    write_text_atomic(html, render_html(data))
-    write_text_atomic(md, render_markdown(data))
+    write_text_atomic(html, render_html(data, history))
+    write_text_atomic(md, render_markdown(data, history=history))
     return [html, md]
 

@@ -124,14 +124,16 @@ def status_label(status: CaseStatus) -> str:
 
 def session_summary(cases: Sequence[CaseLines], skipped: Sequence[str], counts: StatusCounts, *,
                     machine: str | None, strict: bool, results_dir: Path, report_paths: Sequence[Path] = (),
-                    report_error: str | None = None) -> list[str]:
+                    report_error: str | None = None, history: Sequence[str] = ()) -> list[str]:
     """The ``perfgate`` section of the terminal summary: each case with its lines, skips grouped by reason,
-    the counts line, where the results and the report are."""
+    the history's lines (one per new change point, or the store's fault), the counts line, where the results
+    and the report are."""
     lines = []
     for c in cases:
         lines.append(f"{status_label(c.status):13s} {c.case_id}")
         lines.extend(f"    {line}" for line in c.lines)
     lines.extend(f"{'SKIPPED':13s} {n} case(s): {reason}" for reason, n in Counter(skipped).items())
+    lines.extend(history)
     shown = repr(machine) if machine else "(unnamed)"
     lines.append(f"{counts.cases} cases on machine {shown}: {counts.compared} compared "
                  f"({counts.regression} regressed), {counts.not_compared} NOT COMPARED, {counts.failed} failed"

@@ -26,7 +26,7 @@ SCHEMA_VERSION = 2
 
 Direction = Literal["lower", "higher"]
 VerdictName = Literal["regression", "improvement", "no_change", "inconclusive", "no_baseline"]
-Method = Literal["log-welch", "linear-welch", "absolute", "paired-log", "none"]
+Method = Literal["log-welch", "linear-welch", "absolute", "paired-log", "change-point", "none"]
 
 Outcome = Literal["regression", "no_change", "improvement", "inconclusive"]
 """What a judged comparison says as a whole (:func:`perfgate.judge.sequential.outcome_of`)."""

@@ -18,6 +18,7 @@ from perfgate.engines.pool import TargetPool
 from perfgate.report.terminal import CaseLines, session_summary
 from perfgate.schema.status import UNUSABLE, StatusCounts, count_statuses
 from perfgate.schema.verdict import CaseVerdict
+from perfgate.session.history import SessionHistory
 from perfgate.session.outcome import CaseOutcome, trial_notes
 from perfgate.session.results_dir import Rendered, ResultsDir
 from perfgate.session.settings import Settings
@@ -43,6 +44,7 @@ class PerfSession:
     rendered: Rendered = field(default_factory=Rendered)
     _pool: TargetPool | None = None
     _dir: ResultsDir | None = None
+    _history: SessionHistory | None = None
 
     def record_skip(self, case: Case, reason: str) -> None:
         """A case not run on this machine (no GPU, too few GPUs): counted in :meth:`counts`, shown in the summary."""
@@ -57,6 +59,13 @@ class PerfSession:
         if self._dir is None:
             self._dir = ResultsDir(self.settings.results_dir)
         return self._dir
+
+    @property
+    def history(self) -> SessionHistory:
+        """The history store of this session (opened at the first case with results; ``settings.history`` None: off)."""
+        if self._history is None:
+            self._history = SessionHistory(self.settings.history)
+        return self._history
 
     @property
     def pool(self) -> TargetPool:
@@ -112,20 +121,24 @@ class PerfSession:
             from perfgate.session.live_ab import LiveSettings, run_live_ab
 
             try:
-                return run_live_ab(outcome, runner, s.booted(side_a[0]), side_a[1],
-                                   LiveSettings(s.machine, s.boots_per_side, s.time_budget_s))
+                outcome = run_live_ab(outcome, runner, s.booted(side_a[0]), side_a[1],
+                                      LiveSettings(s.machine, s.boots_per_side, s.time_budget_s))
             finally:
                 self.pool.resume_all()
+            self.history.record_outcome(outcome, reference=(side_a[0].id, side_a[1].name))
+            return outcome
         if case.scenario.spec.saturation is not None:
             from perfgate.session.saturation import run_saturation
 
-            return run_saturation(outcome, runner, self.results_dir)
+            outcome = run_saturation(outcome, runner, self.results_dir)
+            self.history.record_saturation(outcome, self.results_dir)
+            return outcome
         trials = self.settings.trials_for(case)
         ran = runner.run(TrialBatch(case.engine, case.model, case.scenario, case.id, count=trials))
         outcome = replace(outcome, results=ran.results, notes=trial_notes(ran.results),
                           error=f"{case.id}: {ran.error}" if ran.error else None)
         if outcome.status in UNUSABLE:
-            return outcome
+            return self.history.gate(outcome, runner, trials)  # recorded: a failed night is part of the series
         if case.scenario.spec.checks.assert_slo:
             from perfgate.measure.saturation import assert_slo_line
 
@@ -133,9 +146,11 @@ class PerfSession:
         from perfgate.session.stored import judge_stored, update_baseline
 
         if s.update_baselines:
-            return update_baseline(outcome, runner, baselines_dir=s.baselines_dir, trials=trials)
-        return judge_stored(outcome, runner, baselines_dir=s.baselines_dir, trials=trials,
-                            against_version=s.baseline_version, allow_env_mismatch=s.allow_env_mismatch)
+            outcome = update_baseline(outcome, runner, baselines_dir=s.baselines_dir, trials=trials)
+        else:
+            outcome = judge_stored(outcome, runner, baselines_dir=s.baselines_dir, trials=trials,
+                                   against_version=s.baseline_version, allow_env_mismatch=s.allow_env_mismatch)
+        return self.history.gate(outcome, runner, trials, s.allow_env_mismatch)  # the gate on history
 
     # -- end of session -----------------------------------------------------------------------------
 
@@ -152,7 +167,9 @@ class PerfSession:
                                        machine=self.settings.machine, status="skipped", reason=reason)
                            for case, reason in self.skipped]
                 self._results.write_verdicts([r for o in self.outcomes for r in o.records()] + skipped)
+                self.history.write(self.results_dir)  # history.json: the trends the report draws
                 self.render_report()
+            self.history.close()
 
     def render_report(self) -> None:
         """index.html + summary.md into the results directory (a report failure never hides test results)."""
@@ -167,4 +184,4 @@ class PerfSession:
                                [reason for _, reason in self.skipped], self.counts(),
                                machine=self.settings.machine, strict=self.settings.strict,
                                results_dir=self.results_dir, report_paths=self.report_paths,
-                               report_error=self.report_error)
+                               report_error=self.report_error, history=self.history.summary_lines())

@@ -34,6 +34,7 @@ class Settings:
     request_timeout_s: float | None = None  # override every scenario's timeout_s (per request)
     trial_timeout_s: float | None = None  # override every scenario's trial_timeout_s (per trial)
     boot_timeout_s: float | None = None  # override every engine's boot_timeout_s
+    history: str | None = None  # the history store's URL (session.history.history_url); None: no history kept
 
     @property
     def live(self) -> bool:

@@ -23,7 +23,7 @@ BASELINE_BOOTS = 2
 """Engine boots a baseline update draws its trials from: boot-to-boot variance belongs in a baseline."""
 
 
-def _more_trials(outcome: CaseOutcome, runner: RunsTrials, count: int) -> CaseOutcome:
+def more_trials(outcome: CaseOutcome, runner: RunsTrials, count: int) -> CaseOutcome:
     """``outcome`` with ``count`` more trials of its case on a freshly booted engine."""
     case = outcome.case
     more = runner.run(TrialBatch(case.engine, case.model, case.scenario, case.id, count=count,
@@ -75,7 +75,7 @@ def judge_stored(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Pat
     if outcome.judgement.status != "regression":
         return outcome
     # Confirm on a freshly booted engine before failing anyone's build: a bad boot is not a regression.
-    outcome = _more_trials(replace(outcome, notes=(*outcome.notes, "regression suspected; confirmation run on a "
+    outcome = more_trials(replace(outcome, notes=(*outcome.notes, "regression suspected; confirmation run on a "
                                                                    "fresh boot ...")), runner, trials)
     return outcome if outcome.status in UNUSABLE else judge(outcome)
 
@@ -97,7 +97,7 @@ def update_baseline(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: 
     case = outcome.case
     boots = 1 if case.engine.kind == "external" else BASELINE_BOOTS
     for _ in range(boots - 1):
-        outcome = _more_trials(outcome, runner, trials)
+        outcome = more_trials(outcome, runner, trials)
         if outcome.error:
             return outcome
     if outcome.status in UNUSABLE:
