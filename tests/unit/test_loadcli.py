@@ -209,3 +209,28 @@ def test_a_sweep_runs_every_point_and_result_filename_never_overwrites(sim, tmp_
     assert len(list((tmp_path / "out" / "results").glob("*.result.json"))) == 4  # 2 points x 2 trials
     written = sorted(p.name for p in (tmp_path / "vllm").iterdir())
     assert len(written) == 4 and all(n.startswith("bench.") and n.endswith(".json") for n in written), written
+
+
+def test_a_load_run_is_recorded_in_the_history_store(sim, tmp_path, capsys):
+    """`perfgate load --history FILE`: each run is a run of its series (recorded, nothing judged); twice is two runs."""
+    from perfgate.history.store import HistoryStore
+
+    store = tmp_path / "history.sqlite"
+    for _ in range(2):
+        assert main(["load", sim, "--model", "sim", "--num-prompts", "4", "--random-output-len", "4",
+                     "--name", "nightly-load", "--history", str(store), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "history: recorded as run 1 of series #1" in out and "history: recorded as run 2 of series #1" in out
+    with HistoryStore.open(str(store)) as h:
+        series = h.series(h.list_series("nightly-load")[0].id)
+    assert [r.status for r in series.runs] == ["not_judged", "not_judged"]
+    assert "ttft_ms.p50" in series.runs[-1].values
+
+
+def test_an_unusable_history_store_is_one_line_and_the_load_result_is_written(sim, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert main(["load", sim, "--model", "sim", "--num-prompts", "4", "--random-output-len", "4",
+                 "--history", str(tmp_path / "a-file" / "h.sqlite"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("history: history store sqlite:///") and "a-file" in err
+    assert list((tmp_path / "out" / "results").glob("*.result.json"))

@@ -431,3 +431,22 @@ def test_engine_upgrade_is_the_live_ab_with_inputs_through_env():
         assert flag in step["run"], flag
     for var, name in (("BASELINE", "baseline"), ("CANDIDATE", "candidate"), ("CANDIDATE_SPEC", "candidate_spec")):
         assert step["env"][var] == "${{ inputs.%s }}" % name
+
+
+def test_the_nightly_keeps_its_history_and_reports_new_change_points():
+    """The GPU suite's history outlives the job: the fleet's PostgreSQL from a secret, else a SQLite file in the
+    self-hosted runner's tool cache (never the work directory, emptied by the next checkout, and never off); its
+    new change points reach the job summary. The hosted CPU job keeps one only in the shared store."""
+    jobs = _jobs(_load(WORKFLOWS / "nightly.yml"))
+    suite = next(s for s in _steps(jobs["gpu"]) if "pytest perf -m gpu" in s.get("run", ""))
+    history = suite["env"]["PERFGATE_HISTORY"]
+    assert "secrets.PERFGATE_HISTORY_URL" in history
+    fallback = history.split("||", 1)[1]
+    assert "runner.tool_cache" in fallback and "sqlite:///" in fallback and "github.workspace" not in fallback
+    assert "off" not in fallback.lower()
+    steps = _steps(jobs["gpu"])
+    after = steps[steps.index(suite) + 1:]
+    assert any("GITHUB_STEP_SUMMARY" in s.get("run", "") and "history" in s.get("run", "")
+               and s.get("if") == "${{ always() }}" for s in after)
+    cpu = next(s for s in _steps(jobs["cpu"]) if "make perf-cpu" in s.get("run", ""))
+    assert cpu["env"]["PERFGATE_HISTORY"].startswith("${{ secrets.PERFGATE_HISTORY_URL ||")

@@ -67,6 +67,7 @@ def _compare(args: argparse.Namespace) -> int:
     from perfgate.engines.provision import default_cache_dir
     from perfgate.measure.environment import machine_name
     from perfgate.session import PerfSession, Settings
+    from perfgate.session.history import history_url
 
     with refusing(MatrixError, ValueError):
         engines = load_engines(Path(args.matrix))
@@ -98,7 +99,8 @@ def _compare(args: argparse.Namespace) -> int:
         baselines_dir=Path("baselines"), machine=machine, compare_to=a, compare_model=model_a,
         time_budget_s=args.time_budget,
         boots_per_side=args.boots_per_side, trials=None,
-        endpoint_model=args.endpoint_model, endpoint_auth_env=args.endpoint_auth_env))
+        endpoint_model=args.endpoint_model, endpoint_auth_env=args.endpoint_auth_env,
+        history=history_url(args.history)))
     worst = 0
     try:
         for sc in scenarios:
@@ -136,6 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boots-per-side", type=int, default=1)
     p.add_argument("--cache", default=None)
     p.add_argument("--out", default="reports/compare")
+    p.add_argument("--history", default=None, metavar="URL",
+                   help="record both sides in this history store (default: $PERFGATE_HISTORY, else the perfgate "
+                        "cache's history.sqlite; 'off': none)")
     p.add_argument("--endpoint-model", default=None, metavar="NAME",
                    help="model name the endpoint(s) serve (default: the matrix model's HF id or key if listed, "
                         "else the endpoint's only model)")

@@ -8,6 +8,7 @@ that tool's result JSON. Exit 0 when every trial is ok, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from perfgate.cli.errors import CliError, refusing
@@ -145,7 +146,29 @@ def _load(args: argparse.Namespace) -> int:
         print(path)
         if args.format == "vllm":
             print(_write_vllm_format(args, result, path, several=len(results) > 1))
+    _record(args.history, results)
     return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def _record(option: str | None, results: list) -> None:
+    """Each test id's trials as one run in the history store (``--history``, else $PERFGATE_HISTORY, else the
+    cache's file; ``off``: none). Nothing is judged here; a store that cannot be used is one line on stderr."""
+    from perfgate.schema.verdict import case_status
+    from perfgate.session.history import SessionHistory, history_url
+
+    history = SessionHistory(history_url(option))
+    try:
+        for test_id in dict.fromkeys(r.test_id for r in results):
+            mine = [r for r in results if r.test_id == test_id]
+            status = case_status(error=None, trial_statuses=[r.status for r in mine], judgement=None)
+            rec = history.record(mine, status, test_id, mine[0].environment.engine.spec
+                                 or mine[0].environment.engine.name, mine[0].environment.model)
+            if rec is not None:
+                print(f"history: recorded as run {rec.run_id} of series #{rec.series_id}")
+    finally:
+        history.close()
+    if history.error:
+        print(f"history: {history.error}", file=sys.stderr)
 
 
 def _run_points(target, scenarios: list, name: str | None, out: Path) -> list:
@@ -206,6 +229,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=None)
     p.add_argument("--out", default="reports")
+    p.add_argument("--history", default=None, metavar="URL",
+                   help="record the run in this history store (default: $PERFGATE_HISTORY, else the perfgate "
+                        "cache's history.sqlite; 'off': none)")
     p.add_argument("--auth-env", default=None, metavar="VAR",
                    help="environment variable holding the endpoint's token (default: $PERFGATE_ENDPOINT_TOKEN if set)")
     p.add_argument("--format", choices=["perfgate", "vllm"], default="perfgate",

@@ -16,6 +16,7 @@ from perfgate.schema.status import NOT_COMPARED, StatusGroup, status_group
 
 MD_MAX_LINES = 60
 MD_MAX_BYTES = 10_000
+MD_HISTORY_LINES = 20
 SWEEP_AXES = ("concurrency", "request_rate", "rate", "qps")
 
 _env = jinja2.Environment(
@@ -154,7 +155,12 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         "",
     ]
     history = history or HistoryView()
-    head += [f"history: {e[:300]}" for e in history.errors] + ([""] if history.errors else [])
+    new = [f"- history: {e[:300]}" for e in history.errors] + [
+        f"- history: `{h.case_id}`: {line}" for h in history.cases.values() for line in h.new_lines]
+    if new:  # every new change point, one line each, before the cases (the nightly's job summary greps these)
+        more = [f"- history: … and {len(new) - MD_HISTORY_LINES} more (see index.html)"] \
+            if len(new) > MD_HISTORY_LINES else []
+        head += ["### history: new change points", *new[:MD_HISTORY_LINES], *more, ""]
     entries: list[list[str]] = [[f"- **saturation** `{s.test_id}`: highest rate within SLO "
                                  f"{_num(s.max_sustained_rate)} req/s, peak goodput {_num(s.peak_goodput)} req/s "
                                  f"({len(s.steps)} steps)"] for s in data.saturations]

@@ -13,6 +13,7 @@ The session owns everything with side effects around the pure judge
 * :mod:`~perfgate.session.stored` - the stored-baseline workflow (lookup, judge, confirm, write);
 * :mod:`~perfgate.session.saturation` - a saturation scenario's search;
 * :mod:`~perfgate.session.live_ab` - a live A/B against another engine booted in the same session;
+* :mod:`~perfgate.session.history` - the history store: every case recorded, a suite case judged on its history;
 * :mod:`~perfgate.session.results_dir` - the results directory, verdicts.json and the report;
 * :mod:`~perfgate.session.run` - :class:`PerfSession`, which sequences them.
 
