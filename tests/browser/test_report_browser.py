@@ -74,6 +74,12 @@ FACTS = """(() => {
     svgSized: qa('svg').every(s => s.getBoundingClientRect().width > 100 && s.getBoundingClientRect().height > 50),
     logLinks: qa('a[data-testid=log-link]').map(a => a.getAttribute('href')),
     images: qa('img, script[src], link[href], iframe, object, embed').length,
+    historyTrends: qa(`section.case[data-case="%(reg)s"][data-hardware="cpu"] figure[data-chart=trend] svg`)
+      .filter(s => s.getBoundingClientRect().width > 100).map(s => s.closest('figure').dataset.metric),
+    historyRows: qa(`section.case[data-case="%(reg)s"][data-hardware="cpu"] table[data-testid=change-points] tr[data-metric]`)
+      .map(r => r.dataset.metric + ' ' + r.dataset.run + ' ' + (r.querySelector('.v-regression') ? 'REGRESSION' : '')),
+    historyNew: text(q(`section.case[data-case="%(reg)s"][data-hardware="cpu"] [data-testid=new-change-point]`)),
+    gpuHistory: !!q(`section.case[data-case="%(reg)s"][data-hardware="NVIDIA H100 80GB HBM3"] [data-testid=history]`),
     duplicateIds: (() => { const ids = qa('[id]').map(e => e.id); return ids.filter((x, i) => ids.indexOf(x) !== i); })(),
   };
 })()""" % {"reg": REGRESSED, "crash": CRASHED, "bound": CLIENT_BOUND}
@@ -135,6 +141,18 @@ def test_comparisons_charts_and_logs(browsed):
     assert f["logLinks"] and not any("://" in h or h.startswith("/") for h in f["logLinks"])
     assert f["images"] == 0
     assert f["duplicateIds"] == []
+
+
+def test_history_trends_and_open_change_points(browsed):
+    """The CPU runner's history.json (12 nights, ITL and e2e +14% from night 9 with an engine upgrade): a trend per
+    key metric drawn at a readable size, the change points in their table with the gated ones marked, the new
+    change point's line; the same test id on the GPU runner has no history of its own, so none is shown."""
+    f = browsed["facts"]
+    assert f["historyTrends"] == ["ttft_ms.p50", "itl_per_token_ms.p50", "e2e_ms.p50", "output_throughput"]
+    assert "itl_per_token_ms.p50 9 REGRESSION" in f["historyRows"] and "e2e_ms.p50 9 REGRESSION" in f["historyRows"]
+    assert f["historyNew"].startswith("e2e_ms.p50 +14.4%") and "since run 9" in f["historyNew"]
+    assert "engine 0.31.0 → 0.32.0" in f["historyNew"]
+    assert not f["gpuHistory"]
 
 
 def test_page_makes_no_network_request(browsed):

@@ -22,6 +22,7 @@ HISTORY_FILE = "history.json"
 @dataclass
 class CaseHistory:
     case_id: str
+    accelerator: str | None
     series_id: int
     run_id: int | None
     machine: str
@@ -34,9 +35,13 @@ class CaseHistory:
 
 @dataclass
 class HistoryView:
-    cases: dict[str, CaseHistory] = field(default_factory=dict)
+    cases: dict[tuple[str, str | None], CaseHistory] = field(default_factory=dict)  # (case id, accelerator)
     stores: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # the store's faults, as the session said them
+
+    def of(self, case) -> CaseHistory | None:
+        """The history of a report case (a test id on one runner's hardware: merged runners share test ids)."""
+        return self.cases.get((case.case_id, case.hardware)) or self.cases.get((case.case_id, None))
 
 
 def _case(doc: dict, store: str | None) -> CaseHistory:
@@ -47,7 +52,7 @@ def _case(doc: dict, store: str | None) -> CaseHistory:
                            min_effect=dict(pol.get("min_effect") or {}), observe_only=tuple(pol.get("observe_only") or ()))
     resets = {m: r for m, r in doc.get("resets") or []}
     trends = case_trends(runs, policy, resets, current_run_id=doc.get("run_id"))
-    return CaseHistory(doc["case_id"], doc["series_id"], doc.get("run_id"), doc.get("machine", "?"), store,
+    return CaseHistory(doc["case_id"], doc.get("accelerator"), doc["series_id"], doc.get("run_id"), doc.get("machine", "?"), store,
                        len(runs), trends, open_change_points(trends), list(doc.get("new_change_points") or []))
 
 
@@ -65,7 +70,8 @@ def read_history(result_dirs: list[Path], unreadable: list[str]) -> HistoryView:
             if doc.get("error"):
                 view.errors.append(doc["error"])
             for c in doc.get("cases") or []:
-                view.cases[c["case_id"]] = _case(c, doc.get("store"))
+                h = _case(c, doc.get("store"))
+                view.cases[(h.case_id, h.accelerator)] = h
         except (OSError, ValueError, KeyError, TypeError) as exc:
             unreadable.append(f"{path}: not a readable history.json ({type(exc).__name__}: {exc})")
     return view

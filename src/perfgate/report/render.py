@@ -171,7 +171,7 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         for v in c.metric_verdicts().values():
             if v.verdict in ("regression", "improvement") and not v.observe_only:
                 entry.append(f"  - {v.metric} {_pct(v.ratio)} [{_pct(v.ci_low)}, {_pct(v.ci_high)}] {v.verdict}")
-        h = history.cases.get(c.case_id)
+        h = history.of(c)
         entry.extend(f"  - history: {line}" for line in (h.new_lines if h else ()))
         entries.append(entry)
     entries.extend([f"- **unreadable result** {u[:200]}"] for u in data.unreadable)

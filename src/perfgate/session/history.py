@@ -194,6 +194,7 @@ class SessionHistory:
                 store.set_status(rec.run_id, outcome.status)
         self.cases.append({
             "case_id": case.id, "series_id": rec.series_id, "run_id": rec.run_id, "machine": key.machine,
+            "accelerator": outcome.results[0].environment.hardware.accelerator,
             "store": store.name, "policy": {"metrics": list(policy.metrics), "min_effect": dict(policy.min_effect),
                                             "observe_only": list(policy.observe_only)},
             "resets": [[m, r] for m, r in series.resets.items()],
