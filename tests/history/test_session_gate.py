@@ -75,3 +75,18 @@ def test_a_stored_comparison_is_kept_and_new_hardware_ends_the_series_in_the_not
     assert any("the hardware of machine box-1 changed since series #1 (3 run(s)" in n for n in moved.notes)
     assert moved.judgement.reason.startswith("first run of this series")
     history.close()
+
+
+def test_a_live_ab_records_both_sides_as_their_own_series(store_url):
+    b = run_results(0, scale=1.1)
+    a = [r.model_copy(update={"test_id": "vllm-cpu-old-tiny-llama-chat.reference"}) for r in run_results(0)]
+    history = SessionHistory(store_url)
+    history.record_outcome(CaseOutcome(CASE, machine="box-1", results=tuple(b), reference_results=tuple(a),
+                                       judgement=Judgement(status="ok")), reference=("vllm-cpu-old", "tiny-llama"))
+    history.close()
+    with HistoryStore.open(store_url) as store:
+        infos = {i.case_id: i for i in store.list_series()}
+        assert set(infos) == {"vllm-cpu-tiny-llama-chat", "vllm-cpu-old-tiny-llama-chat.reference"}
+        assert infos["vllm-cpu-old-tiny-llama-chat.reference"].engine_entry == "vllm-cpu-old"
+        assert [r.status for r in store.series(infos["vllm-cpu-old-tiny-llama-chat.reference"].id).runs] == \
+            ["reference"]
