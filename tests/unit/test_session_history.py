@@ -39,6 +39,7 @@ def test_the_comparison_names_its_runs_dates_and_engine_versions():
     assert _describe([_run(1)]) == "history: run 1 (2026-12-01, engine 0.32.0)"
     assert _describe([_run(3, day=1), _run(4, day=2), _run(5, version="0.31.0", day=3)]) == \
         "history: runs 3-5 (2026-12-01..2026-12-03, engine 0.31.0, 0.32.0)"
+    assert _describe([_run(1), _run(3), _run(4)]) == "history: runs 1, 3, 4 (2026-12-01, engine 0.32.0)"
 
 
 def test_a_store_that_cannot_be_opened_is_one_line_and_history_json_says_so(tmp_path):

@@ -71,14 +71,18 @@ def reference_runs(runs: list[HistoryRun], resets: dict[str | None, int], n: int
 
 
 def _describe(runs: list[HistoryRun]) -> str:
-    """``history: run 1 (2026-12-03, engine 0.32.0)`` / ``history: runs 3-5 (2026-12-01..2026-12-03, engine 0.32.0)``."""
+    """``history: run 1 (2026-12-03, engine 0.32.0)``, ``history: runs 3-5 (2026-12-01..2026-12-03, engine 0.32.0)``,
+    ``history: runs 1, 3, 4 (...)``."""
     first, last = runs[0], runs[-1]
     versions = sorted({str(r.environment.get("engine_version") or "?") for r in runs})
     if len(runs) == 1:
         return f"history: run {first.run_id} ({first.started_at[:10]}, engine {versions[0]})"
     days = first.started_at[:10] if first.started_at[:10] == last.started_at[:10] else \
         f"{first.started_at[:10]}..{last.started_at[:10]}"
-    return f"history: runs {first.run_id}-{last.run_id} ({days}, engine {', '.join(versions)})"
+    ids = [r.run_id for r in runs]
+    named = f"{first.run_id}-{last.run_id}" if ids == list(range(ids[0], ids[0] + len(ids))) else \
+        ", ".join(map(str, ids))  # a run left out (a regression, a failed night) is not hidden in a range
+    return f"history: runs {named} ({days}, engine {', '.join(versions)})"
 
 
 def _verdict(cp: ChangePoint) -> MetricVerdict:
