@@ -90,3 +90,22 @@ def test_a_live_ab_records_both_sides_as_their_own_series(store_url):
         assert infos["vllm-cpu-old-tiny-llama-chat.reference"].engine_entry == "vllm-cpu-old"
         assert [r.status for r in store.series(infos["vllm-cpu-old-tiny-llama-chat.reference"].id).runs] == \
             ["reference"]
+
+
+def test_each_saturation_step_is_a_run_of_its_own_rate(store_url, tmp_path):
+    """A saturation search's steps are read back from their result files: one series per offered rate."""
+    from perfgate.schema.result import SaturationResult, SaturationStep, write_result
+
+    steps = []
+    for rate in (1.0, 2.0):
+        tid = f"vllm-cpu-tiny-llama-chat@{rate:g}rps"
+        (tmp_path / "results").mkdir(exist_ok=True)
+        write_result(run_results(0)[0].model_copy(update={"test_id": tid, "scenario": f"chat@{rate:g}rps"}),
+                     tmp_path / "results" / f"{tid}.trial0.result.json")
+        steps.append(SaturationStep(rate=rate, test_id=tid, status="ok"))
+    curve = SaturationResult(test_id=CASE.id, scenario="chat", engine="vllm", model="tiny-llama", steps=steps)
+    history = SessionHistory(store_url)
+    history.record_saturation(CaseOutcome(CASE, machine="box-1", saturation=curve), tmp_path)
+    history.close()
+    with HistoryStore.open(store_url) as store:
+        assert sorted(i.case_id for i in store.list_series()) == [s.test_id for s in steps]
