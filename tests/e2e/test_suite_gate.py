@@ -67,7 +67,7 @@ def test_update_pass_regress_corrupt(project):
 
     same = _pytest(project)
     assert same.returncode == 0, same.stdout[-3000:]
-    assert "1 compared (0 regressed), 0 NOT COMPARED" in same.stdout  # exit 0 because it compared, not skipped
+    assert "1 compared (0 regressed), 0 inconclusive, 0 NOT COMPARED" in same.stdout  # exit 0 because it compared, not skipped
 
     other = _pytest(project, "--perf-machine", "fresh-box")
     assert other.returncode == 0, other.stdout[-3000:]
@@ -122,18 +122,22 @@ def test_live_ab_sees_a_20pct_slowdown_through_drift_and_passes_a_a(project):
     slow = _pytest(project, "--perf-engine", "sim-b-slower", "--perf-compare-to", "sim-a", "--perf-machine", "x")
     assert slow.returncode == 1, slow.stdout[-3000:]
     assert "live A/B vs sim-a" in slow.stdout and "paired blocks" in slow.stdout
-    line = next(ln for ln in slow.stdout.splitlines() if "ttft_ms.p50 +" in ln)
-    assert "vs sim-a (sim-1) live / sim-model / x" in line
+    # the failure line leads with the scenario's primary metric (e2e p50 for a scenario of no named family)
+    line = next(ln for ln in slow.stdout.splitlines() if "vs sim-a (sim-1) live / sim-model / x" in ln)
+    assert line.startswith("e2e_ms.p50 +"), line
     verdicts = json.loads((project / "reports" / "verdicts.json").read_text())
     case = verdicts["cases"][0]
     assert case["status"] == "regression" and case["baseline"]["live_engine"] == "sim-a"
-    ratio = {v["metric"]: v["ratio"] for v in case["verdicts"]}["ttft_ms.p50"]
-    assert 1.12 < ratio < 1.30  # +20% true, drift cancelled by the pairing
+    assert case["outcome"] == "regression" and case["live"]["primary_metric"] == "e2e_ms.p50"
+    ratios = {v["metric"]: v["ratio"] for v in case["verdicts"]}
+    assert all(1.12 < ratios[m] < 1.30 for m in ("ttft_ms.gmean", "ttft_ms.p50", "e2e_ms.p50"))  # +20%, drift cancelled
+    assert len(case["live"]["blocks"]) <= 24  # within the default plan's block budget
 
     same = _pytest(project, "--perf-engine", "sim-a", "--perf-compare-to", "sim-a")
     assert same.returncode == 0, same.stdout[-3000:]
     case = json.loads((project / "reports" / "verdicts.json").read_text())["cases"][0]
     assert case["status"] == "ok" and case["verdicts"]  # compared, not skipped
+    assert case["outcome"] == "no_change"  # decided, not inconclusive
     assert not any(v["verdict"] == "regression" for v in case["verdicts"])
 
 
@@ -163,14 +167,14 @@ def test_live_ab_of_a_model_change_on_one_engine(project):
     slow = _pytest(project, "--perf-compare-model", "sim-model", "--perf-machine", "x")
     assert slow.returncode == 1, slow.stdout[-3000:]
     assert "1 failed" in slow.stdout and "live A/B vs sim" in slow.stdout
-    line = next(ln for ln in slow.stdout.splitlines() if "ttft_ms.p50 +" in ln)
-    assert "vs sim (sim-1) live / sim-model / x" in line
+    line = next(ln for ln in slow.stdout.splitlines() if "vs sim (sim-1) live / sim-model / x" in ln)
+    assert line.startswith("e2e_ms.p50 +"), line
     cases = json.loads((project / "reports" / "verdicts.json").read_text())["cases"]
     # the candidate and its reference side; no A/A case of the reference model
     assert [c["case_id"] for c in cases] == ["sim-sim-model-big-gate", "sim-sim-model-gate.reference"]
     case = cases[0]
-    assert case["status"] == "regression"
-    ratio = {v["metric"]: v["ratio"] for v in case["verdicts"]}["ttft_ms.p50"]
-    assert 1.12 < ratio < 1.30
+    assert case["status"] == "regression" and case["outcome"] == "regression"
+    ratios = {v["metric"]: v["ratio"] for v in case["verdicts"]}
+    assert all(1.12 < ratios[m] < 1.30 for m in ("ttft_ms.gmean", "e2e_ms.p50"))
     reference = json.loads(next((project / "reports" / "results").glob("*.reference.trial0.result.json")).read_text())
     assert reference["environment"]["model"] == "sim-model"

@@ -203,6 +203,10 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
         def __init__(self, bound_attempts):
             self.bound, self.plans = bound_attempts, []
 
+        def boot(self, engine, model):
+            assert not self.plans  # both sides up before block 0
+            self.booted = [*getattr(self, "booted", []), engine.id]
+
         def run(self, plan: TrialBatch) -> Trials:
             assert plan.rerun_client_bound is False  # the A/B drops the block; a re-run inside would hide the count
             assert plan.count == 1 and plan.quiesce_others

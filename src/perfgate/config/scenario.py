@@ -56,12 +56,19 @@ class PolicySpec(Frozen):
 
 
 class ABPlan(Frozen):
-    """Live A/B (--perf-compare-to): paired blocks, first look, last look, false-regression rate over all looks."""
+    """Live A/B (--perf-compare-to): paired blocks, first look, last look, false-regression rate over all looks.
 
-    min_blocks: int = Field(default=3, ge=2)
-    max_blocks: int = Field(default=10, ge=2)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    look_every: int = Field(default=1, ge=1)
+    Defaults fit GPU-like noise (trial CV ~2%: a 5% change is clear by 12-24 blocks); the CPU scenarios run
+    up to 72 blocks (docs/statistics.md). Not part of the workload fingerprint: how long a comparison runs
+    changes no measurement. ``primary_metric`` None: the family's default
+    (:func:`perfgate.judge.sequential.default_primary_metric`).
+    """
+
+    min_blocks: int = Field(default=12, ge=2)
+    max_blocks: int = Field(default=24, ge=2)
+    alpha: float = Field(default=0.01, gt=0, lt=1)  # one-sided, per comparison
+    look_every: int = Field(default=6, ge=1)
+    primary_metric: str | None = None
 
 
 class ChecksSpec(Frozen):

@@ -81,7 +81,7 @@ def perf_run(perf_session: PerfSession):
 
     Returns the :class:`~perfgate.session.CaseOutcome`; ``outcome.check()``
     fails the test with a one-line reason on failure, regression, or (under
-    ``--perf-strict``) a case that compared nothing.
+    ``--perf-strict``) a case that compared nothing or was inconclusive.
     """
     return perf_session.run_case
 

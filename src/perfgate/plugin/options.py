@@ -41,7 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--perf-machine", default=None,
                 help="this runner's name; baselines are keyed by it (default: $PERFGATE_MACHINE; unnamed: no stored comparison)")
     g.addoption("--perf-strict", action="store_true",
-                help="fail a case that compared nothing (no baseline, environment mismatch, another machine)")
+                help="fail a case that did not answer: compared nothing (no baseline, environment mismatch, another "
+                     "machine) or inconclusive (compared, nothing decided)")
     g.addoption("--perf-compare-to", default=None, metavar="ENGINE",
                 help="live A/B: judge each selected engine against this matrix engine, booted in the same session")
     g.addoption("--perf-compare-model", default=None, metavar="MODEL",

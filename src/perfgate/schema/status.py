@@ -37,7 +37,7 @@ TrialStatus = Literal["ok", "failed", "client_bound", "workload_not_delivered"]
 JudgementStatus = Literal["ok", "regression", "no_baseline", "env_mismatch", "not_comparable", "not_judged"]
 """The judge's own answer for a case, before run failures are considered."""
 
-CaseStatus = Literal["ok", "regression", "failed", "client_bound", "no_baseline", "env_mismatch", "not_comparable",
+CaseStatus = Literal["ok", "regression", "inconclusive", "failed", "client_bound", "no_baseline", "env_mismatch", "not_comparable",
                      "baseline_written", "not_judged", "reference",  # reference: the A side of a live A/B
                      "workload_not_delivered", "slo_violated",
                      "skipped"]  # skipped: not run on this machine (no GPU, too few GPUs), counted and shown
@@ -49,11 +49,16 @@ UNUSABLE: frozenset[TrialStatus] = frozenset({"failed", "client_bound", "workloa
 NOT_COMPARED: frozenset[CaseStatus] = frozenset({"no_baseline", "env_mismatch", "not_comparable"})
 """A case that ran but was compared with nothing: passes with a note, fails under --perf-strict."""
 
+UNANSWERED: frozenset[CaseStatus] = NOT_COMPARED | {"inconclusive"}
+"""A case that ran but did not answer its question (compared nothing, or undecided): passes with a note, fails
+under --perf-strict."""
+
 
 class StatusGroup(StrEnum):
     """The groups the summary line and the report count cases in."""
 
-    COMPARED = "compared"  # judged against a reference: ok or regression
+    COMPARED = "compared"  # judged against a reference and decided: ok or regression
+    INCONCLUSIVE = "inconclusive"  # judged against a reference, undecided at the trials or blocks it had
     NOT_COMPARED = "not_compared"  # ran, compared with nothing (no baseline, env mismatch, not judged)
     FAILED = "failed"  # no usable numbers, or an absolute SLO missed
     BASELINE_WRITTEN = "baseline_written"
@@ -64,6 +69,7 @@ class StatusGroup(StrEnum):
 STATUS_GROUPS: Mapping[CaseStatus, StatusGroup] = MappingProxyType({
     "ok": StatusGroup.COMPARED,
     "regression": StatusGroup.COMPARED,
+    "inconclusive": StatusGroup.INCONCLUSIVE,
     "no_baseline": StatusGroup.NOT_COMPARED,
     "env_mismatch": StatusGroup.NOT_COMPARED,
     "not_comparable": StatusGroup.NOT_COMPARED,
@@ -90,6 +96,7 @@ class StatusCounts:
     cases: int = 0
     compared: int = 0
     regression: int = 0  # of the compared
+    inconclusive: int = 0  # compared but undecided: neither a regression nor "no change" could be shown
     not_compared: int = 0
     no_baseline: int = 0  # of the not compared
     failed: int = 0
@@ -107,6 +114,6 @@ def count_statuses(statuses: Iterable[CaseStatus]) -> StatusCounts:
         no_baseline += s == "no_baseline"
     run = sum(n for g, n in groups.items() if g not in (StatusGroup.SKIPPED, StatusGroup.REFERENCE))
     return StatusCounts(cases=run, compared=groups[StatusGroup.COMPARED], regression=regression,
-                        not_compared=groups[StatusGroup.NOT_COMPARED], no_baseline=no_baseline,
+                        inconclusive=groups[StatusGroup.INCONCLUSIVE], not_compared=groups[StatusGroup.NOT_COMPARED], no_baseline=no_baseline,
                         failed=groups[StatusGroup.FAILED], baseline_written=groups[StatusGroup.BASELINE_WRITTEN],
                         skipped=groups[StatusGroup.SKIPPED])

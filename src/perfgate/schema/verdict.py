@@ -94,6 +94,38 @@ class BaselineRef(_Model):
     live_engine: str | None = None  # engine configuration id of a live reference (A of an A/B)
 
 
+class BlockPoint(_Model):
+    """One paired block of a live A/B, as the report draws it: the primary metric's B/A ratio of that block."""
+
+    block: int  # position among the kept blocks (a dropped block: the position it was re-run at)
+    ratio: float | None = None  # B / A of the primary metric in this block
+    dropped: str | None = None  # why the block was dropped and re-run (client-bound); None: kept
+    cluster: int = 0  # the boot pair it ran on
+
+
+class LookPoint(_Model):
+    """The primary metric at one look of a live A/B: the running estimate, its interval, the look's boundary."""
+
+    blocks: int
+    ratio: float | None = None  # the paired estimate of B / A after ``blocks`` blocks
+    ci_low: float | None = None  # its repeated confidence interval at this look's level
+    ci_high: float | None = None
+    boundary: float | None = None  # the estimate (B / A) beyond which this look calls a regression
+    verdict: VerdictName | None = None
+
+
+class LiveRecord(_Model):
+    """A live A/B's blocks and looks (primary metric), and where its time went; for the report's block chart."""
+
+    primary_metric: str
+    direction: Direction = "lower"
+    min_effect: float | None = None
+    blocks: list[BlockPoint] = Field(default_factory=list)
+    looks: list[LookPoint] = Field(default_factory=list)
+    span_s: float | None = None  # first measurement window's start to the last one's end
+    setup_s: float | None = None  # installs and boots before block 0 (not part of the span)
+
+
 class Judgement(_Model):
     """The judge's answer for one case. ``status`` is the judgement's own, before run failures are considered."""
 
@@ -106,6 +138,16 @@ class Judgement(_Model):
     outcome: Outcome | None = None  # live A/B: regression / no_change / improvement / inconclusive; None: not set
     primary_metric: str | None = None  # the gating metric holding most of alpha (live A/B)
     detectable_pct: float | None = None  # the primary metric's detectable effect at the blocks run (80% power)
+    live: LiveRecord | None = None  # live A/B: the blocks and looks (the session adds them)
+
+    @property
+    def undecided(self) -> bool:
+        """Compared, and neither a regression nor "no change" shown: a live outcome of ``inconclusive``, or a
+        stored comparison (no outcome) in which no gating ratio metric was decided."""
+        if self.outcome is not None:
+            return self.outcome == "inconclusive"
+        gating = [v for v in self.verdicts if v.judged and v.method != "absolute"]
+        return self.status == "ok" and bool(gating) and all(v.verdict == "inconclusive" for v in gating)
 
     @property
     def regressions(self) -> list[MetricVerdict]:
@@ -125,7 +167,7 @@ class Judgement(_Model):
 
     def failure_line(self) -> str | None:
         """The one line a failing test shows, or None when the judgement does not fail the case."""
-        bad = self.regressions
+        bad = sorted(self.regressions, key=lambda v: v.metric != self.primary_metric)  # the primary leads
         if not bad:
             return None
         more = len(bad) - 1
@@ -135,13 +177,14 @@ class Judgement(_Model):
 def case_status(*, error: str | None, trial_statuses: list[TrialStatus], judgement: Judgement | None,
                 baseline_written: bool = False, slo_violated: bool = False) -> CaseStatus:
     """The status of a case. Precedence: failed > client_bound > workload_not_delivered > slo_violated >
-    regression > not compared > written > ok.
+    regression > inconclusive > not compared > written > ok.
 
     A run that failed, was client-bound or did not get the asked workload
     delivered has no numbers worth judging; an absolute SLO assertion
     (``assert_slo``) fails on its own figures, before any comparison; a
-    regression outranks "not compared" because it was compared; a case that
-    compared nothing never reads as ok.
+    regression outranks "not compared" because it was compared; a comparison
+    that decided nothing (:attr:`Judgement.undecided`) is inconclusive; a case
+    that compared nothing never reads as ok.
     """
     if error or "failed" in trial_statuses:
         return "failed"
@@ -153,6 +196,8 @@ def case_status(*, error: str | None, trial_statuses: list[TrialStatus], judgeme
         return "slo_violated"
     if judgement is not None and judgement.status == "regression":
         return "regression"
+    if judgement is not None and judgement.undecided:
+        return "inconclusive"
     if baseline_written:
         return "baseline_written"
     if judgement is None:
@@ -176,6 +221,9 @@ class CaseVerdict(_Model):
     reason: str | None = None
     baseline: BaselineRef | None = None
     verdicts: list[MetricVerdict] = Field(default_factory=list)
+    outcome: Outcome | None = None  # live A/B: regression / no_change / improvement / inconclusive
+    detectable_pct: float | None = None  # the primary metric's detectable effect at the blocks run (80% power)
+    live: LiveRecord | None = None  # live A/B: its blocks and looks (primary metric), its span
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:

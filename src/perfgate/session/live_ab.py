@@ -9,12 +9,17 @@ scenario's warm-up requests before its window, the order alternates
 (A B, B A, ...), the side not being measured is paused (SIGSTOP: an idle
 engine that polls would take CPU from the measured one on a small box), and
 with ``boots_per_side`` > 1 both sides are rebooted at evenly spaced blocks
-so boot-to-boot variance is part of the comparison. The time budget counts
-from the end of the first block (boots and provisioning are not measurement).
+so boot-to-boot variance is part of the comparison. Both sides are installed
+and booted before block 0, so block 0 is a pair like every other block (its
+two trials used to be a boot apart); the time budget and the printed span
+count from block 0 (installs and boots are shown apart). The primary metric's
+per-block ratios and each look's estimate go with the judgement
+(:class:`~perfgate.schema.verdict.LiveRecord`), for the report's block chart.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -22,7 +27,7 @@ from perfgate.config.matrix import EngineConfig, ModelSpec, ScenarioFile
 from perfgate.judge.sequential import SequentialPlan, judge_live, side_order
 from perfgate.judge.verdict import JudgePolicy
 from perfgate.schema.result import Result
-from perfgate.schema.verdict import BaselineRef, Judgement
+from perfgate.schema.verdict import BaselineRef, BlockPoint, Judgement, LiveRecord, LookPoint
 from perfgate.session.outcome import CaseOutcome
 from perfgate.session.trials import RunsTrials, TrialBatch
 
@@ -30,7 +35,36 @@ from perfgate.session.trials import RunsTrials, TrialBatch
 def plan_for(spec: ScenarioFile) -> SequentialPlan:
     """The sequential plan of a scenario (its ``ab`` group: ``ab_min_blocks``, ``ab_max_blocks``, ... in a file)."""
     ab = spec.ab
-    return SequentialPlan(min_blocks=ab.min_blocks, max_blocks=ab.max_blocks, alpha=ab.alpha, look_every=ab.look_every)
+    return SequentialPlan(min_blocks=ab.min_blocks, max_blocks=ab.max_blocks, alpha=ab.alpha, look_every=ab.look_every,
+                          primary_metric=ab.primary_metric)
+
+
+def _ratio(a: Result, b: Result, metric: str) -> float | None:
+    x, y = a.summary.metrics.get(metric) if a.summary else None, b.summary.metrics.get(metric) if b.summary else None
+    return y / x if isinstance(x, float | int) and isinstance(y, float | int) and x > 0 and y > 0 else None
+
+
+def _look(judgement: Judgement) -> LookPoint | None:
+    """The primary metric at a look; ``boundary``: the smallest worsening of the estimate called a regression
+    here (the interval's half-width at this look's level, and at least min_effect)."""
+    v = next((v for v in judgement.verdicts if v.metric == judgement.primary_metric), None)
+    if v is None or v.ratio is None:
+        return None
+    boundary = None
+    if v.ci_high is not None and v.ci_low is not None:
+        half = max(math.log(v.ci_high / v.ratio), math.log1p(v.min_effect or 0.0))
+        boundary = math.exp(half if v.direction == "lower" else -half)
+    return LookPoint(blocks=v.n_current, ratio=v.ratio, ci_low=v.ci_low, ci_high=v.ci_high, boundary=boundary,
+                     verdict=v.verdict)
+
+
+def _span(results: list[Result]) -> tuple[float | None, float]:
+    """(first window start to last window end, the windows' total length) over the comparison's trials."""
+    timed = [(r.clock_origin_s, r.summary.duration_s) for r in results
+             if getattr(r, "clock_origin_s", None) is not None and r.summary is not None]
+    if not timed:
+        return None, 0.0
+    return max(t + d for t, d in timed) - min(t for t, _ in timed), sum(d for _, d in timed)
 
 
 @dataclass(frozen=True)
@@ -39,7 +73,7 @@ class LiveSettings:
 
     machine: str | None
     boots_per_side: int = 1  # engine boots per side; > 1: both rebooted at evenly spaced blocks
-    time_budget_s: float | None = None  # per comparison, counted from the end of the first block
+    time_budget_s: float | None = None  # per comparison, counted from block 0 (both sides already booted)
 
 
 def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig, model_a: ModelSpec | None,
@@ -55,7 +89,6 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     a_id = f"{engine_a.id}-{model_a.name}-{case.scenario.name}.reference"
     reboot_every = max(1, plan.max_blocks // settings.boots_per_side) if settings.boots_per_side > 1 else 0
     t0 = time.monotonic()
-    measuring_since: float | None = None  # the budget starts once both sides are booted and measured once
     block_s: list[float] = []
     clusters: list[int] = []  # boot pair of each block
     sides: dict[str, list[Result]] = {"A": [], "B": []}
@@ -63,10 +96,20 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     judgement: Judgement | None = None
     discarded, max_discards = 0, max(3, plan.max_blocks // 10)
     block, attempt = 0, 0
+    dropped: list[tuple[int, tuple[Result, ...], str]] = []  # (position, its trials, why)
+    looks: list[LookPoint] = []
+    measured: list[Result] = []  # every trial of the comparison, dropped blocks' too (its span)
 
     def done(error: str | None = None) -> CaseOutcome:
         return replace(outcome, results=tuple(sides["B"]), reference_results=tuple(sides["A"]), error=error,
                        judgement=judgement, notes=(*outcome.notes, *notes))
+
+    for engine, model in ((engine_a, model_a), (case.engine, case.model)):  # both up before block 0: a real pair
+        failed = runner.boot(engine, model)
+        if failed:
+            return done(f"{case.id}: {failed}")
+    setup_s = time.monotonic() - t0
+    measuring_since = time.monotonic()
 
     while block < plan.max_blocks:
         t_block = time.monotonic()
@@ -80,6 +123,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
             ran = runner.run(TrialBatch(engine, model, case.scenario, test_id, start=attempt, fresh_first=fresh,
                                        quiesce_others=True, rerun_client_bound=False))
             sides[side] += ran.results
+            measured += ran.results
             if ran.error:
                 return done(f"{case.id}: {ran.error}")
             r = ran.results[-1]
@@ -97,8 +141,9 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
             # A client-bound trial describes the load generator, not the engine: the block is dropped
             # whole (both sides), counted, and run again; too many and the comparison is client-bound.
             discarded += 1
-            notes.append(f"block {block} discarded: {bound[0].test_id} trial {bound[0].trial} client-bound "
-                         f"({bound[0].failure_reason})")
+            why = f"{bound[0].test_id} trial {bound[0].trial} client-bound ({bound[0].failure_reason})"
+            notes.append(f"block {block} discarded: {why}")
+            dropped.append((block, tuple(block_results), why))
             for side in sides:
                 sides[side] = [r for r in sides[side] if not any(r is b for b in block_results)]
             if discarded > max_discards:
@@ -106,10 +151,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
                             f"latencies would describe the load generator, not the engines")
             continue
         block += 1
-        if measuring_since is None:
-            measuring_since = time.monotonic()  # block 0 held the boots (and any provisioning)
-        else:
-            block_s.append(time.monotonic() - t_block)
+        block_s.append(time.monotonic() - t_block)
         elapsed = time.monotonic() - measuring_since
         final = (settings.time_budget_s is not None and bool(block_s)
                  and elapsed + max(block_s) > settings.time_budget_s)
@@ -119,11 +161,31 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
         context = f"{engine_a.id} ({a_ver or '?'}) live / {model_a.name} / {settings.machine or 'unnamed machine'}"
         judgement, stop = judge_live([r.summary.metrics for r in a_results], [r.summary.metrics for r in b_results],
                                      policy, plan, context=context, reference=reference, final=final,
-                                     clusters=clusters, min_clusters=min(2, settings.boots_per_side))
+                                     clusters=clusters, min_clusters=min(2, settings.boots_per_side),
+                                     scenario=case.scenario.name)
+        point = _look(judgement) if judgement.outcome is not None else None
+        if point is not None:
+            looks.append(point)
         if stop:
             break
     if discarded:
         notes.append(f"{discarded} block(s) discarded as client-bound and re-run")
-    notes.append(f"live A/B vs {engine_a.id}: {len(sides['B'])} blocks in {time.monotonic() - t0:.0f} s; "
-                 + (judgement.reason if judgement else ""))
+    span, windows = _span(measured)
+    span = span if span is not None else time.monotonic() - measuring_since
+    notes.append(f"live A/B vs {engine_a.id}: {len(sides['B'])} blocks in {span:.0f} s"
+                 + (f" ({windows / span:.0%} of it in measurement windows)" if windows and span > 0 else "")
+                 + f"; installs and boots before block 0: {setup_s:.0f} s; " + (judgement.reason if judgement else ""))
+    if judgement is not None and judgement.primary_metric is not None:
+        primary = judgement.primary_metric
+        v = next((v for v in judgement.verdicts if v.metric == primary), None)
+        points = [BlockPoint(block=k, ratio=_ratio(a, b, primary), cluster=clusters[k])
+                  for k, (a, b) in enumerate(zip(sides["A"], sides["B"]))]
+        for k, trials, why in dropped:
+            by_side = {r.test_id == a_id: r for r in trials}
+            ratio = _ratio(by_side[True], by_side[False], primary) if len(by_side) == 2 else None
+            points.append(BlockPoint(block=k, ratio=ratio, dropped=why, cluster=clusters[min(k, len(clusters) - 1)]))
+        judgement = judgement.model_copy(update={"live": LiveRecord(
+            primary_metric=primary, direction=v.direction if v else "lower", min_effect=v.min_effect if v else None,
+            blocks=sorted(points, key=lambda p: (p.block, p.dropped is None)), looks=looks,
+            span_s=round(span, 3), setup_s=round(setup_s, 3))})
     return done()

@@ -68,7 +68,8 @@ class CaseOutcome:
 
     def gate(self) -> Gate:
         """Fail on a failed, client-bound, undelivered, SLO-violating or regressed case, and under
-        ``strict`` on a case that compared nothing; pass otherwise (a NOT COMPARED case says so)."""
+        ``strict`` on a case that compared nothing or was inconclusive; pass otherwise (a NOT COMPARED or
+        INCONCLUSIVE case says so)."""
         status = self.status
         if status == "failed":
             if self.error:
@@ -91,6 +92,12 @@ class CaseOutcome:
         if status == "regression":
             assert self.judgement is not None
             return Gate("fail", self.judgement.failure_line())
+        if status == "inconclusive":
+            assert self.judgement is not None
+            reason = self.judgement.reason or "no gating metric decided"
+            if self.strict:
+                return Gate("fail", f"{self.case.id}: INCONCLUSIVE under --perf-strict: {reason}")
+            return Gate("pass", f"INCONCLUSIVE: {reason}")
         if status in NOT_COMPARED:
             reason = (self.judgement.reason if self.judgement else None) or status
             if self.strict:
@@ -146,6 +153,9 @@ class CaseOutcome:
             machine=self.machine, status=self.status, reason=reason,
             baseline=self.judgement.baseline if self.judgement else None,
             verdicts=self.judgement.verdicts if self.judgement else [],
+            outcome=self.judgement.outcome if self.judgement else None,
+            detectable_pct=self.judgement.detectable_pct if self.judgement else None,
+            live=self.judgement.live if self.judgement else None,
         )
 
 

@@ -54,6 +54,10 @@ class RunsTrials(Protocol):
 
     def run(self, plan: TrialBatch) -> Trials: ...
 
+    def boot(self, engine: EngineConfig, model: ModelSpec) -> str | None:
+        """Boot (or reuse) an engine without measuring; the fault line, or None."""
+        ...
+
 
 class TrialRunner:
     """Runs trials on ``pool``'s engines and writes one result file per trial under ``results_dir``."""
@@ -86,6 +90,17 @@ class TrialRunner:
         except (WorkloadError, ProvisionError) as exc:
             return Trials(tuple(out), str(exc))
         return Trials(tuple(out))
+
+    def boot(self, engine: EngineConfig, model: ModelSpec) -> str | None:
+        """Install and boot ``engine`` serving ``model`` (kept in the pool) before anything is measured: a live
+        A/B boots both sides first, so its block 0 is two adjacent trials like every other block."""
+        try:
+            self.pool.get(engine, model)
+        except ServerError as exc:
+            return f"{exc.kind}: {exc}"
+        except ProvisionError as exc:
+            return str(exc)
+        return None
 
     def _check_engine(self, target: Target, result: Result) -> None:
         """An engine that died or hung during a trial ends the case: it is stopped (every process of its
