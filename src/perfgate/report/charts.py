@@ -174,3 +174,42 @@ def timeseries(series: dict[str, list[list[float]]], ylabel: str) -> str | None:
         ax.legend()
 
     return _render(2.2, draw)
+
+
+def ab_blocks(blocks: list[tuple[int, float, bool]], looks: list[tuple[int, float, float | None, float | None,
+              float | None]], min_effect: float | None, lower_is_better: bool) -> str | None:
+    """A live A/B's blocks: each block's B/A of the primary metric (dropped blocks as crosses), the running paired
+    estimate with its interval at each look, and the look's regression boundary (all as % change of B vs A).
+
+    ``blocks``: (block, ratio, dropped); ``looks``: (blocks, ratio, ci_low, ci_high, boundary)."""
+    if not blocks and not looks:
+        return None
+
+    def pct(r: float | None) -> float:
+        return np.nan if r is None else (r - 1.0) * 100.0
+
+    def draw(ax) -> None:
+        kept = [(k, r) for k, r, d in blocks if not d]
+        gone = [(k, r) for k, r, d in blocks if d]
+        ax.axhline(0.0, color="0.4", linewidth=0.8)
+        if kept:
+            ax.scatter([k for k, _ in kept], [pct(r) for _, r in kept], s=9, color="C0", alpha=0.6, label="block B/A")
+        if gone:
+            ax.scatter([k for k, _ in gone], [pct(r) for _, r in gone], s=18, marker="x", color="C3",
+                       label="dropped block (re-run)")
+        if looks:
+            x = [lk[0] - 1 for lk in looks]  # the look after n blocks sits on the n-th block (index n - 1)
+            est = np.array([pct(lk[1]) for lk in looks])
+            lo, hi = np.array([pct(lk[2]) for lk in looks]), np.array([pct(lk[3]) for lk in looks])
+            ax.errorbar(x, est, yerr=[np.nan_to_num(est - lo), np.nan_to_num(hi - est)], color="k", marker="o",
+                        markersize=3, linewidth=1.2, capsize=2, label="estimate, interval at each look")
+            ax.plot(x, [pct(lk[4]) for lk in looks], drawstyle="steps-mid", color="C3", linestyle="--",
+                    linewidth=1.0, marker="_", markersize=12, label="regression boundary at each look")
+        if min_effect:
+            worse = min_effect * 100 if lower_is_better else -min_effect * 100
+            ax.axhline(worse, color="C1", linestyle=":", linewidth=1.0, label=f"min effect {worse:+.0f}%")
+        ax.set_xlabel("block")
+        ax.set_ylabel("B vs A (%)")
+        ax.legend(loc="best")
+
+    return _render(2.8, draw)

@@ -27,7 +27,7 @@ from perfgate.schema.result import (
     read_saturation,
 )
 from perfgate.schema.status import UNUSABLE, CaseStatus, StatusCounts, count_statuses
-from perfgate.schema.verdict import CaseVerdict, MetricVerdict, case_status, load_verdicts
+from perfgate.schema.verdict import CaseVerdict, LiveRecord, MetricVerdict, case_status, load_verdicts
 
 KEY_COLUMNS = (
     ("ttft_ms.p50", "TTFT p50"),
@@ -100,6 +100,17 @@ class CaseView:
     def has_numbers(self) -> bool:
         return self.status not in UNUSABLE
 
+    @property
+    def live(self) -> LiveRecord | None:
+        """A live A/B's blocks and looks (its B side's verdict), else None."""
+        return self.verdict.live if self.verdict else None
+
+    @property
+    def answered_live(self) -> bool:
+        """Judged against (or serving as) a live reference engine: the paired estimate is its comparison."""
+        v = self.verdict
+        return v is not None and (v.status == "reference" or (v.baseline is not None and v.baseline.live_engine is not None))
+
     def metric_verdicts(self) -> dict[str, MetricVerdict]:
         return {v.metric: v for v in self.verdict.verdicts} if self.verdict else {}
 
@@ -143,7 +154,7 @@ class ReportCounts(StatusCounts):
     """:class:`~perfgate.schema.status.StatusCounts` plus the report's metric-level counts."""
 
     improvements: int = 0  # gating metrics judged improved
-    inconclusive: int = 0
+    inconclusive_metrics: int = 0  # gating metrics undecided (a case's own count is ``inconclusive``)
 
 
 @dataclass
@@ -158,20 +169,22 @@ class ReportData:
         metric_verdicts = [v for c in self.cases for v in c.metric_verdicts().values() if not v.observe_only]
         return ReportCounts(**asdict(count_statuses(c.status for c in self.cases)),
                             improvements=sum(v.verdict == "improvement" for v in metric_verdicts),
-                            inconclusive=sum(v.verdict == "inconclusive" for v in metric_verdicts))
+                            inconclusive_metrics=sum(v.verdict == "inconclusive" for v in metric_verdicts))
 
     def ab_groups(self) -> list[tuple[tuple[str, str, str], list[CaseView]]]:
-        """Same model + scenario + hardware measured with different engines or versions."""
+        """Same model + scenario + hardware measured with different engines or versions, in separate runs (a
+        live A/B is answered by its paired estimate, shown with its case: its trials' medians are not a second
+        answer)."""
         groups: dict[tuple[str, str, str], list[CaseView]] = defaultdict(list)
         for c in self.cases:
-            if c.has_numbers and c.results:
+            if c.has_numbers and c.results and not c.answered_live:
                 groups[(c.model, c.scenario, c.hardware)].append(c)
         return [(k, sorted(v, key=lambda c: (c.engine, version_key(c.version)))) for k, v in sorted(groups.items())
                 if len({(c.engine, c.version) for c in v}) > 1]
 
 
 _ORDER: dict[CaseStatus, int] = {"regression": 0, "failed": 1, "client_bound": 2, "env_mismatch": 3, "not_comparable": 3,
-          "workload_not_delivered": 2, "slo_violated": 1}
+          "workload_not_delivered": 2, "slo_violated": 1, "inconclusive": 3}
 
 
 def _rank(c: CaseView) -> int:

@@ -23,6 +23,7 @@ _env = jinja2.Environment(
     loader=jinja2.PackageLoader("perfgate.report", "templates"),
     autoescape=jinja2.select_autoescape(["html", "j2"]),
     trim_blocks=True, lstrip_blocks=True,
+    finalize=lambda x: "—" if x is None else x,  # a missing value reads as a dash, never as "None"
 )
 
 
@@ -53,10 +54,21 @@ def _case_charts(case: CaseView) -> list[tuple[str, str, str]]:
     """(name, caption, svg) for a case with numbers: latency distributions, then telemetry when recorded."""
     if not case.has_numbers:
         return []
+    out: list[tuple[str, str, str | None]] = []
+    live = case.live
+    if live is not None:
+        dropped = sum(1 for b in live.blocks if b.dropped)
+        kept = len(live.blocks) - dropped
+        out.append(("ab_blocks", f"{live.primary_metric}, B vs A per block ({kept} blocks"
+                    + (f", {dropped} dropped and re-run" if dropped else "") + "), the paired estimate and its "
+                    "interval at each look, the look's regression boundary",
+                    charts.ab_blocks([(b.block, b.ratio, b.dropped is not None) for b in live.blocks if b.ratio],
+                                     [(lk.blocks, lk.ratio, lk.ci_low, lk.ci_high, lk.boundary) for lk in live.looks],
+                                     live.min_effect, live.direction == "lower")))
     ok = [r for r in case.results if r.status == "ok"]
     n_req = sum(1 for r in ok for q in r.requests if q.error is None)
     pooled = f"{n_req} requests of {len(ok)} trial{'s' if len(ok) != 1 else ''}"
-    out = [
+    out += [
         ("ttft", f"TTFT distribution ({pooled})", charts.ecdf({"TTFT": case.samples("ttft_ms")}, "TTFT (ms)")),
         ("itl", f"ITL and TPOT distributions ({pooled})",
          charts.ecdf({"ITL (per chunk)": case.samples("itl_ms"), "TPOT": case.samples("tpot_ms")}, "ms")),
@@ -132,10 +144,32 @@ def _ab_rows(group: list[CaseView]) -> list[dict]:
     return rows
 
 
+def live_answer(case: CaseView) -> str:
+    """A live A/B's answer in one line: outcome, the primary metric's paired estimate and interval, blocks,
+    detectable effect (e.g. ``no change: itl_per_token_ms.p50 +1.2% [-3.0%, +5.6%] (paired, 99.2%), 24 blocks``)."""
+    v = case.verdict
+    assert v is not None
+    live = v.live
+    primary = live.primary_metric if live else None
+    mv = case.metric_verdicts().get(primary) if primary else None
+    line = (v.outcome or "not judged").replace("_", " ")
+    if mv is not None and mv.ratio is not None:
+        line += f": {primary} {_pct(mv.ratio)}"
+        if mv.ci_low is not None:
+            line += f" [{_pct(mv.ci_low)}, {_pct(mv.ci_high)}]"
+        line += " (paired estimate" + (f", {mv.level * 100:.2f}% interval)" if mv.level else ")")
+        line += f", {mv.n_current} blocks"
+    if live is not None and live.span_s is not None:
+        line += f" in {live.span_s:.0f} s"
+    if v.detectable_pct is not None:
+        line += f", detectable {v.detectable_pct:.1f}%"
+    return line
+
+
 def render_html(data: ReportData, history: HistoryView | None = None) -> str:
     return _env.get_template("report.html.j2").render(
         history=history or HistoryView(),
-        data=data, counts=data.counts(), key_columns=KEY_COLUMNS, label=LABEL,
+        data=data, counts=data.counts(), key_columns=KEY_COLUMNS, label=LABEL, live_answer=live_answer,
         case_charts=[_case_charts(c) for c in data.cases],  # aligned with data.cases
         sweep_charts=_sweep_charts(data), saturation_charts=_saturation_charts(data), ab_groups=[(k, g, _ab_rows(g)) for k, g in data.ab_groups()],
         generated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), version=__version__,
@@ -149,8 +183,8 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
     head = [
         "## perfgate",
         "",
-        f"**{counts.regression} regressed**, {counts.failed} failed, {counts.improvements} improved metrics, "
-        f"{counts.inconclusive} inconclusive metrics, **{counts.not_compared} NOT COMPARED** "
+        f"**{counts.regression} regressed**, {counts.failed} failed, {counts.inconclusive} inconclusive, "
+        f"{counts.improvements} improved metrics, **{counts.not_compared} NOT COMPARED** "
         f"({counts.no_baseline} without baseline), {counts.skipped} skipped — {counts.cases} cases",
         "",
     ]
@@ -168,6 +202,8 @@ def render_markdown(data: ReportData, max_lines: int = MD_MAX_LINES, max_bytes: 
         entry = [f"- **{LABEL.get(c.status, c.status)}** `{c.case_id}` ({c.engine} {c.version}, {c.hardware}, machine {c.machine})"]
         if (status_group(c.status) is StatusGroup.FAILED or c.status in NOT_COMPARED) and c.reason:
             entry.append(f"  - {c.reason.splitlines()[0][:200]}")
+        if c.verdict is not None and c.verdict.outcome is not None:
+            entry.append(f"  - {live_answer(c)}")
         for v in c.metric_verdicts().values():
             if v.verdict in ("regression", "improvement") and not v.observe_only:
                 entry.append(f"  - {v.metric} {_pct(v.ratio)} [{_pct(v.ci_low)}, {_pct(v.ci_high)}] {v.verdict}")

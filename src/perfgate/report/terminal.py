@@ -93,19 +93,29 @@ _AB_SHOWN_OBSERVED = ("tpot_ms.mean", "request_throughput")  # observe-only, but
 
 
 def ab_table(judgement: Judgement) -> list[str]:
-    """The live A/B's verdict table: each judged metric with A's and B's medians, the change and its interval."""
-    rows = [f"{'metric':24s} {'A median':>10s} {'B median':>10s} {'B vs A':>8s}  {'interval':18s} verdict"]
+    """The live A/B's answer: its outcome, blocks and detectable effect, then per metric the paired estimate of
+    B / A (the centre of the blocks' paired log ratios) with its interval. Trial medians are not shown: a ratio
+    of medians is another number for the same question, and not a statistic of the pairing."""
+    blocks = max((v.n_current for v in judgement.verdicts), default=0)
+    head = f"outcome {(judgement.outcome or 'not judged').upper()} after {blocks} paired blocks"
+    if judgement.primary_metric:
+        head += f"; primary {judgement.primary_metric}"
+    if judgement.detectable_pct is not None:
+        head += f", detectable here {judgement.detectable_pct:.1f}%"
+    rows = [head, f"{'metric':24s} {'B vs A':>8s}  {'interval':18s} {'level':>7s}  verdict"]
     for v in judgement.verdicts:
         if v.observe_only and v.metric not in _AB_SHOWN_OBSERVED:
             continue
         interval = (f"[{(v.ci_low - 1) * 100:+.1f}%, {(v.ci_high - 1) * 100:+.1f}%]"
                     if v.ci_low is not None and v.ci_high is not None else "")
-        change = f"{v.change_pct:+.1f}%" if v.change_pct is not None else ""
-        a = f"{v.baseline_median:.4g}" if v.baseline_median is not None else "-"
-        b = f"{v.current_median:.4g}" if v.current_median is not None else "-"
+        change = f"{v.change_pct:+.1f}%" if v.change_pct is not None else "-"
+        level = f"{v.level * 100:.2f}%" if v.level is not None else ""
         tag = v.verdict.upper() if v.verdict == "regression" and v.judged else v.verdict
-        rows.append(f"{v.metric:24s} {a:>10s} {b:>10s} {change:>8s}  {interval:18s} {tag}"
+        rows.append(f"{v.metric:24s} {change:>8s}  {interval:18s} {level:>7s}  {tag}"
+                    + (" (primary)" if v.metric == judgement.primary_metric else "")
                     + (" (shown, not gated)" if v.observe_only else ""))
+    rows.append("B vs A: the paired estimate of B / A over the blocks (+ = B's value larger), "
+                "interval at the look's level")
     return rows
 
 
@@ -136,11 +146,14 @@ def session_summary(cases: Sequence[CaseLines], skipped: Sequence[str], counts: 
     lines.extend(history)
     shown = repr(machine) if machine else "(unnamed)"
     lines.append(f"{counts.cases} cases on machine {shown}: {counts.compared} compared "
-                 f"({counts.regression} regressed), {counts.not_compared} NOT COMPARED, {counts.failed} failed"
+                 f"({counts.regression} regressed), {counts.inconclusive} inconclusive, "
+                 f"{counts.not_compared} NOT COMPARED, {counts.failed} failed"
                  + (f", {counts.baseline_written} baselines written" if counts.baseline_written else "")
                  + (f", {counts.skipped} skipped" if counts.skipped else ""))
     if counts.not_compared and not strict:
         lines.append("    cases that compared nothing pass; --perf-strict fails them")
+    if counts.inconclusive and not strict:
+        lines.append("    inconclusive cases (compared, nothing decided) pass; --perf-strict fails them")
     lines.append(f"results and server logs: {results_dir}")
     if report_paths:
         lines.append(f"report: {report_paths[0]} (summary: {report_paths[1]})")
