@@ -114,7 +114,8 @@ def _compare(args: argparse.Namespace) -> int:
             worst = max(worst, 1 if action == "fail" else 0)
     finally:
         session.finish()
-    for ln in session.summary_lines()[-3:]:
+    summary = session.summary_lines()  # the cases were printed above: from the counts line on
+    for ln in summary[next((i for i, ln in enumerate(summary) if " cases on machine " in ln), 0):]:
         print(ln)
     return worst
 
