@@ -174,3 +174,50 @@ def test_screenshots(browsed):
         keep.mkdir(exist_ok=True)
         for name, png in shots.items():
             (keep / name).write_bytes(png)
+
+
+LIVE_FACTS = """(() => {
+  const q = s => document.querySelector(s);
+  const chart = q('figure[data-chart=ab_blocks] svg');
+  return {
+    text: document.body.innerText,
+    answer: q('[data-testid=live-answer]') && q('[data-testid=live-answer]').innerText.trim(),
+    chartSized: !!chart && chart.getBoundingClientRect().width > 200 && chart.getBoundingClientRect().height > 100,
+    inconclusive: parseInt(q('[data-testid=count-inconclusive] b').innerText),
+    medianTables: document.querySelectorAll('table[data-testid=ab]').length,
+  };
+})()"""
+
+
+def test_a_live_ab_reads_as_one_answer_with_its_blocks_drawn_and_no_none(tmp_path):
+    """A live A/B (the fixture's 0.31.0 and 0.32.0 trials recorded as one, machine unnamed): what a reader sees."""
+    from perfgate.schema.verdict import (BaselineRef, BlockPoint, CaseVerdict, LiveRecord, LookPoint, MetricVerdict,
+                                         VerdictsFile)
+
+    run = tmp_path / "run"
+    (run / "results").mkdir(parents=True)
+    for p in (FIXTURES[0] / "results").glob("vllm-0.3[12].0-tiny-llama-decode-heavy.trial*.result.json"):
+        shutil.copy(p, run / "results" / p.name)
+    mv = MetricVerdict(metric="itl_per_token_ms.p50", verdict="inconclusive", ratio=1.02, ci_low=0.97, ci_high=1.08,
+                       change_pct=2.0, mde_pct=7.9, n_baseline=24, n_current=24, direction="lower", level=0.992,
+                       min_effect=0.05, method="paired-log", baseline_median=672.3, current_median=662.6)
+    live = LiveRecord(primary_metric=mv.metric, min_effect=0.05,
+                      blocks=[BlockPoint(block=k, ratio=1.0 + 0.03 * (-1) ** k) for k in range(24)],
+                      looks=[LookPoint(blocks=n, ratio=1.02, ci_low=0.96, ci_high=1.08, boundary=1.08)
+                             for n in (12, 18, 24)], span_s=298.0, setup_s=120.0)
+    b = CaseVerdict(case_id="vllm-0.32.0-tiny-llama-decode-heavy", engine="vllm", engine_version="0.32.0", model="m",
+                    scenario="decode-heavy", hardware="cpu", status="inconclusive", verdicts=[mv],
+                    baseline=BaselineRef(live_engine="vllm-0.31.0", engine_version="0.31.0"), outcome="inconclusive",
+                    detectable_pct=7.9, live=live)
+    a = CaseVerdict(case_id="vllm-0.31.0-tiny-llama-decode-heavy", engine="vllm", engine_version="0.31.0", model="m",
+                    scenario="decode-heavy", hardware="cpu", status="reference")
+    VerdictsFile(cases=[b, a]).write(run / "verdicts.json")
+    html_path, _ = render_report([run], tmp_path / "out")
+    chrome = Chrome(CHROMIUM, FLAGS, tmp_path / "profile")
+    try:
+        facts = chrome.evaluate(chrome.open_page(html_path.as_uri()), LIVE_FACTS)
+    finally:
+        chrome.close()
+    assert "None" not in facts["text"]
+    assert facts["answer"].startswith("inconclusive: itl_per_token_ms.p50 +2.0% [-3.0%, +8.0%] (paired estimate")
+    assert facts["chartSized"] and facts["inconclusive"] == 1 and facts["medianTables"] == 0
