@@ -230,6 +230,7 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
 
     bad = run_live_ab(start, FakeRunner({0, 1, 2, 3}), EngineConfig(id="a", kind="sim"), None, settings)
     assert bad.error and "client-bound in 4 blocks (more than 3)" in bad.error
+    assert any(n.startswith("live A/B vs a: stopped after 0 kept blocks (") for n in bad.notes)
     assert bad.status == "failed"
 
 

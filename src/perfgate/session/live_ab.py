@@ -101,6 +101,9 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     measured: list[Result] = []  # every trial of the comparison, dropped blocks' too (its span)
 
     def done(error: str | None = None) -> CaseOutcome:
+        if error and measured:  # where a comparison that stopped got to
+            notes.append(f"live A/B vs {engine_a.id}: stopped after {len(sides['B'])} kept blocks "
+                         f"({len(measured)} trials) in {_span(measured)[0] or 0:.0f} s")
         return replace(outcome, results=tuple(sides["B"]), reference_results=tuple(sides["A"]), error=error,
                        judgement=judgement, notes=(*outcome.notes, *notes))
 
