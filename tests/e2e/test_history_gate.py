@@ -65,12 +65,12 @@ def test_second_run_is_compared_with_the_first_and_a_slowdown_is_dated(project, 
     first = _pytest(project, store)
     assert first.returncode == 0, first.stdout[-3000:]
     assert "first run of this series on machine" in first.stdout and "recorded, nothing to compare" in first.stdout
-    assert "0 compared (0 regressed), 1 NOT COMPARED" in first.stdout
+    assert "0 compared (0 regressed), 0 inconclusive, 1 NOT COMPARED" in first.stdout
     assert _case(project)["status"] == "not_comparable"  # an unnamed machine, no history yet
 
     second = _pytest(project, store)
     assert second.returncode == 0, second.stdout[-3000:]
-    assert "1 compared (0 regressed), 0 NOT COMPARED" in second.stdout
+    assert "1 compared (0 regressed), 0 inconclusive, 0 NOT COMPARED" in second.stdout
     assert "judged on history: run 1 (" in second.stdout
     case = _case(project)
     assert case["status"] == "ok" and case["verdicts"] and "series #1 run(s) 1" in case["baseline"]["path"]
