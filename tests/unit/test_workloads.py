@@ -240,8 +240,16 @@ def test_delivery_ok_and_each_violation():
 
 
 def test_delivery_skips_what_it_cannot_know():
-    d = check_delivery([rec(0, out=3, source="tokenizer"), rec(1, error="timeout", out=1)], W)
-    assert d.delivered and (d.output_unchecked, d.checked_requests) == (1, 1)
+    d = check_delivery([rec(0, out=15, source="tokenizer"), rec(1, error="timeout", out=1)], W)
+    assert d.delivered and (d.output_retokenized, d.checked_requests) == (1, 1)  # re-counted: within 10%
+    d = check_delivery([rec(0, out=8, source="tokenizer")], W)  # half of max_tokens, counted from the text
+    assert not d.delivered and d.short_outputs == 1 and "counted from the returned text" in d.reason
+    d = check_delivery([rec(0, out=8, source="chunks"), rec(1)], W)  # nothing could count it
+    assert not d.delivered and d.unverified and d.output_unchecked == 1 and "unverified" in d.reason
+    d = check_delivery([rec(0, prompt=None)], W)
+    assert d.delivered and d.prompt_unchecked == 1
+    d = check_delivery([rec(0, prompt=99, prompt_tokens_source="tokenizer")], W)  # perfgate's own count
+    assert d.delivered and (d.prompt_counted, d.prompt_mismatches) == (1, 0)
     no_eos = W.model_copy(update={"ignore_eos": False})
     assert check_delivery([rec(0, out=3)], no_eos).delivered
     shaped = [rec(0, prompt=50, out=7, requested_prompt_tokens=50, requested_max_tokens=7),

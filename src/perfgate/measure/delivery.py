@@ -16,7 +16,12 @@ from perfgate.measure.records import ParsedStream
 from perfgate.schema.result import Delivery, RequestRecord, Workload
 
 EXACT_SOURCES = ("usage", "token_ids")
-"""Output counts that are the engine's own; a re-tokenized or per-chunk count is not checked."""
+"""Output counts that are the engine's own: checked exactly."""
+COUNTED_SOURCES = ("tokenizer",)
+"""Output counts perfgate made from the returned text (the endpoint's /tokenize or the local tokenizer): checked
+within ``retokenized_tolerance``, since re-encoding decoded text can merge or split a token at the seams."""
+RETOKENIZED_TOLERANCE = 0.10
+"""A re-counted output may differ from ``max_tokens`` by this fraction and still count as delivered."""
 
 
 def coalesced_events(parsed: ParsedStream | None) -> int:
@@ -29,15 +34,20 @@ def coalesced_events(parsed: ParsedStream | None) -> int:
 
 def check_delivery(records: Sequence[RequestRecord], workload: Workload, *, per_request: bool = False,
                    pool_exhausted: bool = False, prompt_tolerance: float = 0.02,
-                   max_coalesced_fraction: float = 0.5) -> Delivery:
+                   max_coalesced_fraction: float = 0.5,
+                   retokenized_tolerance: float = RETOKENIZED_TOLERANCE) -> Delivery:
     """Check every completed request against what it asked.
 
     ``per_request``: each request's ``requested_*`` fields say what it asked
     (shaped workloads; a None prompt count is not checked); otherwise every
     request asked the workload's ``prompt_tokens`` and ``max_tokens``.
 
-    * outputs: with ``ignore_eos`` asked, the engine's own output count must equal ``max_tokens``;
-    * prompts: ``usage.prompt_tokens`` within ``prompt_tolerance`` × asked (relative) of the asked count;
+    * outputs: with ``ignore_eos`` asked, the engine's own output count must equal ``max_tokens``; one counted
+      from the returned text must be within ``retokenized_tolerance`` of it; one only counted in chunks
+      (nothing could count it) leaves the trial **unverified**, which is not delivered either;
+    * prompts: ``usage.prompt_tokens`` within ``prompt_tolerance`` × asked (relative) of the asked count; a
+      prompt count perfgate made itself (``prompt_tokens_source`` "tokenizer": no usage) is not the engine's
+      and is counted in ``prompt_counted``, not checked;
     * coalesced events: at most ``max_coalesced_fraction`` of all token gaps;
     * a duration run must not run out of prepared requests before its end.
     """
@@ -53,18 +63,31 @@ def check_delivery(records: Sequence[RequestRecord], workload: Workload, *, per_
             if r.output_tokens_source in EXACT_SOURCES:
                 if r.output_tokens != asked_out:
                     d.short_outputs += 1
+            elif r.output_tokens_source in COUNTED_SOURCES and r.output_tokens is not None:
+                d.output_retokenized += 1
+                if abs(r.output_tokens - asked_out) > retokenized_tolerance * asked_out:
+                    d.short_outputs += 1
             else:
                 d.output_unchecked += 1
         asked_in = r.requested_prompt_tokens if per_request else workload.prompt_tokens
-        if asked_in is None or r.prompt_tokens is None:
+        if r.prompt_tokens is not None and r.prompt_tokens_source == "tokenizer":
+            d.prompt_counted += 1
+        elif asked_in is None or r.prompt_tokens is None:
             d.prompt_unchecked += 1
         elif abs(r.prompt_tokens - asked_in) > prompt_tolerance * asked_in:
             d.prompt_mismatches += 1
     d.pool_exhausted = pool_exhausted
     reasons = []
     if d.short_outputs:
+        how = (f"; {d.output_retokenized} counted from the returned text, the endpoint sent no usage"
+               if d.output_retokenized else "")
         reasons.append(f"{d.short_outputs} of {d.checked_requests} requests generated other than max_tokens "
-                       "with ignore_eos asked (the engine stopped early or ignored ignore_eos)")
+                       f"with ignore_eos asked (the engine stopped early or ignored ignore_eos{how})")
+    d.unverified = bool(d.output_unchecked)
+    if d.unverified:
+        reasons.append(f"delivery unverified: {d.output_unchecked} of {d.checked_requests} requests' outputs could "
+                       "only be counted in stream chunks (no usage, no token_ids, no /tokenize or local tokenizer to "
+                       "count the text; give --tokenizer DIR or serve /tokenize)")
     if d.prompt_mismatches:
         reasons.append(f"{d.prompt_mismatches} of {d.checked_requests} requests' prompt tokens were not within "
                        f"{prompt_tolerance:.0%} of the asked length")

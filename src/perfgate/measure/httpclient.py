@@ -29,7 +29,7 @@ import time
 from urllib.parse import urlsplit
 
 from perfgate import __version__
-from perfgate.measure.records import ErrorKind, RawRequest
+from perfgate.measure.records import ErrorKind, RawRequest, retry_after_seconds
 
 _perf = time.perf_counter
 _MAX_HEAD = 64 * 1024  # response status line + headers
@@ -125,6 +125,10 @@ class _Conn(asyncio.Protocol):
             headers[name.strip().lower()] = value.strip().lower()
         rec = self.rec
         rec.status = status
+        if b"content-type" in headers:
+            rec.content_type = headers[b"content-type"].decode("latin-1")
+        if b"retry-after" in headers:
+            rec.retry_after_s = retry_after_seconds(headers[b"retry-after"].decode("latin-1"))
         self.keep_alive = parts[0] == b"HTTP/1.1" and headers.get(b"connection") != b"close"
         self._head = b""
         if b"chunked" in headers.get(b"transfer-encoding", b""):

@@ -30,7 +30,7 @@ import aiohttp
 import numpy as np
 
 from perfgate.measure.httpclient import RawClient
-from perfgate.measure.records import ErrorKind, RawRequest
+from perfgate.measure.records import ErrorKind, RawRequest, retry_after_seconds
 
 _LOOP_PROBE_INTERVAL_S = 0.005
 
@@ -137,6 +137,9 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
                 headers={"Content-Type": "application/json", "X-Request-Id": f"perfgate-{spec.index}"},
             ) as resp:
                 rec.status = resp.status
+                rec.content_type = resp.headers.get("Content-Type", "").lower() or None
+                if "Retry-After" in resp.headers:
+                    rec.retry_after_s = retry_after_seconds(resp.headers["Retry-After"])
                 if resp.status != 200:
                     body = await resp.read()
                     rec.done_at = perf()

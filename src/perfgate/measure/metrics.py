@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http.client import HTTPException
 
 import numpy as np
 
@@ -70,7 +71,10 @@ def _output_tokens(parsed: ParsedStream, count_tokens: Callable[[str], int] | No
     if parsed.events and all(e.n_tokens is not None for e in parsed.events):
         return sum(e.n_tokens for e in parsed.events), "token_ids"  # type: ignore[misc]
     if count_tokens is not None and parsed.events:
-        return count_tokens("".join(e.text for e in parsed.events)), "tokenizer"
+        try:
+            return count_tokens("".join(e.text for e in parsed.events)), "tokenizer"
+        except (LookupError, OSError, ValueError, HTTPException):  # the counter failed: chunks, marked so
+            pass
     if parsed.events:
         return len(parsed.events), "chunks"
     return None, None
@@ -88,6 +92,12 @@ def _status_kind(status: int | None) -> ErrorKind:
     return ErrorKind.PROTOCOL  # 1xx/2xx/3xx other than 200: not a stream we can use
 
 
+def not_event_stream(raw: RawRequest) -> str:
+    """What a streamed request got instead of an event stream: its Content-Type, status and first bytes."""
+    first = b"".join(data for _, data in raw.chunks)[:80]
+    return f"expected text/event-stream, got {raw.content_type.split(';')[0]} ({raw.status}): {first!r}"
+
+
 def _classify(raw: RawRequest, parsed: ParsedStream | None) -> tuple[str | None, str]:
     """The request's error class (None = success) and a short detail.
 
@@ -101,6 +111,8 @@ def _classify(raw: RawRequest, parsed: ParsedStream | None) -> tuple[str | None,
     if raw.status != 200:
         detail = f"HTTP {raw.status}" if raw.status is not None else "no HTTP response"
         return _status_kind(raw.status).value, (f"{detail}: {raw.error_detail}" if raw.error_detail else detail)
+    if raw.content_type is not None and not raw.content_type.startswith("text/event-stream"):
+        return ErrorKind.PROTOCOL.value, not_event_stream(raw)
     if parsed is None:
         return ErrorKind.PROTOCOL.value, "empty response body"
     started = bool(parsed.events)
@@ -144,6 +156,7 @@ def request_record(
         sent_at_s=raw.sent_at - run_start,
         ttft_ms=ttft, e2e_ms=e2e, tpot_ms=tpot, itl_ms=itl, tokens_per_chunk=per_chunk,  # type: ignore[arg-type]
         prompt_tokens=parsed.prompt_tokens if parsed else None,
+        prompt_tokens_source="usage" if parsed is not None and parsed.prompt_tokens is not None else None,
         output_tokens=out_tokens, output_tokens_source=source, chunks=len(events),
         error=error, error_detail=detail[:300],
         schedule_lag_ms=(raw.sent_at - raw.scheduled_at) * _MS if raw.scheduled_at is not None else None,
@@ -222,7 +235,7 @@ def summarize(
     if duration_s > 0:
         m["request_throughput"] = len(ok) / duration_s
         m["output_throughput"] = out_tokens / duration_s
-        # Prompt tokens come only from usage: without them the sum would silently undercount.
+        # Prompt tokens from usage, else the sent prompt's count: a request with neither would undercount the sum.
         m["total_token_throughput"] = (out_tokens + in_tokens) / duration_s if prompt_known else None
         m["goodput"] = good / duration_s
     else:

@@ -43,6 +43,25 @@ ERROR_CLASS: Mapping[str, FaultClass] = MappingProxyType({
 timeout of the engine process itself are decided from its process state, by the session)."""
 
 
+def retry_after_seconds(value: str) -> float | None:
+    """A ``Retry-After`` header in seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3); None if neither."""
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+    from datetime import datetime, timezone
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
 @dataclass(slots=True)
 class RawRequest:
     """One request as seen on the wire by the client.
@@ -60,6 +79,8 @@ class RawRequest:
     error: ErrorKind | None = None
     error_detail: str = ""
     warmup: bool = False
+    content_type: str | None = None  # the response's Content-Type (lower case), when it sent one
+    retry_after_s: float | None = None  # a refusal's Retry-After, in seconds, when it sent one
 
     def timed_out(self, at: float, timeout_s: float, trial_deadline_passed: bool) -> None:
         """Mark this request as a timeout at ``at`` (perf_counter): its own deadline, or the trial's."""

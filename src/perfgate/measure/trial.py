@@ -76,6 +76,25 @@ def _local_count_fn(model_path: str, special_tokens: bool = True, *, api: str = 
     return lambda text: tokenizer.count(text, special_tokens=special_tokens)
 
 
+def _output_count_fn(target: Target) -> CountFn | None:
+    """Counts generated text: the local tokenizer without special tokens, else the endpoint's /tokenize (asked
+    lazily, with ``add_special_tokens`` false), else None."""
+    local = _local_count_fn(target.model.path, special_tokens=False, also=(target.model.name,))
+    if local is not None:
+        return local
+    remote: list[CountFn | None] = []
+
+    def count(text: str) -> int:
+        if not remote:
+            remote.append(tokenize_count_fn(target.base_url, target.model.name, "completions",
+                                            headers=target.headers, add_special_tokens=False))
+        if remote[0] is None:
+            raise LookupError("no /tokenize")
+        return remote[0](text)
+
+    return count
+
+
 def _no_tokenizer_reason(target: Target, api: str, engine_counts: bool) -> str:
     """Why no prompt can be sized, naming the real cause (an endpoint problem first) rather than the symptom."""
     problem = diagnose(target.base_url, target.auth, target.model.name)
@@ -244,14 +263,19 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
             if raw.error_detail:
                 raw.error_detail = target.auth.redact(raw.error_detail)
 
-    # Fallback for streams without usage or token ids: re-tokenize the text (marked "tokenizer").
-    output_count = _local_count_fn(target.model.path, special_tokens=False, also=(target.model.name,))
+    # Fallback for streams without usage or token ids: count the returned text (marked "tokenizer") with the
+    # local tokenizer, else the endpoint's /tokenize (only asked when a stream needs it).
+    output_count = _output_count_fn(target)
     parsed = [parse_stream(r.chunks) if r.chunks else None for r in run.requests]
     records = [request_record(r, p, run.start, output_count) for r, p in zip(run.requests, parsed)]
     for rec, p in zip(records, parsed):  # what each request asked, and its coalesced reads
         rec.coalesced_events = coalesced_events(p)
         if prepared.expected is not None and rec.index in prepared.expected:
             rec.requested_prompt_tokens, rec.requested_max_tokens = prepared.expected[rec.index]
+        if rec.error is None and rec.prompt_tokens is None:  # no usage: the sent prompt, as the counter sized it
+            sized = rec.requested_prompt_tokens if prepared.expected is not None else workload.prompt_tokens
+            if sized is not None:
+                rec.prompt_tokens, rec.prompt_tokens_source = sized, "tokenizer"
     summary = summarize(records, run.duration_s, slo_ttft_ms=workload.slo_ttft_ms, slo_tpot_ms=workload.slo_tpot_ms,
                         slo_e2e_ms=workload.slo_e2e_ms)
     summary.metrics.update(telemetry_summary(telemetry))

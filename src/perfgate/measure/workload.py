@@ -33,8 +33,11 @@ class NoTokenizerError(WorkloadError):
 CountFn = Callable[[str], int]
 
 
-def tokenize_count_fn(base_url: str, model: str, api: str, headers: dict[str, str] | None = None) -> CountFn | None:
+def tokenize_count_fn(base_url: str, model: str, api: str, headers: dict[str, str] | None = None,
+                      add_special_tokens: bool | None = None) -> CountFn | None:
     """A counter backed by the engine's ``/tokenize``, or None when the engine has none.
+
+    ``add_special_tokens`` False: count text as it was generated, without BOS (vLLM's and SGLang's field).
 
     ``headers`` go on every call (an endpoint's auth header).
 
@@ -55,6 +58,8 @@ def tokenize_count_fn(base_url: str, model: str, api: str, headers: dict[str, st
             body = {"model": model, "messages": [{"role": "user", "content": text}], "add_generation_prompt": True}
         else:
             body = {"model": model, "prompt": text}
+        if add_special_tokens is not None:
+            body["add_special_tokens"] = add_special_tokens
         payload = json.dumps(body).encode()
         for attempt in (0, 1):  # the server may have closed an idle keep-alive connection
             try:

@@ -39,6 +39,7 @@ class RequestRecord(_Model):
     itl_ms: list[float] = Field(default_factory=list)  # gaps between content chunks
     tokens_per_chunk: list[int] = Field(default_factory=list)  # when known, else empty
     prompt_tokens: int | None = None
+    prompt_tokens_source: TokenSource | None = None  # "usage" (the engine's), "tokenizer" (the sent prompt counted)
     output_tokens: int | None = None
     output_tokens_source: TokenSource | None = None
     chunks: int = 0
@@ -194,12 +195,15 @@ class Delivery(_Model):
 
     checked_requests: int = 0
     short_outputs: int = 0  # ignore_eos asked, engine-counted output tokens != max_tokens
-    output_unchecked: int = 0  # output count only approximate (tokenizer / chunks): not checked
+    output_unchecked: int = 0  # outputs counted in chunks only: nothing could verify them (the trial is unverified)
+    output_retokenized: int = 0  # outputs counted from the returned text (no usage): checked within a tolerance
     prompt_mismatches: int = 0  # usage.prompt_tokens outside the tolerance of what was asked
-    prompt_unchecked: int = 0  # no usage.prompt_tokens in the stream
+    prompt_unchecked: int = 0  # no usage.prompt_tokens in the stream, and no count of the sent prompt
+    prompt_counted: int = 0  # no usage: the sent prompt's count (the counter that sized it), not the engine's
     coalesced_events: int = 0  # token events read together with the previous one
     token_gaps: int = 0  # gaps between token events (the coalesced fraction's denominator)
     pool_exhausted: bool = False  # a duration run ran out of prepared requests before its end
+    unverified: bool = False  # some output could not be counted by anything: not delivered, says so
     delivered: bool = True
     reason: str | None = None
 

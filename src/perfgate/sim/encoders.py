@@ -47,7 +47,7 @@ class Output:
     async def faulty_chunk(self, fault: Fault, token_ids: list[int], text: str, last: bool) -> None:
         raise NotImplementedError("stream faults act on streams only")
 
-    async def finish(self, usage: dict) -> web.StreamResponse: ...
+    async def finish(self, usage: dict | None) -> web.StreamResponse: ...
 
 
 class SSEOutput(Output):
@@ -94,9 +94,9 @@ class SSEOutput(Output):
             data = sse(obj).replace(quoted, quoted[:-1] + b"\xff\xfe\"", 1)
         await self.resp.write(data)
 
-    async def finish(self, usage: dict) -> web.StreamResponse:
+    async def finish(self, usage: dict | None) -> web.StreamResponse:
         assert self.resp is not None
-        if self.req.include_usage:
+        if self.req.include_usage and usage is not None:
             await self.resp.write(sse(self._envelope([], usage=usage)))
         await self.resp.write(b"data: [DONE]\n\n")
         await self.resp.write_eof()
@@ -116,7 +116,7 @@ class JSONOutput(Output):
         self.texts.append(text)
         self.ids.extend(token_ids)
 
-    async def finish(self, usage: dict) -> web.StreamResponse:
+    async def finish(self, usage: dict | None) -> web.StreamResponse:
         text = "".join(self.texts)
         choice: dict = {"index": 0, "logprobs": None, "finish_reason": self.finish_reason}
         if self.chat:
@@ -125,7 +125,7 @@ class JSONOutput(Output):
             choice["text"] = text
         if self.req.return_token_ids:
             choice["token_ids"] = self.ids
-        body = self._envelope([choice], usage=usage)
+        body = self._envelope([choice], **({"usage": usage} if usage is not None else {}))
         body["object"] = "chat.completion" if self.chat else "text_completion"
         self.resp = web.json_response(body)
         await self.resp.prepare(self.request)  # send it here, so that `done` is after the write

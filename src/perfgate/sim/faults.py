@@ -38,7 +38,14 @@ FAULTS: dict[str, str] = {
     "oversized-chunk": "BYTES: every stream's first chunk carries BYTES of padding in one SSE event",
     "invalid-utf8": "N: every stream's chunk N holds bytes that are not UTF-8",
     "reset": "N: every stream's connection is reset (TCP RST) after N content chunks",
+    "no-usage": "send no usage block and no token_ids, whatever the request asks (an endpoint that never "
+                "says what it counted)",
+    "not-sse": "KIND: answer stream=true with a 200 that is not an event stream: json (the non-stream "
+               "body) or html (a proxy's sign-in page)",
 }
+FLAG_FAULTS = ("no-usage",)
+"""Faults without a parameter."""
+NOT_SSE_KINDS = ("json", "html")
 FAULT_EXIT_CODE = 1
 
 
@@ -65,6 +72,14 @@ def parse_fault(text: str) -> Fault:
         if not after.isdigit():
             raise ValueError(f"fault {kind}: after=N needs a whole number, not {after!r}")
         return Fault(kind, 1.0, int(after))
+    if kind in FLAG_FAULTS:
+        if param:
+            raise ValueError(f"fault {kind} takes no parameter")
+        return Fault(kind, 1.0)
+    if kind == "not-sse":
+        if param not in NOT_SSE_KINDS:
+            raise ValueError(f"fault not-sse: give one of {', '.join(NOT_SSE_KINDS)}, not {param!r}")
+        return Fault(kind, float(NOT_SSE_KINDS.index(param)))
     if not param:
         if kind == "exit-at-boot":
             return Fault(kind, float(FAULT_EXIT_CODE))

@@ -13,12 +13,13 @@ without touching the timing model:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from aiohttp import web
 
 from perfgate.sim.encoders import JSONOutput, Output, SSEOutput
-from perfgate.sim.faults import cut, stream_fault
+from perfgate.sim.faults import NOT_SSE_KINDS, cut, stream_fault
 from perfgate.sim.request import BadRequest, parse_request
 from perfgate.sim.state import SIM_KEY
 from perfgate.sim.timing import base_delays_ms, chunk_sizes, sleep_until
@@ -50,6 +51,12 @@ async def generate(request: web.Request, api: str) -> web.StreamResponse:
     refusal = sim.count_request()  # fault modes that crash on, or refuse, this request
     if refusal is not None:
         return refusal.response()
+    if cfg.fault("no-usage"):  # an endpoint that never says what it counted
+        req = dataclasses.replace(req, include_usage=False, return_token_ids=False)
+    not_sse = cfg.fault("not-sse") if req.stream else None
+    if not_sse is not None and NOT_SSE_KINDS[int(not_sse.value)] == "html":  # a proxy's sign-in page, 200
+        return web.Response(status=200, content_type="text/html",
+                            text="<html><head><title>Sign in</title></head><body>Please sign in</body></html>")
     truth = sim.open(request.headers.get("X-Request-Id"), api, req.stream, arrival, req.prompt_tokens, req.max_tokens)
     generated = min(req.max_tokens, cfg.eos_after) if cfg.eos_after else req.max_tokens
     finish = "stop" if generated < req.max_tokens else "length"
@@ -57,7 +64,7 @@ async def generate(request: web.Request, api: str) -> web.StreamResponse:
     delays = base_delays_ms(cfg, req.prompt_tokens, sizes, truth.index)
     name = cfg.model_name
     sim.m_prompt.labels(name).inc(req.prompt_tokens)
-    out: Output = (SSEOutput if req.stream else JSONOutput)(request, req, truth, name)
+    out: Output = (SSEOutput if req.stream and not_sse is None else JSONOutput)(request, req, truth, name)
     arrival_slot = arrival
     if cfg.max_running:
         await sim.acquire_slot()  # queue time: the model's delays start once a slot is free
@@ -101,8 +108,9 @@ async def generate(request: web.Request, api: str) -> web.StreamResponse:
                     else:
                         sim.m_itl.labels(name).observe(written - truth.chunks[-2]["written"])
                 held = []
-            usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": generated,
-                     "total_tokens": req.prompt_tokens + generated}
+            usage = None if cfg.fault("no-usage") else {
+                "prompt_tokens": req.prompt_tokens, "completion_tokens": generated,
+                "total_tokens": req.prompt_tokens + generated}
             truncate = cfg.fault("truncate") if req.stream else None
             if truncate is not None and len(sizes) <= truncate.value:  # cut right before usage and [DONE]
                 truth.error = f"fault truncate after {len(sizes)} chunks"
