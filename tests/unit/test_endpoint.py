@@ -162,14 +162,17 @@ def test_token_reaches_every_request_and_no_file_line_or_message(tmp_path, perf_
                               cwd=project, capture_output=True, text=True, env=env, timeout=300)
 
     with sim("--api-key", token, "--check-model") as url:
-        ok = run("reports-ok", token)
+        ok = run("reports-ok", token, "--perf-endpoint-model", SERVED)
+        other = run("reports-other", token)  # the matrix model is not served: its only model is not taken
         wrong_value = "pgtok-" + secrets.token_hex(12)
         wrong = run("reports-wrong", wrong_value)
         misnamed = run("reports-model", token, "--perf-endpoint-model", "other-model")
 
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-2000:]
-    # The matrix model's id is not served: the endpoint's only model is used, and the run says so.
-    assert f"serves one model, '{SERVED}'" in ok.stdout
+    # The matrix model's id is not served: the endpoint's only model is refused unless named.
+    assert other.returncode != 0
+    assert (f"endpoint {url} serves one model, '{SERVED}', not 'not-served/at-all' or 'key': not measuring it as "
+            f"this case's model (name one with --perf-endpoint-model '{SERVED}' if that is meant)") in other.stdout
     results = sorted((project / "reports-ok" / "results").glob("*.json"))
     assert len(results) == 1
     for path in results:
@@ -193,7 +196,7 @@ def test_token_reaches_every_request_and_no_file_line_or_message(tmp_path, perf_
     for value in (token, wrong_value):
         for p in files:
             assert value.encode() not in p.read_bytes(), f"token value in {p}"
-        for proc in (ok, wrong, misnamed):
+        for proc in (ok, other, wrong, misnamed):
             assert value not in proc.stdout and value not in proc.stderr
 
 
@@ -249,6 +252,10 @@ def test_several_served_models_and_none_matching_lists_them():
                                             r"\(name one with --perf-endpoint-model NAME\)$"):
         choose_model(found, None, ("org/m", "m"))
     assert choose_model(EndpointProbe("http://h:1"), None, (None, "m")) == ("m", None)  # nothing listed: as before
+    one = EndpointProbe("http://h:1", served=("other/model",))
+    with pytest.raises(EndpointError, match=r"serves one model, 'other/model', not 'org/m' or 'm': not measuring"):
+        choose_model(one, None, ("org/m", "m"))  # another model's numbers under this case's name: refused
+    assert choose_model(one, "other/model", ("org/m", "m")) == ("other/model", None)  # named: meant
 
 
 def test_unknown_model_is_the_cause_not_no_tokenizer(tmp_path):

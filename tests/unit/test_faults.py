@@ -35,9 +35,9 @@ FAULTS: dict[str, tuple[str | None, set[str]]] = {
     "crash-after-requests:5": ("engine crashed", {"connect", "mid_stream"}),
     "crash-after-tokens:30": ("engine crashed", {"connect", "mid_stream"}),
     "hang-after-tokens:30": ("engine hung", {"timeout"}),
-    "http-429:0.5": ("client error", {"http_429"}),
+    "http-429:0.5": ("throttled", {"http_429"}),  # an engine perfgate started: its 429 fails the trial
     "http-500:after=4": ("server error", {"http_5xx"}),
-    "http-503:0.25": ("server error", {"http_5xx"}),
+    "http-503:0.25": ("throttled", {"http_503"}),
     "truncate:3": ("server error", {"mid_stream"}),
     "malformed-json:2": ("server error", {"mid_stream"}),
     "invalid-utf8:2": ("server error", {"mid_stream"}),

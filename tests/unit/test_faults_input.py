@@ -202,7 +202,7 @@ def test_damaged_files_get_one_line_naming_the_file_and_stay_untouched(tmp_path,
 def test_fault_classes_are_one_vocabulary():
     # docs/faults.md's words, most severe first; the enum's values are what result files hold
     assert [str(f) for f in FaultClass] == ["engine crashed", "engine hung", "boot timeout", "server error",
-                                            "client error"]
+                                            "throttled", "client error"]
     assert set(ERROR_CLASS) == {k.value for k in ErrorKind}
     assert all(isinstance(v, FaultClass) for v in ERROR_CLASS.values())
     assert ServerError("e: anything").kind is FaultClass.SERVER_ERROR  # the raise site names any other class

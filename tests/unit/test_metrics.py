@@ -178,7 +178,7 @@ def test_200_without_tokens_is_protocol():
 
 
 @pytest.mark.parametrize("status, kind", [(429, "http_429"), (400, "http_4xx"), (404, "http_4xx"),
-                                          (500, "http_5xx"), (503, "http_5xx"), (None, "connect"),
+                                          (500, "http_5xx"), (503, "http_503"), (None, "connect"),
                                           (204, "protocol")])
 def test_status_classes_when_the_client_did_not_classify(status, kind):
     r = request_record(RawRequest(0, None, 1.0, [], 1.0625, status), None, 0.0)
@@ -250,7 +250,7 @@ def test_summary_on_a_known_trial():
     s = summarize([a, b, c, d], duration_s=2.0)
     m = s.metrics
     assert (s.completed, s.failed, s.duration_s) == (2, 2, 2.0)
-    assert s.errors == {"http_5xx": 1, "mid_stream": 1}
+    assert s.errors == {"http_503": 1, "mid_stream": 1}  # a 503 is throttling, its own kind
     assert s.output_tokens_source == "usage"
     # Latency: successful requests only (d's 62.5 ms TTFT is not in here).
     assert (m["ttft_ms.mean"], m["ttft_ms.p50"], m["ttft_ms.min"], m["ttft_ms.max"]) == (187.5, 187.5, 125.0, 250.0)
@@ -266,11 +266,12 @@ def test_summary_on_a_known_trial():
     assert m["total_token_throughput"] == (4 + 5 + 10 + 6) / 2.0
     assert m["goodput"] == 1.0  # no SLO: equals request_throughput
     assert m["error_rate"] == 0.5
+    assert (m["throttled_rate"], m["success_rate"], m["throttled_retries"]) == (0.25, 0.5, 0.0)
     keys = {f"{n}.{s}" for n in ("ttft_ms", "itl_ms", "itl_per_token_ms", "tpot_ms", "e2e_ms", "per_user_tps")
             for s in ("mean", "std", "p50", "p90", "p95", "p99", "min", "max")}
     assert m["ttft_ms.gmean"] == pytest.approx(math.sqrt(125.0 * 250.0))  # the live A/B's TTFT statistic
     assert set(m) == keys | {"request_throughput", "output_throughput", "total_token_throughput", "goodput",
-                             "error_rate", "ttft_ms.gmean"}
+                             "error_rate", "ttft_ms.gmean", "throttled_rate", "success_rate", "throttled_retries"}
 
 
 @pytest.mark.parametrize("slo_ttft, slo_tpot, goodput", [

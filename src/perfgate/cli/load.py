@@ -84,7 +84,10 @@ def _target(args: argparse.Namespace, url: str):
     from perfgate.engines import ModelRef
     from perfgate.engines.endpoint import (
         EndpointError,
+        EndpointOptions,
         endpoint_auth,
+        metrics_note,
+        parse_header,
         probe,
         unknown_model,
     )
@@ -92,8 +95,12 @@ def _target(args: argparse.Namespace, url: str):
     from perfgate.schema.result import EngineInfo
 
     try:
+        options = EndpointOptions(server_url=args.server_url, preset=args.preset,
+                                  headers=tuple(parse_header(h) for h in args.header or ()), throttle=args.throttle)
+        base, server = options.bases(url)
+        extra = dict(options.headers) or None
         auth = endpoint_auth(getattr(args, "auth_env", None))
-        found = probe(url, auth)
+        found = probe(base, auth, headers=extra)
         model = args.model or (found.served[0] if found.served else None)  # as vllm bench serve without --model
         problem = found.problem or (unknown_model(found, model, "pass the served name") if model else None)
     except EndpointError as exc:
@@ -102,9 +109,13 @@ def _target(args: argparse.Namespace, url: str):
         raise CliError(problem)
     if not model:
         raise CliError(f"{url}/v1/models names no model; give --model")
-    return Target(url, ModelRef(model, args.tokenizer or model),
-                  EngineInfo(name="external", version=probe_version(url, headers=auth.headers() if auth else None),
-                             base_url=url), auth=auth)
+    target = Target(base, ModelRef(model, args.tokenizer or model), EngineInfo(name="external", base_url=url),
+                    auth=auth, throttle=args.throttle, server_url=server, extra=extra)
+    target.engine.version = probe_version(target.server_base, headers=target.headers)
+    note = metrics_note(target.server_base, target.headers)
+    if note:
+        print(f"perfgate load: {note}", file=sys.stderr)
+    return target
 
 
 def _write_vllm_format(args: argparse.Namespace, result, path: Path, several: bool = False) -> Path:
@@ -143,6 +154,8 @@ def _load(args: argparse.Namespace) -> int:
     for result in results:
         path = result_path(Path(args.out), result.test_id, result.trial)
         print(load_table(result, percentiles=args.metric_percentiles))
+        if result.server_metrics_note and result.server_metrics_note.startswith("the before and after"):
+            print(f"perfgate load: {result.server_metrics_note}", file=sys.stderr)
         print(path)
         if args.format == "vllm":
             print(_write_vllm_format(args, result, path, several=len(results) > 1))
@@ -241,4 +254,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="load client processes (default 1)")
     p.add_argument("--no-uvloop", action="store_true", help="run the client on asyncio's own event loop")
     p.add_argument("--http-client", choices=["raw", "aiohttp"], default=None, help="the client's HTTP path (default raw)")
+    p.add_argument("--server-url", default=None, metavar="URL",
+                   help="base of the server routes (/metrics, /tokenize, /version) when not the URL's (an ingress)")
+    p.add_argument("--preset", choices=["kserve"], default=None,
+                   help="kserve: OpenAI routes under URL/openai/v1/..., server routes at URL")
+    p.add_argument("--header", action="append", default=None, metavar="'NAME: VALUE'",
+                   help="an extra header on every request, e.g. 'Host: model.example.com' (repeatable)")
+    p.add_argument("--throttle", choices=["count", "retry", "fail"], default="count",
+                   help="what a 429/503 does: count it as the throttled rate (default), retry it with backoff "
+                        "(3 at most, Retry-After honoured), or fail the trial")
     p.set_defaults(func=_load)

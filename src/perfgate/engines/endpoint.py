@@ -36,16 +36,27 @@ class EndpointError(ServerError):
 class EndpointAuth:
     """One auth header taken from an environment variable. Shows the variable's name, never the value."""
 
-    __slots__ = ("env", "header", "_value")
+    __slots__ = ("env", "header", "_value", "_environ")
 
-    def __init__(self, env: str, header: str, value: str):
+    def __init__(self, env: str, header: str, value: str, environ: Mapping[str, str] | None = None):
         self.env = env  # the variable's name: safe to print
         self.header = header  # the header's name: safe to print
         self._value = value
+        self._environ = environ  # where to re-read it (None: os.environ)
 
     def headers(self) -> dict[str, str]:
         """The header to send, for a request being made now (do not keep or print the result)."""
         return {self.header: self._value}
+
+    def refresh(self) -> None:
+        """Read the variable again (per trial: a projected service-account token expires mid-nightly); a
+        variable that became empty or unsendable keeps the last good value, the endpoint then says 401."""
+        try:
+            again = endpoint_auth(self.env, self._environ)
+        except EndpointError:
+            return
+        if again is not None:
+            self.header, self._value = again.header, again._value
 
     def redact(self, text: str) -> str:
         """``text`` with the secret replaced, for a server's answer quoted in a message."""
@@ -72,15 +83,70 @@ def endpoint_auth(env: str | None = None, environ: Mapping[str, str] | None = No
         return None
     if any(ord(c) < 0x20 or ord(c) > 0x7E for c in raw):
         raise EndpointError(f"${name} holds characters an HTTP header cannot carry (control or non-ASCII)")
+    if raw.startswith("@"):  # "@/var/run/secrets/.../token": the value is the file's, read now
+        try:
+            raw = open(raw[1:], encoding="utf-8").read().strip()  # noqa: SIM115 (one read)
+        except OSError as exc:
+            raise EndpointError(f"${name} names a token file that cannot be read: {exc.strerror}") from None
+        if not raw:
+            raise EndpointError(f"${name} names an empty token file")
     m = _HEADER_FORM.fullmatch(raw)
     if m and m.group(1).lower() != "bearer":
-        return EndpointAuth(name, m.group(1), m.group(2))
+        return EndpointAuth(name, m.group(1), m.group(2), environ)
     token = raw.split(None, 1)[1] if raw.lower().startswith("bearer ") and " " in raw else raw
-    return EndpointAuth(name, "Authorization", f"Bearer {token}")
+    return EndpointAuth(name, "Authorization", f"Bearer {token}", environ)
 
 
-def _headers(auth: EndpointAuth | None) -> dict[str, str] | None:
-    return auth.headers() if auth is not None else None
+def _headers(auth: EndpointAuth | None, extra: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    out = {**(extra or {}), **(auth.headers() if auth is not None else {})}
+    return out or None
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``Name: value`` as given to ``--perf-endpoint-header``; EndpointError with one line on anything else."""
+    m = _HEADER_FORM.fullmatch(text.strip())
+    if not m or any(ord(c) < 0x20 or ord(c) > 0x7E for c in text.strip()):
+        raise EndpointError(f"header {text!r}: give 'Name: value' (ASCII, e.g. 'Host: model.example.com')")
+    if m.group(1).lower() in ("content-length", "transfer-encoding", "connection"):
+        raise EndpointError(f"header {m.group(1)}: perfgate sets it itself")
+    return m.group(1), m.group(2)
+
+
+PRESETS = ("kserve",)
+"""Route layouts of known deployments (docs/engines.md)."""
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    """How an endpoint is deployed: where its server routes are, the headers it wants, the throttle policy."""
+
+    server_url: str | None = None  # base of /metrics, /tokenize, /version (None: the endpoint's URL)
+    preset: str | None = None  # "kserve": OpenAI routes under <host>/openai/v1/..., server routes at <host>
+    headers: tuple[tuple[str, str], ...] = ()  # sent on every request (e.g. Host: for ingress routing)
+    throttle: str = "count"  # what a 429/503 does (perfgate.measure.metrics.THROTTLE_POLICIES)
+
+    def bases(self, url: str) -> tuple[str, str | None]:
+        """(the OpenAI routes' base, the server routes' base or None when it is the same)."""
+        url = url.rstrip("/")
+        server = self.server_url.rstrip("/") if self.server_url else None
+        if self.preset == "kserve":  # KServe's OpenAI routes live under /openai; the server's own at the root
+            if url.endswith("/openai"):
+                return url, server or url[: -len("/openai")]
+            return url + "/openai", server or url
+        return url, server
+
+
+def metrics_note(server_base: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> str | None:
+    """One line when the server routes' base has no /metrics (server_metrics would stay empty silently)."""
+    try:
+        status, _ = request("GET", server_base + "/metrics", timeout=timeout, headers=dict(headers or {}))
+    except NETWORK_ERRORS as exc:
+        return f"no /metrics at {server_base}/metrics ({_network_cause(server_base, exc, timeout)}): server_metrics stay empty"
+    if status == 200:
+        return None
+    return (f"no /metrics at {server_base}/metrics (HTTP {status}): server_metrics stay empty (behind KServe or an "
+            "ingress, give the server routes' base: --perf-endpoint-server-url or load's --server-url, or the "
+            "kserve preset)")
 
 
 @dataclass(frozen=True)
@@ -111,7 +177,8 @@ def _auth_cause(base_url: str, status: int, path: str, auth: EndpointAuth | None
     return f"endpoint {base_url} answered HTTP {status} on {path}: it {refused} the {auth.header} header from ${auth.env}"
 
 
-def probe(base_url: str, auth: EndpointAuth | None = None, timeout: float = 10.0) -> EndpointProbe:
+def probe(base_url: str, auth: EndpointAuth | None = None, timeout: float = 10.0,
+          headers: Mapping[str, str] | None = None) -> EndpointProbe:
     """Ask the endpoint what it serves; every failure becomes a one-line cause in ``problem``."""
     base_url = base_url.rstrip("/")
     parts = urllib.parse.urlsplit(base_url)
@@ -122,7 +189,7 @@ def probe(base_url: str, auth: EndpointAuth | None = None, timeout: float = 10.0
         return EndpointProbe(base_url, problem=f"endpoint {base_url} ends in /v1: give the server's base URL, {fixed} "
                                                "(perfgate adds /v1/completions, /tokenize and /metrics itself)")
     try:
-        status, body = request("GET", base_url + "/v1/models", timeout=timeout, headers=_headers(auth))
+        status, body = request("GET", base_url + "/v1/models", timeout=timeout, headers=_headers(auth, headers))
     except NETWORK_ERRORS as exc:
         return EndpointProbe(base_url, problem=_network_cause(base_url, exc, timeout))
     if status in (401, 403):
@@ -135,7 +202,7 @@ def probe(base_url: str, auth: EndpointAuth | None = None, timeout: float = 10.0
             ids = ()
         return EndpointProbe(base_url, served=ids or None)
     try:  # no model list: a server that is up but lists nothing is still usable (the old /health rule)
-        health, _ = request("GET", base_url + "/health", timeout=timeout, headers=_headers(auth))
+        health, _ = request("GET", base_url + "/health", timeout=timeout, headers=_headers(auth, headers))
     except NETWORK_ERRORS as exc:
         return EndpointProbe(base_url, problem=_network_cause(base_url, exc, timeout))
     if health == 200:
@@ -158,8 +225,10 @@ def choose_model(found: EndpointProbe, explicit: str | None, candidates: Iterabl
     """(the model name to send, a note or None).
 
     ``explicit`` if given (it must be served when the endpoint lists its models); else the first candidate
-    the endpoint lists (the matrix model's HF id, then its key); else the endpoint's only model, with a
-    note saying so; else :class:`EndpointError` listing the served names.
+    the endpoint lists (the matrix model's HF id, then its key); else :class:`EndpointError` listing the
+    served names. An endpoint serving one other model is refused too: its numbers would be labelled with
+    the case's model (qwen's case, opt's numbers); naming the model says that is meant. The note is kept
+    in the return for callers that still have one to show (None today).
     """
     if found.problem:
         raise EndpointError(found.problem)
@@ -176,26 +245,28 @@ def choose_model(found: EndpointProbe, explicit: str | None, candidates: Iterabl
             return name, None
     if len(found.served) == 1:
         only = found.served[0]
-        return only, (f"endpoint {found.base_url} serves one model, {only!r}, not {' or '.join(map(repr, names))}: "
-                      f"sending {only!r} ({hint} to silence this)")
+        raise EndpointError(f"endpoint {found.base_url} serves one model, {only!r}, not "
+                            f"{' or '.join(map(repr, names))}: not measuring it as this case's model "
+                            f"({hint.replace('NAME', repr(only))} if that is meant)")
     raise EndpointError(f"endpoint {found.base_url} serves none of {', '.join(map(repr, names))}; it serves: "
                         f"{', '.join(found.served)} ({hint})")
 
 
 def diagnose(base_url: str, auth: EndpointAuth | None = None, model: str | None = None,
-             timeout: float = 10.0) -> str | None:
+             timeout: float = 10.0, headers: Mapping[str, str] | None = None) -> str | None:
     """The one-line reason the endpoint cannot serve ``model``, or None when nothing is wrong that we can see."""
-    found = probe(base_url, auth, timeout)
+    found = probe(base_url, auth, timeout, headers)
     if found.problem:
         return found.problem
     return unknown_model(found, model, "pass the served name") if model else None
 
 
-def tokenize_answer(base_url: str, auth: EndpointAuth | None, model: str, timeout: float = 10.0) -> str:
+def tokenize_answer(base_url: str, auth: EndpointAuth | None, model: str, timeout: float = 10.0,
+                    headers: Mapping[str, str] | None = None) -> str:
     """What ``POST /tokenize`` answers, in a few words (for a message explaining why it cannot be used)."""
     try:
         status, body = request("POST", base_url.rstrip("/") + "/tokenize", {"model": model, "prompt": "probe"},
-                               timeout=timeout, headers=_headers(auth))
+                               timeout=timeout, headers=_headers(auth, headers))
     except NETWORK_ERRORS as exc:
         return _network_cause(base_url, exc, timeout)
     if status == 200:

@@ -23,9 +23,11 @@ from perfgate.engines import (
 from perfgate.engines.endpoint import (
     EndpointAuth,
     EndpointError,
+    EndpointOptions,
     EndpointProbe,
     choose_model,
     endpoint_auth,
+    metrics_note,
     probe,
 )
 from perfgate.engines.provision import (
@@ -55,11 +57,23 @@ class Target:
     capabilities: EngineCapabilities = EXTERNAL_CAPABILITIES
     software: Software | None = None  # the engine's stack (None: an endpoint perfgate did not start)
     auth: EndpointAuth | None = field(default=None, repr=False)  # an endpoint's auth header (its repr hides the value)
+    # What a 429/503 does: count | retry | fail (perfgate.measure.metrics.THROTTLE_POLICIES). An engine perfgate
+    # started has no gateway in front of it: there a 429/503 is its fault; an endpoint's are counted.
+    throttle: str = "fail"
+    server_url: str | None = None  # an endpoint's base for /metrics, /tokenize, /version (None: base_url)
+    extra: dict[str, str] | None = None  # an endpoint's extra headers (--perf-endpoint-header), on every request
+
+    @property
+    def server_base(self) -> str:
+        """Where the server routes are (/metrics, /tokenize, /version, cache reset): behind KServe, not the
+        OpenAI routes' base."""
+        return self.server_url or self.base_url
 
     @property
     def headers(self) -> dict[str, str] | None:
-        """Headers every request to this target carries (an endpoint's auth), or None."""
-        return self.auth.headers() if self.auth is not None else None
+        """Headers every request to this target carries (an endpoint's extra headers and auth), or None."""
+        out = {**(self.extra or {}), **(self.auth.headers() if self.auth is not None else {})}
+        return out or None
 
 
 def software_stack(venv: EngineVenv | None, model: ModelRef, engine: EngineConfig, nvml=None) -> Software:
@@ -95,10 +109,11 @@ def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:
     return model.resolved(path)
 
 
-def _check_reachable(base_url: str, auth: EndpointAuth | None = None) -> EndpointProbe:
+def _check_reachable(base_url: str, auth: EndpointAuth | None = None,
+                     headers: dict[str, str] | None = None) -> EndpointProbe:
     """An endpoint we did not start must answer /v1/models (or /health) before we load it; a failure names its
     cause (connection refused, a /v1 URL, 401/403) in one line."""
-    found = probe(base_url, auth)
+    found = probe(base_url, auth, headers=headers)
     if found.problem:
         raise EndpointError(found.problem)
     return found
@@ -114,13 +129,15 @@ class TargetPool:
     """
 
     def __init__(self, cache_dir: Path, log_dir: Path, capacity: int = 1, endpoint_model: str | None = None,
-                 endpoint_auth_env: str | None = None, progress: Callable[[str], None] | None = stderr_progress):
+                 endpoint_auth_env: str | None = None, progress: Callable[[str], None] | None = stderr_progress,
+                 endpoint_options: EndpointOptions | None = None):
         self.progress = progress  # where install and boot progress lines go (the plugin: the terminal)
         self.cache_dir = cache_dir
         self.log_dir = log_dir
         self.capacity = max(1, capacity)
         self.endpoint_model = endpoint_model  # the model name an external endpoint serves (else found out)
         self.endpoint_auth_env = endpoint_auth_env  # the variable holding its token (else $PERFGATE_ENDPOINT_TOKEN)
+        self.endpoint_options = endpoint_options or EndpointOptions()  # server routes' base, headers, throttling
         self.notes: list[str] = []  # what the pool decided on the user's behalf; the session shows them
         self._live: dict[tuple, Target] = {}  # insertion order = least recently used first
         self._failed: dict[tuple, tuple[str, FaultClass]] = {}  # the first line and fault class of a failed boot
@@ -158,17 +175,23 @@ class TargetPool:
     def _start(self, engine: EngineConfig, model: ModelSpec) -> Target:
         if engine.kind == "external":
             assert engine.base_url
-            base = engine.base_url.rstrip("/")
+            opts = self.endpoint_options
+            base, server = opts.bases(engine.base_url)
+            extra = dict(opts.headers) or None
             auth = endpoint_auth(self.endpoint_auth_env)
-            found = _check_reachable(base, auth)
-            # The name it serves: as given, else the matrix model's HF id or key if listed, else its only model.
+            found = _check_reachable(base, auth, extra)
+            # The name it serves: as given, else the matrix model's HF id or key if listed (never another model).
             name, note = choose_model(found, self.endpoint_model, (model.path, model.name))
             if note:
                 self.notes.append(note)
             ref = ModelRef(name, model.path or name)
-            info = EngineInfo(name="external", version=probe_version(base, headers=auth.headers() if auth else None),
+            hdrs = {**(extra or {}), **(auth.headers() if auth else {})}
+            missing = metrics_note(server or base, hdrs)
+            if missing and missing not in self.notes:  # one visible line, not an empty server_metrics in silence
+                self.notes.append(missing)
+            info = EngineInfo(name="external", version=probe_version(server or base, headers=hdrs or None),
                               base_url=engine.base_url)
-            return Target(base, ref, info, auth=auth)
+            return Target(base, ref, info, auth=auth, throttle=opts.throttle, server_url=server, extra=extra)
         adapter = get_adapter(engine.kind)
         venv: EngineVenv | None = None
         python = Path("python")

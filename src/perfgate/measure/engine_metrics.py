@@ -35,6 +35,12 @@ GAUGE_NAMES = (
 )
 
 
+PROCESS_START = "process_start_time_seconds"
+"""prometheus_client's process gauge: another value in the after-scrape means another process answered."""
+INSTANCE_KEY = "perfgate:instances"
+"""The label sets of ``instance``/``pod`` seen in a scrape, hashed (a change: another replica answered)."""
+
+
 def _prefixes(prefix: str | None) -> tuple[str, ...]:
     return (prefix,) if prefix else KNOWN_PREFIXES
 
@@ -61,16 +67,35 @@ def parse_metrics(text: str, prefix: str | None = None) -> dict[str, float]:
     their ``_total`` name; gauges their name.
     """
     kept_histograms = set(histograms(prefix))
-    plain = set(counters(prefix)) | set(gauges(prefix))
+    plain = set(counters(prefix)) | set(gauges(prefix)) | {PROCESS_START}
     out: dict[str, float] = defaultdict(float)
+    instances: set[str] = set()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             name = sample.name
+            for label in ("instance", "pod", "kubernetes_pod_name"):
+                if label in sample.labels:
+                    instances.add(f"{label}={sample.labels[label]}")
             if family.name in kept_histograms and name in (f"{family.name}_sum", f"{family.name}_count"):
                 out[name] += sample.value
             elif name in plain:
                 out[name] += sample.value
+    if instances:
+        import zlib
+
+        out[INSTANCE_KEY] = float(zlib.crc32(",".join(sorted(instances)).encode()))
     return dict(out)
+
+
+def replica_change(before: dict[str, float] | None, after: dict[str, float] | None) -> str | None:
+    """Why the two scrapes cannot be subtracted (another process or pod answered the second), or None."""
+    if not before or not after:
+        return None
+    for key, what in ((PROCESS_START, "process start time"), (INSTANCE_KEY, "instance/pod label")):
+        if key in before and key in after and before[key] != after[key]:
+            return (f"the before and after /metrics scrapes came from different processes ({what} changed: "
+                    "replicas behind one URL, or a restart): server_metrics deltas refused")
+    return None
 
 
 def scrape(base_url: str, timeout: float = 5.0, headers: dict[str, str] | None = None,
@@ -90,6 +115,8 @@ def delta(before: dict[str, float] | None, after: dict[str, float] | None) -> di
     if before is None or after is None:
         return {}
     out: dict[str, float] = {}
+    if replica_change(before, after):
+        return {}
     for key, value in after.items():
         if key.endswith(("_sum", "_count", "_total")):
             out[key] = value - before.get(key, 0.0)

@@ -29,7 +29,7 @@ import time
 from urllib.parse import urlsplit
 
 from perfgate import __version__
-from perfgate.measure.records import ErrorKind, RawRequest, retry_after_seconds
+from perfgate.measure.records import ErrorKind, RawRequest, retry_after_seconds, status_kind
 
 _perf = time.perf_counter
 _MAX_HEAD = 64 * 1024  # response status line + headers
@@ -225,8 +225,7 @@ class _Conn(asyncio.Protocol):
         rec = self.rec
         rec.done_at = t
         if rec.status != 200:
-            rec.error = (ErrorKind.HTTP_429 if rec.status == 429 else ErrorKind.HTTP_5XX if rec.status >= 500
-                         else ErrorKind.HTTP_4XX)
+            rec.error = status_kind(rec.status)
             rec.error_detail = b"".join(self._err_body)[:300].decode("utf-8", errors="replace")
         self._release()
 

@@ -30,7 +30,8 @@ import aiohttp
 import numpy as np
 
 from perfgate.measure.httpclient import RawClient
-from perfgate.measure.records import ErrorKind, RawRequest, retry_after_seconds
+from perfgate.measure.records import ErrorKind, RawRequest, retry_after_seconds, status_kind
+from perfgate.measure.throttle import ThrottleRetry
 
 _LOOP_PROBE_INTERVAL_S = 0.005
 
@@ -120,6 +121,9 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
 
     ``deadline`` (event-loop time) is the trial's: a request in flight then is cut off as a timeout.
     """
+    if isinstance(session, ThrottleRetry):  # the retry policy for 429/503 (measure/throttle.py)
+        return await session.send(lambda: _send(session.inner, base_url, spec, rec, timeout_s, deadline), rec,
+                                  deadline)
     if isinstance(session, RawClient):  # the lean path (measure/httpclient.py), same records
         return await session.send(spec, rec, timeout_s, deadline)
     perf = time.perf_counter
@@ -143,11 +147,7 @@ async def _send(session: aiohttp.ClientSession, base_url: str, spec: RequestSpec
                 if resp.status != 200:
                     body = await resp.read()
                     rec.done_at = perf()
-                    rec.error = (
-                        ErrorKind.HTTP_429 if resp.status == 429
-                        else ErrorKind.HTTP_5XX if resp.status >= 500
-                        else ErrorKind.HTTP_4XX
-                    )
+                    rec.error = status_kind(resp.status)
                     rec.error_detail = body[:300].decode("utf-8", errors="replace")
                     return
                 async for data in resp.content.iter_any():
@@ -253,6 +253,7 @@ async def run_load_async(
     prewarm: bool = True,
     schedule: Sequence[float] | None = None,
     barrier: Callable[[], float] | None = None,
+    throttle_retries: int = 0,
 ) -> LoadRun:
     """Warm up, then call ``on_measure_start`` (e.g. scrape /metrics), then run the measured load.
 
@@ -264,6 +265,7 @@ async def run_load_async(
     linearly from ``request_rate`` to it over the run (:func:`ramp_offsets`).
     ``timeout_s`` bounds each request; ``trial_timeout_s`` bounds the whole call, warm-up included: what
     is in flight then is cut off and what was not sent is not sent, both recorded as timeouts.
+    ``throttle_retries`` > 0: a 429/503 is sent again that many times at most (measure/throttle.py).
     ``http_client``: ``"raw"`` (measure/httpclient.py, the default) or ``"aiohttp"``.
     ``prewarm``: open the connections the load needs before the window (raw client only),
     so TCP setup is not counted as TTFT. ``schedule``: open-loop send offsets (s) to use
@@ -297,6 +299,8 @@ async def run_load_async(
         if prewarm and isinstance(session, RawClient):
             # Open loop without a cap: as many connections as requests, at most 256 (more open on demand).
             info["prewarmed_connections"] = await session.prewarm(limit or min(len(specs), 256))
+        if throttle_retries > 0:
+            session = ThrottleRetry(session, throttle_retries)
         exhausted = False
         if concurrency is None:  # drawn before the window opens: a first draw takes ~15 ms
             if schedule is not None:  # a worker's share of one drawn schedule (ramp and duration applied there)

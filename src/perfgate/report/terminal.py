@@ -48,6 +48,10 @@ def load_table(result: Result, percentiles: tuple[float, ...] = (99.0,)) -> str:
     lines.append(_row("Failed requests:", s.failed if s else 0))
     for kind, count in sorted((s.errors if s else {}).items()):
         lines.append(_row(f"  {kind}:", count))
+    if s and (s.metrics.get("throttled_rate") or s.metrics.get("throttled_retries")):
+        lines.append(_row("Throttled (429/503) rate:", f"{s.metrics['throttled_rate']:.1%}"
+                          + (f" ({s.metrics['throttled_retries']:.0f} retried)" if s.metrics.get("throttled_retries")
+                             else "")))
     if w.concurrency is not None:
         lines.append(_row("Concurrency (closed loop):", w.concurrency))
     else:

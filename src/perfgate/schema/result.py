@@ -51,6 +51,7 @@ class RequestRecord(_Model):
     requested_prompt_tokens: int | None = None
     requested_max_tokens: int | None = None
     coalesced_events: int = 0  # token events that arrived in the same read as the previous one (zero gap)
+    throttled_attempts: int = 0  # earlier attempts refused with 429/503 and sent again (the retry policy)
 
 
 PROMPT_TOKENS_TOLERANCE = 0.02
@@ -277,6 +278,7 @@ class Result(_Model):
     client: ClientInfo | None = None
     delivery: Delivery | None = None
     server_metrics: dict[str, float] = Field(default_factory=dict)  # /metrics deltas over the run
+    server_metrics_note: str | None = None  # why server_metrics is empty: no /metrics, or replicas between scrapes
     telemetry: dict[str, list[list[float]]] = Field(default_factory=dict)  # name -> [[t, value], ...]
     gpu_telemetry: GpuTelemetry | None = None  # None: no GPU used (or an older result)
     requests: list[RequestRecord] = Field(default_factory=list)

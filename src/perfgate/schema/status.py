@@ -28,7 +28,8 @@ class FaultClass(StrEnum):
     ENGINE_HUNG = "engine hung"  # no complete answer in time: a stuck engine (or one far too slow)
     BOOT_TIMEOUT = "boot timeout"  # never became ready
     SERVER_ERROR = "server error"  # it answered, wrongly (5xx, a broken stream, garbage)
-    CLIENT_ERROR = "client error"  # it refused the request (4xx, 429): the engine is fine
+    THROTTLED = "throttled"  # 429, or 503 (a KServe activator, a gateway): refused for load, counted as a rate
+    CLIENT_ERROR = "client error"  # it refused the request (4xx): the engine is fine
 
 
 TrialStatus = Literal["ok", "failed", "client_bound", "workload_not_delivered"]

@@ -73,7 +73,8 @@ class PerfSession:
             self._pool = TargetPool(self.settings.cache_dir, self._results.logs,
                                     capacity=2 if self.settings.live else 1,
                                     endpoint_model=self.settings.endpoint_model,
-                                    endpoint_auth_env=self.settings.endpoint_auth_env)
+                                    endpoint_auth_env=self.settings.endpoint_auth_env,
+                                    endpoint_options=self.settings.endpoint_options)
             if self.settings.progress is not None:
                 self._pool.progress = self.settings.progress
         return self._pool

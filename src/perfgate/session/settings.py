@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from perfgate.config.matrix import Case, EngineConfig, ModelSpec
+from perfgate.engines.endpoint import EndpointOptions
 from perfgate.schema.result import Result
 
 
@@ -31,6 +32,7 @@ class Settings:
     on_result: Callable[[Result], None] | None = None  # each trial's result before it is written (plugin hooks)
     endpoint_model: str | None = None  # the model name an external endpoint serves (else found from /v1/models)
     endpoint_auth_env: str | None = None  # variable holding the endpoint's token (else $PERFGATE_ENDPOINT_TOKEN)
+    endpoint_options: EndpointOptions | None = None  # server routes' base, extra headers, throttle policy
     request_timeout_s: float | None = None  # override every scenario's timeout_s (per request)
     trial_timeout_s: float | None = None  # override every scenario's trial_timeout_s (per trial)
     boot_timeout_s: float | None = None  # override every engine's boot_timeout_s

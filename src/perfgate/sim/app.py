@@ -63,11 +63,13 @@ def _access_middleware(api_key: str | None, check_model: bool, model_name: str):
 
 
 def build_app(config: SimConfig, *, api_key: str | None = None, check_model: bool = False,
-              tokenize: bool = True) -> web.Application:
+              tokenize: bool = True, openai_prefix: str = "") -> web.Application:
     """The simulator as an aiohttp application; its state is ``app[SIM_KEY]``.
 
     ``api_key``, ``check_model`` and ``tokenize=False`` make it look like a deployed endpoint (token required,
     unknown model refused, no /tokenize); with none of them no middleware is in the request path.
+    ``openai_prefix`` serves the OpenAI routes under it and the server routes at the root, as KServe does
+    (``/openai/v1/completions``, ``/metrics``).
     """
     app = web.Application()
     if api_key is not None or check_model:
@@ -86,8 +88,17 @@ def build_app(config: SimConfig, *, api_key: str | None = None, check_model: boo
             {"id": config.model_name, "object": "model", "created": 0, "owned_by": "perfgate-sim",
              "root": config.model_name, "max_model_len": config.max_model_len}]})
 
+    scrapes = [0]
+    replicas = config.fault("replicas")
+
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(sim.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = generate_latest(sim.registry)
+        if replicas is not None:  # N pods behind one URL: each scrape lands on the next one
+            k = scrapes[0] % int(replicas.value)
+            scrapes[0] += 1
+            body += (b"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %d\n"
+                     % (1_700_000_000 + k))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def sim_config(_: web.Request) -> web.Response:
         return web.json_response(asdict(config))
@@ -100,13 +111,13 @@ def build_app(config: SimConfig, *, api_key: str | None = None, check_model: boo
         return web.json_response({"ok": True})
 
     r = app.router
-    r.add_post("/v1/completions", completions)
-    r.add_post("/v1/chat/completions", chat)
+    r.add_post(openai_prefix + "/v1/completions", completions)
+    r.add_post(openai_prefix + "/v1/chat/completions", chat)
     if tokenize:
         r.add_post("/tokenize", _tokenize)
     r.add_get("/health", health)
     r.add_get("/version", version)
-    r.add_get("/v1/models", models)
+    r.add_get(openai_prefix + "/v1/models", models)
     r.add_get("/metrics", metrics)
     r.add_get("/sim/config", sim_config)
     r.add_get("/sim/truth", sim_truth)

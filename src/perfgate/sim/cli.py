@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check-model", action="store_true",
                    help="answer 404 for a request naming another model than --model-name (as vLLM does)")
     p.add_argument("--no-tokenize", action="store_true", help="serve no /tokenize (an engine without one)")
+    p.add_argument("--openai-prefix", default="", metavar="PATH",
+                    help="serve the OpenAI routes (/v1/...) under PATH, the server routes at the root (KServe: /openai)")
     p.add_argument("--fault", action="append", default=[], metavar="KIND[:PARAM]",
                    help="misbehave on purpose (repeatable): " + "; ".join(f"{k}:{v}" for k, v in FAULTS.items()))
     p.add_argument("--max-running", type=int, default=d.max_running,
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(f.value)
     # A hung sim's handlers never finish; aiohttp's graceful shutdown would fill the log with their
     # tracebacks, so SIGTERM keeps its default action there (the process ends at once).
-    web.run_app(build_app(cfg, api_key=a.api_key, check_model=a.check_model, tokenize=not a.no_tokenize),
+    web.run_app(build_app(cfg, api_key=a.api_key, check_model=a.check_model, tokenize=not a.no_tokenize,
+                          openai_prefix=a.openai_prefix.rstrip("/")),
                 host=a.host, port=a.port, access_log=None,
                 handle_signals=cfg.fault("hang-after-tokens") is None,
                 # A client interrupted mid-request leaves a half-sent request on an open connection; the

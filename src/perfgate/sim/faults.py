@@ -40,6 +40,8 @@ FAULTS: dict[str, str] = {
     "reset": "N: every stream's connection is reset (TCP RST) after N content chunks",
     "no-usage": "send no usage block and no token_ids, whatever the request asks (an endpoint that never "
                 "says what it counted)",
+    "replicas": "N: /metrics answers as one of N processes in turn (another process_start_time_seconds each "
+                "scrape), as N pods behind one URL do",
     "not-sse": "KIND: answer stream=true with a 200 that is not an event stream: json (the non-stream "
                "body) or html (a proxy's sign-in page)",
 }
@@ -92,6 +94,8 @@ def parse_fault(text: str) -> Fault:
         raise ValueError(f"fault {kind}: {param!r} must be a finite number >= 0")
     if kind.startswith("http-") and not 0 < value <= 1:
         raise ValueError(f"fault {kind}: the fraction must be in (0, 1], not {param}")
+    if kind == "replicas" and (value < 1 or value != int(value)):
+        raise ValueError(f"fault replicas: give a whole number of processes >= 1, not {param}")
     if kind in ("malformed-json", "invalid-utf8") and value < 1:
         raise ValueError(f"fault {kind}: chunk numbers start at 1")
     return Fault(kind, value)

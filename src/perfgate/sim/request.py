@@ -27,8 +27,10 @@ class BadRequest(Exception):
 
     def response(self) -> web.Response:
         kind = "BadRequestError" if self.status == 400 else "Error"
+        # A rate limiter says when to come back (429: Retry-After 0, at once); an activator's 503 does not.
+        headers = {"Retry-After": "0"} if self.status == 429 else None
         return web.json_response({"object": "error", "message": str(self), "type": kind, "param": None,
-                                  "code": self.status}, status=self.status)
+                                  "code": self.status}, status=self.status, headers=headers)
 
 
 def _words(value: Any) -> int:
