@@ -2,6 +2,13 @@
 
 The load client has its own aiohttp path; these are for the one-off requests
 around it, with a timeout always, and never an exception for an HTTP status.
+
+One path policy (docs/engines.md): every connection perfgate makes is direct,
+never through ``HTTP(S)_PROXY``. Loopback must never be proxied (on a proxied
+runner without ``no_proxy`` the readiness probe "timed out" after 600 s), and
+the load client (raw, aiohttp without ``trust_env``, /tokenize's http.client)
+cannot be, so the probes, /metrics, /version and cache resets take the same
+path as the load they surround, to an engine or to an endpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ import urllib.request
 
 NETWORK_ERRORS = (urllib.error.URLError, OSError, TimeoutError)
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""urllib without the environment's proxies: the load client's path."""
+
 
 def request(method: str, url: str, body: dict | None = None, timeout: float = 5.0,
             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -20,7 +30,7 @@ def request(method: str, url: str, body: dict | None = None, timeout: float = 5.
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _DIRECT.open(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
