@@ -18,6 +18,7 @@ def _models_fetch(args: argparse.Namespace) -> int:
     from perfgate.engines.hfcache import fetch
 
     models = list(args.models)
+    revisions: dict[str, str | None] = {}
     if args.matrix:  # every hub model the matrix's runs (of this hardware class) name; tiny recipes are built, not fetched
         from perfgate.config.matrix import MatrixError, load_matrix
 
@@ -28,12 +29,17 @@ def _models_fetch(args: argparse.Namespace) -> int:
             if (args.hardware in (None, case.hardware)) and path and not Path(path).expanduser().exists() \
                     and path not in models:
                 models.append(path)
+                revisions[path] = case.model.revision
+                if case.model.revision is None and case.hardware == "gpu":
+                    print(f"perfgate: warning: model {case.model.name!r} ({path}) has no pinned `revision:` in the "
+                          "matrix: fetching the hub's moving main, and a new upstream commit changes "
+                          "model_revision (docs/statistics.md)", file=sys.stderr)
     if not models:
         raise CliError("no model to fetch: name hub ids or give --matrix")
     worst = 0
     for repo_id in models:  # one failed fetch does not stop the others: its line, then exit 1
         try:
-            print(fetch(repo_id, Path(args.cache_dir) if args.cache_dir else None))
+            print(fetch(repo_id, Path(args.cache_dir) if args.cache_dir else None, revisions.get(repo_id)))
         except RuntimeError as exc:
             print(f"perfgate: {exc}", file=sys.stderr)
             worst = 1

@@ -40,6 +40,7 @@ class ModelSpec(ModelServing):
     name: Annotated[str, FROM_KEY]  # the matrix key
     recipe: Path | None = None  # relative to the project root in a file; resolved by the loader
     path: str | None = None
+    revision: str | None = None  # a hub model's pinned commit: `perfgate models fetch` fetches it, not the moving main
 
     @model_validator(mode="after")
     def _one(self, info: ValidationInfo) -> "ModelSpec":

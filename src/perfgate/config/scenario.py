@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from perfgate._suggest import did_you_mean
 from perfgate.config.workload import LengthDist, WorkloadSpec
@@ -48,11 +49,25 @@ class TrialPlan(Frozen):
     engine_gauges_interval_s: float | None = None  # sample /metrics gauges in the window (observer effect!)
 
 
+ACROSS_RULE = r"^(major|shown|exact|within:(0(\.\d+)?|1(\.0+)?)|same:[a-z_]+)$"
+"""A rule of ``policy.compared_across`` (the defaults and their meaning: perfgate.judge.baselines.COMPARED_ACROSS)."""
+
+
 class PolicySpec(Frozen):
     """How a comparison is judged: which effects matter, which metrics are only shown."""
 
     min_effect: dict[str, float] = Field(default_factory=dict)  # metric -> relative effect that matters
     observe_only: tuple[str, ...] = ()
+    compared_across: dict[str, str] = Field(default_factory=dict)  # fingerprint key -> rule, over the judge's defaults
+
+    @field_validator("compared_across")
+    @classmethod
+    def _rules(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [f"{k}: {r!r}" for k, r in v.items() if not re.match(ACROSS_RULE, r)]
+        if bad:
+            raise ValueError(f"compared_across: unknown rule(s) {', '.join(bad)} "
+                             "(major, shown, exact, within:FRACTION, same:KEY)")
+        return v
 
 
 class ABPlan(Frozen):

@@ -82,6 +82,38 @@ def model_revision(path: str, cache_dir: Path | None = None) -> str | None:
     return cached.revision if cached else None
 
 
+def _weights_files(snapshot: Path) -> list[Path]:
+    for pattern in ("*.safetensors", "*.bin"):
+        files = sorted(f for f in snapshot.rglob(pattern) if "original" not in f.relative_to(snapshot).parts)
+        if files:
+            return files
+    return []
+
+
+def weights_digest(path: str, cache_dir: Path | None = None) -> str | None:
+    """A digest of the weights a model path resolves to, from the cache's own content hashes - no file is read.
+
+    In the HF cache a snapshot's files are links to ``blobs/<hash>`` (the LFS sha256 for weights), so the
+    digest over (file name, blob name) changes exactly when the weights do, and a revision that touched only
+    the README keeps it: baselines compare across such a revision (docs/statistics.md). None outside the cache.
+    """
+    import hashlib
+
+    p = Path(path)
+    if not p.is_dir():
+        cached = find_cached(path, cache_dir) if is_hub_id(path) else None
+        p = cached.path if cached else p
+    if p.parent.name != "snapshots":
+        return None
+    files = _weights_files(p)
+    if not files or not all(f.is_symlink() for f in files):
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(p)}={Path(os.readlink(f)).name}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def weights_bytes(snapshot: Path) -> int | None:
     """Size of the weights the engine would load: *.safetensors, else *.bin (None when there are neither)."""
     for pattern in ("*.safetensors", "*.bin"):
@@ -116,9 +148,10 @@ def fetch_command(repo_ids: list[str]) -> str:
     return "perfgate models fetch " + " ".join(repo_ids)
 
 
-def fetch(repo_id: str, cache_dir: Path | None = None) -> Path:
+def fetch(repo_id: str, cache_dir: Path | None = None, revision: str | None = None) -> Path:
     """Download ``repo_id`` into the local cache (config, tokenizer, weights); returns the snapshot directory.
 
+    ``revision`` pins the commit (the matrix's ``revision:``); None fetches the hub's moving main.
     A gated model needs ``HF_TOKEN`` in the environment; the token goes to
     huggingface_hub only, and any error message is scrubbed of it.
     """
@@ -127,7 +160,7 @@ def fetch(repo_id: str, cache_dir: Path | None = None) -> Path:
     token = os.environ.get("HF_TOKEN") or None
     try:
         return Path(snapshot_download(repo_id, cache_dir=str(cache_dir or hub_cache_dir()), token=token,
-                                      ignore_patterns=FETCH_IGNORE))
+                                      ignore_patterns=FETCH_IGNORE, revision=revision))
     except Exception as exc:
         text = (str(exc).strip().splitlines() or [""])[0]
         if token:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,7 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
         "torch": sw.torch if sw else None, "torch_cuda": sw.torch_cuda if sw else None,
         "flashinfer": sw.flashinfer if sw else None, "cuda_driver": sw.cuda_driver if sw else None,
         "model_revision": sw.model_revision if sw else None, "gpu_power_limit_w": env.hardware.gpu_power_limit_w,
+        "model_weights": sw.model_weights if sw else None,
         "accelerator": env.hardware.accelerator, "gpu_driver": env.hardware.gpu_driver,
         "gpu_count": env.hardware.gpu_count, "cpu_model": env.hardware.cpu_model,
         "cpu_count": env.hardware.cpu_count, "engine": env.engine.name,
@@ -128,6 +130,48 @@ def fingerprint(result: Result) -> dict[str, str | int | float | bool | None]:
         **_client(result), "perfgate_version": env.perfgate_version,
         "machine_info": json.dumps(env.machine_info, sort_keys=True),  # a hook's additions (perfgate.hookspecs)
     }
+
+
+COMPARED_ACROSS: dict[str, str] = {"gpu_driver": "major", "gpu_power_limit_w": "within:0.05",
+                                   "model_revision": "same:model_weights"}
+"""Fingerprint keys recorded and shown but compared across (docs/statistics.md, "What is compared across"), by
+rule: ``major`` - equal up to the first dot (a driver patch on the same branch); ``within:F`` - numbers within a
+fraction F of each other (a power limit set 2% lower); ``same:KEY`` - another key recorded on both sides and equal
+(a model revision whose weights' digest is unchanged: a README commit); ``shown`` - never a mismatch; ``exact`` -
+back to like for like. A scenario's ``policy.compared_across`` overrides these key by key. Every other key (GPU
+model and count, engine, flags, model, workload, client, software stack) must match exactly."""
+
+def _across_ok(rule: str, key: str, old: object, new: object, base_fp: Mapping, cur_fp: Mapping) -> str | None:
+    """Why ``old`` -> ``new`` of ``key`` is compared across under ``rule`` (a note), or None: a mismatch."""
+    if rule == "shown":
+        return "shown only"
+    if rule == "major" and old is not None and new is not None:
+        a, b = str(old).split(".")[0], str(new).split(".")[0]
+        return f"same {a} branch" if a == b else None
+    if rule.startswith("within:") and isinstance(old, int | float) and isinstance(new, int | float):
+        tol = float(rule.split(":", 1)[1])
+        return f"within {tol:.0%}" if abs(old - new) <= tol * max(abs(old), abs(new)) else None
+    if rule.startswith("same:"):
+        other = rule.split(":", 1)[1]
+        if base_fp.get(other) is not None and base_fp.get(other) == cur_fp.get(other):
+            return f"{other} unchanged"
+    return None
+
+
+def compared_across(base_fp: Mapping, cur_fp: Mapping, rules: Mapping[str, str] | None = None
+                    ) -> tuple[set[str], list[str]]:
+    """The keys that differ but are compared across under ``rules`` (over :data:`COMPARED_ACROSS`), and a
+    note for each (``note: gpu_driver 570.124.06 -> 570.133.20 (same 570 branch): compared across``)."""
+    rules = {**COMPARED_ACROSS, **(rules or {})}
+    keys, notes = set(), []
+    for key, rule in sorted(rules.items()):
+        if key not in base_fp or base_fp.get(key) == cur_fp.get(key) or rule == "exact":
+            continue
+        why = _across_ok(rule, key, base_fp.get(key), cur_fp.get(key), base_fp, cur_fp)
+        if why is not None:
+            keys.add(key)
+            notes.append(f"note: {key} {base_fp.get(key)!r} -> {cur_fp.get(key)!r} ({why}): compared across")
+    return keys, notes
 
 
 def comparison_notes(baseline: "Baseline", current_fp: dict) -> list[str]:
@@ -197,6 +241,12 @@ def versions_available(root: Path | str, key: BaselineKey) -> list[str]:
     root = Path(root)
     keys = _keys_under(root, root / slug(key.machine), key)
     return sorted({k.engine_version for k in keys}, key=version_key)
+
+
+def machine_has_baselines(root: Path | str, machine: str) -> bool:
+    """Whether this machine has any baseline at all (none: its first run, docs/statistics.md)."""
+    mdir = Path(root) / slug(machine)
+    return mdir.is_dir() and any(mdir.glob("*/*/*.json"))
 
 
 def machines_with(root: Path | str, key: BaselineKey) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from perfgate.judge.baselines import NOTED_KEYS, Baseline, BaselineKey, comparison_notes
+from perfgate.judge.baselines import NOTED_KEYS, Baseline, BaselineKey, compared_across, comparison_notes
 from perfgate.judge.stats import (
     DEFAULT_ALPHA,
     KEY_METRICS,
@@ -37,6 +37,7 @@ class JudgePolicy:
     alpha: float = DEFAULT_ALPHA
     allow_env_mismatch: bool = False
     upgrade: bool = False  # reference is another engine version on purpose
+    compared_across: Mapping[str, str] | None = None  # fingerprint key -> rule, over baselines.COMPARED_ACROSS
 
 
 def context_of(key: BaselineKey) -> str:
@@ -44,9 +45,17 @@ def context_of(key: BaselineKey) -> str:
     return f"{key.engine} {key.engine_version} / {key.model} / {key.hardware} @ {key.machine}"
 
 
-def not_found(key: BaselineKey, other_versions: Sequence[str], other_machines: Sequence[str]) -> Judgement:
-    """The judgement when no baseline exists for ``key``: not comparable (another machine has one) or none at all."""
+def not_found(key: BaselineKey, other_versions: Sequence[str], other_machines: Sequence[str],
+              machine_has_baselines: bool = True) -> Judgement:
+    """The judgement when no baseline exists for ``key``: not comparable (another machine has one), the
+    machine's first run (it has no baseline at all: recorded, passes even under --perf-strict), or none."""
     context = context_of(key)
+    if not machine_has_baselines:
+        elsewhere = (f"; machine(s) {', '.join(map(repr, other_machines))} have baselines, never compared across "
+                     "machines") if other_machines else ""
+        return Judgement(status="no_baseline", context=context, first_run=True,
+                         reason=f"first run on machine {key.machine!r}: recorded, nothing to compare "
+                                f"(--perf-update-baselines makes it this machine's baseline{elsewhere})")
     if other_machines:
         return Judgement(status="not_comparable", context=context,
                          reason=f"not comparable: machine {key.machine!r} has no baseline; baselines exist for "
@@ -63,9 +72,10 @@ def judge_against_baseline(current: Trials, current_fingerprint: Mapping[str, ob
     ref = BaselineRef(path=baseline_path, engine_version=key.engine_version,
                       created_at=baseline.provenance.created_at, machine=key.machine)
     context = context_of(key)
+    across, across_notes = compared_across(baseline.fingerprint, current_fingerprint, policy.compared_across)
     mismatch = environment_mismatch(baseline.fingerprint, current_fingerprint, upgrade=policy.upgrade,
-                                    ignore=NOTED_KEYS)
-    notes = comparison_notes(baseline, dict(current_fingerprint))
+                                    ignore=(*NOTED_KEYS, *sorted(across)))
+    notes = comparison_notes(baseline, dict(current_fingerprint)) + across_notes
     if mismatch and not policy.allow_env_mismatch:
         return Judgement(status="env_mismatch", baseline=ref, context=context, notes=notes,
                          reason="not compared, environment differs from the baseline: " + "; ".join(mismatch)

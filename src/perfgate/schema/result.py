@@ -154,6 +154,7 @@ class Software(_Model):
     driver: str | None = None  # NVIDIA driver
     cuda_driver: str | None = None  # highest CUDA version the driver supports
     model_revision: str | None = None  # commit of the model's snapshot in the local HF cache
+    model_weights: str | None = None  # digest of the weights files' blob hashes (hfcache.weights_digest)
     installer: str | None = None  # e.g. "uv 0.13.8", "pip (python 3.11.7)", "existing environment"
 
 

@@ -139,6 +139,7 @@ class Judgement(_Model):
     primary_metric: str | None = None  # the gating metric holding most of alpha (live A/B)
     detectable_pct: float | None = None  # the primary metric's detectable effect at the blocks run (80% power)
     live: LiveRecord | None = None  # live A/B: the blocks and looks (the session adds them)
+    first_run: bool = False  # no_baseline on a machine with no baseline at all: passes even under --perf-strict
 
     @property
     def undecided(self) -> bool:

@@ -42,6 +42,7 @@ def judge_stored(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Pat
         fingerprint,
         key_of,
         load_baseline,
+        machine_has_baselines,
         machines_with,
         versions_available,
     )
@@ -57,14 +58,16 @@ def judge_stored(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Pat
     path = find_baseline(baselines_dir, key)
     if path is None:
         return replace(outcome, judgement=not_found(key, versions_available(baselines_dir, key),
-                                                    machines_with(baselines_dir, key)))
+                                                    machines_with(baselines_dir, key),
+                                                    machine_has_baselines(baselines_dir, key.machine)))
     try:
         baseline = load_baseline(path)
     except BaselineError as exc:
         return replace(outcome, error=f"{outcome.case.id}: {exc}")
     spec = outcome.case.scenario.spec
     policy = JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only),
-                         allow_env_mismatch=allow_env_mismatch, upgrade=against_version is not None)
+                         allow_env_mismatch=allow_env_mismatch, upgrade=against_version is not None,
+                         compared_across=spec.policy.compared_across)
 
     def judge(o: CaseOutcome) -> CaseOutcome:
         current = [r.summary.metrics for r in o.results if r.summary is not None]
