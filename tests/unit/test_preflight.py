@@ -28,6 +28,7 @@ from perfgate.engines.preflight import (
     worst,
 )
 from perfgate.engines.provision import MARKER, InstallOptions, venv_dir_for
+from perfgate.engines.sharing import size_for_ab
 
 VLLM = EngineConfig(id="vllm-gpu", kind="vllm", spec="vllm==0.32.0", flags=("--gpu-memory-utilization", "0.85"))
 SGLANG = EngineConfig(id="sglang-gpu", kind="sglang", spec="sglang==0.5.23")
@@ -331,9 +332,10 @@ def test_one_case_loop_for_plugin_and_compare_orders_sides_checks_both_and_conta
     b = EngineConfig(id="b", kind="vllm", spec="vllm==0.32.0")
     ma, mb = ModelSpec("ma", None, "org/ma"), ModelSpec("mb", None, "org/mb")
     found = preflight.case_findings([(a, ma), (b, mb)], one, tmp_path)
-    assert found == [*check_case(a, ma, one, tmp_path), *check_case(b, mb, one, tmp_path),
-                     preflight.check_ab_sharing(a, b, one)]
-    assert found[-1].subject == "a + b" and found[-1].severity == "block" and "0.9 + 0.9 > 1" in found[-1].message
+    sa, sb, _ = size_for_ab(a, b)  # the A/B boots each side with the fraction that fits beside the other
+    assert found == [*check_case(sa, ma, one, tmp_path), *check_case(sb, mb, one, tmp_path),
+                     preflight.check_ab_sharing(sa, sb, one)]
+    assert found[-1].subject == "a + b" and found[-1].severity == "ok" and "0.475 + 0.475 <= 1" in found[-1].message
     assert preflight.case_findings([(b, mb)], one, tmp_path) == check_case(b, mb, one, tmp_path)  # one side: no pair
 
     calls = []

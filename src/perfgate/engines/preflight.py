@@ -35,7 +35,7 @@ from perfgate.engines.cuda import (
     version_parts,
 )
 from perfgate.engines.provision import InstallOptions, venv_dir_for
-from perfgate.engines.registry import get_adapter
+from perfgate.engines.sharing import _flag_value, _fraction_in_use, _memory_fraction, needs_gpu, size_for_ab
 from perfgate.engines.specs import ProvisionError
 
 Severity = Literal["ok", "warn", "block"]
@@ -93,23 +93,6 @@ class GpuFacts:
     def close(self) -> None:
         if self.nvml is not None:
             gpus.shutdown(self.nvml)
-
-
-def _memory_fraction(engine: EngineConfig) -> tuple[str, float] | None:
-    """The adapter's GPU-memory flag and default (None: an endpoint, or an engine that needs no GPU)."""
-    return None if engine.kind == "external" else get_adapter(engine.kind).gpu_memory_fraction
-
-
-def needs_gpu(engine: EngineConfig, hardware: str = "gpu") -> bool:
-    """A local GPU engine (its adapter sizes GPU memory) on a gpu run; vllm-cpu and endpoints need none."""
-    return hardware == "gpu" and _memory_fraction(engine) is not None \
-        and not (engine.spec or "").startswith("vllm-cpu")
-
-
-def _fraction_in_use(engine: EngineConfig) -> float:
-    """The share of GPU memory ``engine`` takes: its flag's value, else the adapter's default."""
-    flag, default = _memory_fraction(engine) or ("", 0.9)
-    return float((_flag_value(engine.flags, [flag]) if flag else None) or default)
 
 
 def requires_python() -> str:
@@ -206,15 +189,6 @@ def check_model(model: ModelSpec, hub_cache: Path | None = None) -> Finding:
                                          f"({hub_cache or hfcache.hub_cache_dir()}); fetch it with: "
                                          f"{hfcache.fetch_command([model.path])} (gated models: HF_TOKEN)", subject)
     return Finding("ok", "model", f"{model.path} revision {cached.revision[:12]} in the local cache", subject)
-
-
-def _flag_value(flags: Iterable[str], names: Iterable[str]) -> str | None:
-    flags, names = list(flags), set(names)
-    for i, f in enumerate(flags):
-        key, _, value = f.partition("=")
-        if key in names:
-            return value or (flags[i + 1] if i + 1 < len(flags) else None)
-    return None
 
 
 def check_gpu_memory(engine: EngineConfig, model: ModelSpec, devices: list[gpus.GpuDevice],
@@ -320,6 +294,10 @@ def case_findings(sides: Sequence[Side], facts: GpuFacts, cache_dir: Path, *, ha
     ``memo`` keeps each side's findings across the cases of one session."""
     memo = {} if memo is None else memo
     out: list[Finding] = []
+    if len(sides) == 2:  # the A/B boots each side with the fraction that fits beside the other (engines.sharing)
+        (ea, ma), (eb, mb) = sides
+        ea, eb, _ = size_for_ab(ea, eb)
+        sides = [(ea, ma), (eb, mb)]
     for engine, model in sides:
         key = (engine, model, hardware)
         if key not in memo:

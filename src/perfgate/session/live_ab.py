@@ -83,6 +83,9 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     model_a = model_a or case.model
     if engine_a == case.engine and model_a == case.model:  # A/A: the same configuration, booted twice
         engine_a = replace(engine_a, id=f"{engine_a.id}~A")
+    from perfgate.engines.sharing import size_for_ab
+
+    engine_a, engine_b, sized = size_for_ab(engine_a, case.engine)  # both resident: fractions that fit together
     spec = case.scenario.spec
     plan = plan_for(spec)
     policy = JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only))
@@ -92,7 +95,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     block_s: list[float] = []
     clusters: list[int] = []  # boot pair of each block
     sides: dict[str, list[Result]] = {"A": [], "B": []}
-    notes: list[str] = []
+    notes: list[str] = list(sized)
     judgement: Judgement | None = None
     discarded, max_discards = 0, max(3, plan.max_blocks // 10)
     block, attempt = 0, 0
@@ -122,7 +125,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
             clusters.append((clusters[-1] + fresh) if clusters else 0)
         block_results: list[Result] = []
         for side in side_order(block):
-            engine, model, test_id = (engine_a, model_a, a_id) if side == "A" else (case.engine, case.model, case.id)
+            engine, model, test_id = (engine_a, model_a, a_id) if side == "A" else (engine_b, case.model, case.id)
             ran = runner.run(TrialBatch(engine, model, case.scenario, test_id, start=attempt, fresh_first=fresh,
                                        quiesce_others=True, rerun_client_bound=False))
             sides[side] += ran.results
