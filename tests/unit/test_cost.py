@@ -32,3 +32,82 @@ def test_each_figure_needs_its_own_throughput():
 def test_no_price_no_cost():
     assert cost_metrics(None, {"output_throughput": 1.0}) == {}
     assert cost_metrics(2.0, {"output_throughput": 0.0}) == {}
+
+
+PRICES = """prices:
+  - {accelerator: NVIDIA A10G, count: 1, usd_per_hour: 1.006, source: g5.xlarge}
+  - {accelerator: NVIDIA H100 80GB HBM3, count: 1, usd_per_hour: 3.0}
+  - {accelerator: NVIDIA H100 80GB HBM3, count: 2, usd_per_hour: 6.0}
+"""
+
+
+@pytest.fixture
+def prices(tmp_path, monkeypatch):
+    path = tmp_path / "prices.yaml"
+    path.write_text(PRICES)
+    monkeypatch.setenv("PERFGATE_PRICES", str(path))
+    return path
+
+
+def test_the_price_is_the_hardware_class_that_ran_not_the_studys(prices):
+    from perfgate.measure.cost import choose_price
+
+    # Study B's scenario carries the A10G's $1.006/h; run on one H100 it is priced as one H100
+    assert choose_price("hardware", 1.006, "NVIDIA H100 80GB HBM3", 1) == (
+        3.0, f"hardware class NVIDIA H100 80GB HBM3 x1: $3/h ({prices})")
+    assert choose_price("hardware", 1.006, "NVIDIA H100 80GB HBM3", 2)[0] == 6.0  # GPU model x count
+    assert choose_price("hardware", 1.006, "nvidia a10g", 1) == (1.006, f"hardware class nvidia a10g x1: "
+                                                                         f"$1.006/h ({prices}; g5.xlarge)")
+    price, line = choose_price("hardware", 1.006, "NVIDIA L4", 1)  # not priced: no figure, never another GPU's
+    assert price is None and line == f"no price for hardware class NVIDIA L4 x1 in {prices}: no cost figures"
+    price, line = choose_price("study", 1.006, "NVIDIA H100 80GB HBM3", 1)  # reproducing the study, labelled
+    assert price == 1.006 and "the study's price $1.006/h" in line and "ran on NVIDIA H100 80GB HBM3 x1" in line
+    assert choose_price("study", None, "cpu", 0)[0] is None
+
+
+def test_no_prices_file_no_cost_and_the_shipped_file_prices_the_studies_gpus(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from perfgate.config.prices import load_prices
+    from perfgate.config.yamlfile import MatrixError
+    from perfgate.measure.cost import choose_price
+
+    monkeypatch.setenv("PERFGATE_PRICES", str(tmp_path / "none.yaml"))
+    assert choose_price("hardware", 1.006, "NVIDIA A10G", 1)[0] is None
+    shipped = load_prices(Path(__file__).resolve().parents[2] / "fixtures" / "prices.yaml")
+    assert shipped.lookup("NVIDIA A10G", 1).usd_per_hour == 1.006  # what studies B and C quote
+    assert shipped.lookup("NVIDIA GeForce RTX 3060", 1).usd_per_hour == 0.31  # what study A quotes
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prices: [{accelerator: X, usd_per_hour: 0}]\n")
+    with pytest.raises(MatrixError, match="bad.yaml"):
+        load_prices(bad)
+
+
+@pytest.mark.parametrize("basis, price", [("hardware", 3.0), ("study", 1.006)])
+def test_a_trial_records_the_price_it_used(tmp_path, prices, basis, price):
+    import sys
+    from pathlib import Path
+
+    from perfgate.config.engines import EngineConfig
+    from perfgate.config.scenario import ScenarioFile, expand_sweep
+    from perfgate.engines.base import ModelRef
+    from perfgate.engines.registry import get_adapter
+    from perfgate.engines.server import EngineServer
+    from perfgate.measure.trial import Target, run_trial
+    from perfgate.schema.result import EngineInfo, Hardware
+
+    cfg = EngineConfig(id="sim", kind="sim", boot_timeout_s=30, flags=("--ttft-base-ms", "5", "--itl-ms", "2"))
+    server = EngineServer(get_adapter("sim"), cfg, ModelRef("sim", "sim"), Path(sys.executable),
+                          tmp_path / "sim.log").start()
+    try:
+        target = Target(server.base_url, ModelRef("sim", "sim"), EngineInfo(name="sim", version=server.version), server)
+        spec = ScenarioFile(name="b", num_requests=4, prompt_tokens=8, max_tokens=4, concurrency=2, warmup_requests=0,
+                            seed=1, hourly_price_usd=1.006, price=basis)
+        r = run_trial(target, expand_sweep(spec, tmp_path)[0], trial=0, test_id="b", results_dir=tmp_path,
+                      hardware=Hardware(accelerator="NVIDIA H100 80GB HBM3", gpu_count=1))
+    finally:
+        server.stop()
+    s = r.summary
+    assert s.hourly_price_usd == price and ("hardware class" if basis == "hardware" else "study") in s.price_source
+    assert s.metrics["cost_per_1m_output_tokens_usd"] == pytest.approx(
+        price / (s.metrics["output_throughput"] * 3600) * 1e6)

@@ -45,7 +45,8 @@ class TrialPlan(Frozen):
     restart_between_trials: bool = False
     timeout_s: float = Field(default=600.0, gt=0)  # per request: no complete answer by then is a timeout
     trial_timeout_s: float = Field(default=3600.0, gt=0)  # per trial, warm-up included: a hung engine ends here
-    hourly_price_usd: float | None = None  # for cost-per-token figures
+    hourly_price_usd: float | None = None  # the study's instance price: used with price: study (measure.cost)
+    price: Literal["hardware", "study"] = "hardware"  # cost from the hardware class's price, or the study's
     engine_gauges_interval_s: float | None = None  # sample /metrics gauges in the window (observer effect!)
 
 

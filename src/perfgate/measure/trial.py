@@ -16,7 +16,7 @@ from perfgate._http import NETWORK_ERRORS, request
 from perfgate.config.matrix import Scenario
 from perfgate.engines.endpoint import diagnose, tokenize_answer
 from perfgate.engines.pool import Target
-from perfgate.measure.cost import cost_metrics
+from perfgate.measure.cost import choose_price, cost_metrics
 from perfgate.measure.datasets import prepare_shaped
 from perfgate.measure.delivery import check_delivery, coalesced_events
 from perfgate.measure.engine_metrics import delta, replica_change, scrape
@@ -297,7 +297,6 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     if gpu_record is not None:
         gpu_record.notes += recorder.notes
     summary.metrics.update(energy_metrics(gpu_record, sum(r.output_tokens or 0 for r in records if r.error is None)))
-    summary.metrics.update(cost_metrics(scenario.spec.trial.hourly_price_usd, summary.metrics))
     health = client_health(records, run.duration_s, run.requested_rate, run.loop_lag_ms)
     health.client_cpu_s = run.cpu_s
     status = "client_bound" if health.client_bound else "ok"
@@ -320,6 +319,10 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         git_commit=git_commit(), python=info["python"], hostname=info["hostname"], started_at=started_at,
         software=target.software,
     )
+    plan = scenario.spec.trial
+    summary.hourly_price_usd, summary.price_source = choose_price(plan.price, plan.hourly_price_usd,
+                                                                  env.hardware.accelerator, env.hardware.gpu_count)
+    summary.metrics.update(cost_metrics(summary.hourly_price_usd, summary.metrics))
     result = Result(
         test_id=test_id, scenario=scenario.name, trial=trial, status=status, failure_reason=failure or health.reason,
         fault=fault.fault if fault is not None else None, clock_origin_s=run.start,

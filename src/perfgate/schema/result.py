@@ -229,6 +229,8 @@ class Summary(_Model):
     metrics: dict[str, float | None] = Field(default_factory=dict)
     errors: dict[str, int] = Field(default_factory=dict)  # ErrorKind value -> count
     output_tokens_source: TokenSource | None = None
+    hourly_price_usd: float | None = None  # the price the cost_* metrics used (measure.cost.choose_price)
+    price_source: str | None = None  # which price that is: the hardware class's, the study's, or why none
 
 
 class GpuDeviceTelemetry(_Model):
