@@ -133,7 +133,7 @@ def test_sglang_launch_plan_follows_documented_cli():
     assert cmd[1:3] == ["-m", "sglang.launch_server"]
     assert cmd[cmd.index("--model-path") + 1] == "facebook/opt-125m"
     assert cmd[cmd.index("--port") + 1] == "30000" and "--enable-metrics" in cmd
-    assert get_adapter("sglang").version_paths()[0] == "/get_server_info"
+    assert get_adapter("sglang").version_paths()[:2] == ("/server_info", "/get_server_info")  # new, then the old route
 
 
 def test_recorded_env_keeps_tuning_knobs_and_never_a_secret_value():

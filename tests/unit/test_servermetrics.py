@@ -73,3 +73,107 @@ def test_the_engines_prefix_selects_its_families():
     assert acme["acme:time_to_first_token_seconds_count"] == 4.0 and acme["acme:kv_cache_usage_perc"] == 0.25
     assert parse_metrics(VLLM.replace("vllm:", "acme:")) == {}  # an unknown prefix is not guessed
 
+
+
+def _counter(name: str, lines: list[str]) -> str:
+    return f"# HELP {name} x\n# TYPE {name} counter\n" + "".join(f"{ln}\n" for ln in lines)
+
+
+def test_preemptions_cached_prompt_tokens_and_queue_time_are_collected():
+    vllm = (_counter("vllm:num_preemptions_total", ['vllm:num_preemptions_total{model_name="m"} 3.0'])
+            + _counter("vllm:prompt_tokens_cached_total", ['vllm:prompt_tokens_cached_total{model_name="m"} 900.0']))
+    sglang = (_counter("sglang:cached_tokens_total", ['sglang:cached_tokens_total{cache_source="device"} 30.0',
+                                                      'sglang:cached_tokens_total{cache_source="host"} 12.0'])
+              + "# HELP sglang:queue_time_seconds q\n# TYPE sglang:queue_time_seconds histogram\n"
+                'sglang:queue_time_seconds_bucket{le="+Inf"} 4.0\nsglang:queue_time_seconds_sum 0.2\n'
+                "sglang:queue_time_seconds_count 4.0\n")
+    v0, v1 = parse_metrics(vllm.replace("3.0", "1.0").replace("900.0", "100.0"), "vllm:"), parse_metrics(vllm, "vllm:")
+    assert delta(v0, v1) == {"vllm:num_preemptions_total": 2.0, "vllm:prompt_tokens_cached_total": 800.0}
+    s = parse_metrics(sglang, "sglang:")
+    assert s["sglang:cached_tokens_total"] == 42.0  # device + host
+    d = delta({}, s)
+    assert d["sglang:queue_time_seconds_mean"] == 0.05
+
+
+def _server(routes):
+    """A local HTTP server: ``routes[(method, path)]`` is a list of (status, body) answered in turn (the last repeats)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self):
+            asked.append((self.command, self.path))
+            answers = routes.get((self.command, self.path), [(404, {})])
+            status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *a):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}", asked
+
+
+def _sglang_target(base):
+    from perfgate.engines import ModelRef, get_adapter
+    from perfgate.engines.pool import Target
+    from perfgate.schema.result import EngineInfo
+
+    return Target(base, ModelRef("m", "m"), EngineInfo(name="sglang", version="0.5.23"),
+                  capabilities=get_adapter("sglang").capabilities)
+
+
+def test_sglang_flush_cache_refused_while_busy_is_retried_then_reported():
+    import pytest
+
+    from perfgate.measure.trial import reset_prefix_cache
+    from perfgate.measure.workload import WorkloadError
+
+    httpd, base, asked = _server({("POST", "/flush_cache"): [(400, {}), (400, {}), (200, {})]})
+    try:  # busy twice (the last requests finishing), then flushed
+        assert reset_prefix_cache(_sglang_target(base), waits=(0.01, 0.01, 0.01)) is True
+        assert asked.count(("POST", "/flush_cache")) == 3
+    finally:
+        httpd.shutdown()
+    httpd, base, asked = _server({("POST", "/flush_cache"): [(400, {})]})
+    try:  # busy for good: bounded, then the refusal stands
+        with pytest.raises(WorkloadError, match=r"answered HTTP 400 after 3 tries \(busy: requests still running\)"):
+            reset_prefix_cache(_sglang_target(base), waits=(0.01, 0.01))
+        assert asked.count(("POST", "/flush_cache")) == 3
+    finally:
+        httpd.shutdown()
+    httpd, base, asked = _server({("POST", "/flush_cache"): [(500, {})]})
+    try:  # any other refusal is not retried
+        with pytest.raises(WorkloadError, match=r"answered HTTP 500: prefix cache not reset"):
+            reset_prefix_cache(_sglang_target(base), waits=(0.01, 0.01))
+        assert len(asked) == 1
+    finally:
+        httpd.shutdown()
+
+
+def test_sglang_version_from_server_info_and_from_the_old_route():
+    from perfgate._http import probe_version
+    from perfgate.engines import get_adapter
+
+    paths = get_adapter("sglang").version_paths()
+    new, base, asked = _server({("GET", "/server_info"): [(200, {"version": "0.5.23"})]})
+    try:
+        assert probe_version(base, paths) == "0.5.23" and asked == [("GET", "/server_info")]
+    finally:
+        new.shutdown()
+    old, base, asked = _server({("GET", "/get_server_info"): [(200, {"version": "0.4.9"})]})
+    try:
+        assert probe_version(base, paths) == "0.4.9"
+        assert asked[:2] == [("GET", "/server_info"), ("GET", "/get_server_info")]
+    finally:
+        old.shutdown()

@@ -58,6 +58,7 @@ class EngineCapabilities:
     token_ids_in_stream: bool = False  # honours "return_token_ids": exact per-chunk token counts
     tokenize: Literal["none", "prompt-or-messages", "prompt"] = "none"  # /tokenize body shape it accepts
     cache_reset: tuple[str, str] | None = None  # (method, path) that empties the prefix cache
+    cache_reset_busy: int | None = None  # the status the reset answers while requests still run: retried, bounded
     metrics_prefix: str | None = None  # the engine's Prometheus name prefix on /metrics
 
 

@@ -25,7 +25,9 @@ class SglangAdapter:
     context_flag = "--context-length"
     tp_flag = "--tp-size"
     gpu_memory_fraction = ("--mem-fraction-static", 0.85)
-    capabilities = EngineCapabilities(tokenize="prompt", cache_reset=("POST", "/flush_cache"), metrics_prefix="sglang:")
+    # /flush_cache answers 400 while requests are still running: retried, bounded (measure.trial.reset_prefix_cache)
+    capabilities = EngineCapabilities(tokenize="prompt", cache_reset=("POST", "/flush_cache"), cache_reset_busy=400,
+                                      metrics_prefix="sglang:")
 
     def launch_plan(self, python: Path, model: ModelRef, host: str, port: int, config: EngineConfig) -> LaunchPlan:
         tp, defaults = tensor_parallel_args(config, self.tp_flag), model_args(model, config, self.context_flag)
@@ -40,4 +42,5 @@ class SglangAdapter:
         return LaunchPlan(command=command, env=env, health_path="/health", flags=[*config.flags, *defaults, *tp])
 
     def version_paths(self) -> tuple[str, ...]:
-        return ("/get_server_info", "/version")
+        # /server_info replaces the deprecated /get_server_info; older SGLang versions answer only the old route
+        return ("/server_info", "/get_server_info", "/version")

@@ -23,11 +23,13 @@ perfgate did not start has no known prefix: every one of these is looked for."""
 HISTOGRAM_NAMES = (
     "time_to_first_token_seconds", "inter_token_latency_seconds", "time_per_output_token_seconds",
     "e2e_request_latency_seconds", "request_queue_time_seconds", "request_prefill_time_seconds",
-    "request_decode_time_seconds",
+    "request_decode_time_seconds", "queue_time_seconds",
 )
 COUNTER_NAMES = (
     "prompt_tokens_total", "generation_tokens_total", "request_success_total", "prefix_cache_hits_total",
     "prefix_cache_queries_total",
+    "num_preemptions_total", "prompt_tokens_cached_total",  # vLLM: preempted requests, prompt tokens from the cache
+    "cached_tokens_total",  # SGLang: prompt tokens from the cache (summed over its cache_source labels)
 )
 GAUGE_NAMES = (
     "kv_cache_usage_perc", "num_requests_running", "num_requests_waiting",

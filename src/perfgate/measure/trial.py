@@ -8,6 +8,7 @@ SSE parsing and metric computation happen after it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -132,22 +133,38 @@ def _pin_client_away_from(engine_cpus: tuple[int, ...]):
     return lambda: os.sched_setaffinity(0, before)
 
 
-def reset_prefix_cache(target: Target) -> bool:
+RESET_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0)
+"""Waits (s) between prefix-cache resets the engine refused as busy (``capabilities.cache_reset_busy``): the
+last requests of a warm-up or an earlier trial may still be finishing; ~8 s in all, then the refusal stands."""
+
+
+def reset_prefix_cache(target: Target, waits: tuple[float, ...] = RESET_RETRIES) -> bool:
     """Empty the engine's prefix cache before a trial; False when the engine offers no way to.
 
     Raises WorkloadError when the engine has the endpoint but refuses: the
     scenario asked for a cold cache and would otherwise silently get a warm one.
+    A refusal as busy (SGLang's /flush_cache: 400 while requests run) is tried
+    again after each of ``waits``. A 200 is taken at its word: vLLM's
+    /reset_prefix_cache answers 200 even when it could not reset (docs/metrics.md).
     """
     if target.capabilities.cache_reset is None:
         return False
     method, path = target.capabilities.cache_reset
-    try:
-        status, body = request(method, target.server_base + path, timeout=30, headers=target.headers)
-    except NETWORK_ERRORS as exc:
-        raise WorkloadError(f"{target.server_base}{path}: prefix cache reset failed: {exc}") from exc
+    busy = target.capabilities.cache_reset_busy
+    for wait in (*waits, None):
+        try:
+            status, body = request(method, target.server_base + path, timeout=30, headers=target.headers)
+        except NETWORK_ERRORS as exc:
+            raise WorkloadError(f"{target.server_base}{path}: prefix cache reset failed: {exc}") from exc
+        if status != busy or busy is None or wait is None:
+            break
+        time.sleep(wait)
     if status != 200:
         hint = " (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)" if path == "/reset_prefix_cache" else ""
-        raise WorkloadError(f"{method} {target.server_base}{path} answered HTTP {status}: prefix cache not reset{hint}")
+        tried = f" after {len(waits) + 1} tries (busy: requests still running)" if busy is not None and \
+            status == busy else ""
+        raise WorkloadError(f"{method} {target.server_base}{path} answered HTTP {status}{tried}: prefix cache not "
+                            f"reset{hint}")
     return True
 
 
