@@ -164,3 +164,41 @@ def test_models_fetch_pins_the_matrix_revision_and_warns_on_an_unpinned_gpu_mode
     assert _models_fetch(argparse.Namespace(models=[], matrix=str(matrix), hardware="gpu", cache_dir=None)) == 0
     assert asked == {"org/unpinned": None}
     assert "model 'm' (org/unpinned) has no pinned `revision:`" in capsys.readouterr().err
+
+
+E2E_MATRIX = """
+scenarios_dir: scenarios
+engines:
+  sim: {kind: sim, boot_timeout_s: 30, flags: [--ttft-base-ms, "20", --itl-ms, "10"]}
+models:
+  sim-model: {path: sim-model}
+runs:
+  - {hardware: cpu, engines: [sim], models: [sim-model], scenarios: [one, two]}
+"""
+
+
+def test_a_new_runners_strict_nightly_passes_and_an_established_ones_missing_case_fails(tmp_path, perf_project):
+    """``pytest perf --perf-strict`` against the sim, in a subprocess as a runner meets it."""
+    import subprocess
+    import sys
+
+    scenario = "name: {}\nnum_requests: 3\nprompt_tokens: 4\nmax_tokens: 4\nconcurrency: 1\ntrials: 1\n"
+    project = perf_project(tmp_path, E2E_MATRIX, {n: scenario.format(n) for n in ("one", "two")})
+
+    def run(*args):
+        env = {**os.environ, "PERFGATE_MACHINE": "new-box"}
+        return subprocess.run([sys.executable, "-m", "pytest", "perf", "-q", "-p", "no:cacheprovider", *args],
+                              cwd=project, capture_output=True, text=True, env=env, timeout=300)
+
+    first = run("--perf-strict")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert first.stdout.count("first run on machine 'new-box': recorded, nothing to compare") == 2, first.stdout
+    assert len(list((project / "reports" / "results").glob("*.result.json"))) == 2  # recorded
+    up = run("--perf-update-baselines")
+    assert up.returncode == 0, up.stdout[-3000:]
+    [two] = list((project / "baselines").rglob("two.json"))
+    two.unlink()  # the machine has baselines now; one case lost its own
+    later = run("--perf-strict")
+    assert later.returncode == 1, later.stdout[-3000:]
+    assert "sim-sim-model-two: NOT COMPARED under --perf-strict: no baseline for" in later.stdout
+    assert "first run" not in later.stdout
