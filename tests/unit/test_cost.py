@@ -111,3 +111,22 @@ def test_a_trial_records_the_price_it_used(tmp_path, prices, basis, price):
     assert s.hourly_price_usd == price and ("hardware class" if basis == "hardware" else "study") in s.price_source
     assert s.metrics["cost_per_1m_output_tokens_usd"] == pytest.approx(
         price / (s.metrics["output_throughput"] * 3600) * 1e6)
+
+
+def test_the_report_says_which_price_was_used(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from perfgate.report import render_report
+
+    d = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "fixtures" / "report" / "run", d)
+    line = "hardware class NVIDIA H100 80GB HBM3 x1: $3/h (fixtures/prices.yaml; example, not a quote: set yours)"
+    for p in (d / "results").glob("*.result.json"):
+        doc = json.loads(p.read_text())
+        if doc["summary"]:  # a failed trial has none
+            doc["summary"].update(hourly_price_usd=3.0, price_source=line)
+        p.write_text(json.dumps(doc))
+    html = render_report([d], tmp_path / "out")[0].read_text()
+    assert f'<td data-testid="price">{line}</td>' in html
