@@ -202,3 +202,30 @@ def test_a_new_runners_strict_nightly_passes_and_an_established_ones_missing_cas
     assert later.returncode == 1, later.stdout[-3000:]
     assert "sim-sim-model-two: NOT COMPARED under --perf-strict: no baseline for" in later.stdout
     assert "first run" not in later.stdout
+
+
+def test_a_pinned_model_is_served_and_checked_at_its_revision(tmp_path, monkeypatch):
+    """Fetched by commit the cache has no refs/main: the engine is told the revision (beside the model path, not
+    among the recorded flags) and preflight looks for that snapshot."""
+    from pathlib import Path
+
+    from perfgate.config.matrix import EngineConfig, ModelSpec
+    from perfgate.engines import ModelRef, get_adapter
+    from perfgate.engines.preflight import check_model
+
+    rev = "7ae557604adf67be50417f59c2c2f167def9a775"
+    pinned = ModelRef("qwen", "Qwen/Qwen2.5-0.5B-Instruct", revision=rev)
+    for kind, spec in (("vllm", "vllm==0.32.0"), ("sglang", "sglang==0.5.23")):
+        plan = get_adapter(kind).launch_plan(Path("/py"), pinned, "127.0.0.1", 8000, EngineConfig(id=kind, kind=kind,
+                                                                                                  spec=spec))
+        i = plan.command.index("--revision")
+        assert plan.command[i + 1] == rev and plan.command[i - 1] == pinned.path and "--revision" not in plan.flags
+        unpinned = get_adapter(kind).launch_plan(Path("/py"), ModelRef("qwen", pinned.path), "127.0.0.1", 8000,
+                                                 EngineConfig(id=kind, kind=kind, spec=spec))
+        assert "--revision" not in unpinned.command
+    snap = tmp_path / "models--Qwen--Qwen2.5-0.5B-Instruct" / "snapshots" / ("1" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    other = check_model(ModelSpec("qwen", None, pinned.path, revision=rev), tmp_path)  # another snapshot only
+    assert other.severity == "block" and "pinned revision 7ae557604adf" in other.message
+    assert check_model(ModelSpec("qwen", None, pinned.path, revision="1" * 40), tmp_path).severity == "ok"

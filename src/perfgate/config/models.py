@@ -23,6 +23,8 @@ class ModelServing:
     max_model_len: int | None = Field(default=None, gt=0, kw_only=True)  # context the KV cache is sized for
     dtype: str | None = Field(default=None, kw_only=True)
     engine_args: tuple[str, ...] = Field(default=(), kw_only=True)  # more arguments for any engine serving this model
+    # a hub model's pinned commit: `perfgate models fetch` fetches it and the engine serves it (--revision)
+    revision: str | None = Field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -40,7 +42,6 @@ class ModelSpec(ModelServing):
     name: Annotated[str, FROM_KEY]  # the matrix key
     recipe: Path | None = None  # relative to the project root in a file; resolved by the loader
     path: str | None = None
-    revision: str | None = None  # a hub model's pinned commit: `perfgate models fetch` fetches it, not the moving main
 
     @model_validator(mode="after")
     def _one(self, info: ValidationInfo) -> "ModelSpec":

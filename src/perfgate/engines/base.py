@@ -29,6 +29,15 @@ def model_args(model: ModelRef, config: EngineConfig, context_flag: str) -> list
     return [*out, *model.engine_args]
 
 
+def revision_args(model: ModelRef, config: EngineConfig) -> list[str]:
+    """``--revision REV`` for a hub model pinned to a commit (vLLM and SGLang both take it): fetched by commit,
+    the cache has no ``refs/main`` for the engine to resolve offline. Beside the model path in the command,
+    not among the recorded flags: the revision is the model's identity, recorded as ``model_revision``."""
+    if not model.revision or Path(model.path).exists() or has_flag(config.flags, "--revision"):
+        return []
+    return ["--revision", model.revision]
+
+
 def tensor_parallel_args(config: EngineConfig, flag: str) -> list[str]:
     """``flag N`` for a model sharded over N > 1 GPUs (nothing at 1, the engines' default)."""
     n = config.tensor_parallel_size

@@ -73,12 +73,13 @@ def find_cached(repo_id: str, cache_dir: Path | None = None, revision: str | Non
     return CachedModel(repo_id, snapshot.name, snapshot)
 
 
-def model_revision(path: str, cache_dir: Path | None = None) -> str | None:
-    """The commit of the snapshot a model path resolves to offline (None for a plain local directory)."""
+def model_revision(path: str, cache_dir: Path | None = None, revision: str | None = None) -> str | None:
+    """The commit of the snapshot a model path resolves to offline (None for a plain local directory);
+    ``revision``: the pinned commit the engine serves (the matrix's ``revision:``)."""
     p = Path(path)
     if p.is_dir():
         return p.name if p.parent.name == "snapshots" else None
-    cached = find_cached(path, cache_dir) if is_hub_id(path) else None
+    cached = find_cached(path, cache_dir, revision) if is_hub_id(path) else None
     return cached.revision if cached else None
 
 
@@ -90,7 +91,7 @@ def _weights_files(snapshot: Path) -> list[Path]:
     return []
 
 
-def weights_digest(path: str, cache_dir: Path | None = None) -> str | None:
+def weights_digest(path: str, cache_dir: Path | None = None, revision: str | None = None) -> str | None:
     """A digest of the weights a model path resolves to, from the cache's own content hashes - no file is read.
 
     In the HF cache a snapshot's files are links to ``blobs/<hash>`` (the LFS sha256 for weights), so the
@@ -101,7 +102,7 @@ def weights_digest(path: str, cache_dir: Path | None = None) -> str | None:
 
     p = Path(path)
     if not p.is_dir():
-        cached = find_cached(path, cache_dir) if is_hub_id(path) else None
+        cached = find_cached(path, cache_dir, revision) if is_hub_id(path) else None
         p = cached.path if cached else p
     if p.parent.name != "snapshots":
         return None

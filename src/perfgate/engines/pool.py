@@ -94,8 +94,8 @@ def software_stack(venv: EngineVenv | None, model: ModelRef, engine: EngineConfi
             gpus.shutdown(nv)
     return Software(python=sw.get("python"), torch=sw.get("torch"), torch_cuda=sw.get("torch_cuda"),
                     flashinfer=sw.get("flashinfer"), installer=sw.get("installer"), driver=driver,
-                    cuda_driver=cuda_driver, model_revision=hfcache.model_revision(model.path),
-                    model_weights=hfcache.weights_digest(model.path))
+                    cuda_driver=cuda_driver, model_revision=hfcache.model_revision(model.path, revision=model.revision),
+                    model_weights=hfcache.weights_digest(model.path, revision=model.revision))
 
 
 def resolve_model(model: ModelSpec, cache_dir: Path) -> ModelRef:

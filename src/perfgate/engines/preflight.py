@@ -183,7 +183,12 @@ def check_model(model: ModelSpec, hub_cache: Path | None = None) -> Finding:
         return Finding("ok", "model", f"local directory {model.path}", subject)
     if not hfcache.is_hub_id(model.path):
         return Finding("block", "model", f"{model.path} is neither a directory nor a hub id", subject)
-    cached = hfcache.find_cached(model.path, hub_cache)
+    cached = hfcache.find_cached(model.path, hub_cache, model.revision)
+    if cached is None and model.revision:
+        return Finding("block", "model", f"{model.path} at its pinned revision {model.revision[:12]} is not in the "
+                                         f"local HF cache ({hub_cache or hfcache.hub_cache_dir()}); fetch it with: "
+                                         "perfgate models fetch --matrix perf/matrix.yaml (gated models: HF_TOKEN)",
+                       subject)
     if cached is None:
         return Finding("block", "model", f"{model.path} is not in the local HF cache "
                                          f"({hub_cache or hfcache.hub_cache_dir()}); fetch it with: "

@@ -15,6 +15,7 @@ from perfgate.engines.base import (
     LaunchPlan,
     ModelRef,
     model_args,
+    revision_args,
     tensor_parallel_args,
 )
 
@@ -33,7 +34,7 @@ class SglangAdapter:
         tp, defaults = tensor_parallel_args(config, self.tp_flag), model_args(model, config, self.context_flag)
         command = [
             str(python), "-m", "sglang.launch_server",
-            "--model-path", model.path, "--served-model-name", model.name,
+            "--model-path", model.path, *revision_args(model, config), "--served-model-name", model.name,
             "--host", host, "--port", str(port),
             "--enable-metrics",  # exposes /metrics (sglang:* names)
             *tp, *defaults, *config.flags,

@@ -10,6 +10,7 @@ from perfgate.engines.base import (
     LaunchPlan,
     ModelRef,
     model_args,
+    revision_args,
     tensor_parallel_args,
 )
 
@@ -29,7 +30,7 @@ class VllmAdapter:
         command = [
             str(python), "-m", "vllm.entrypoints.openai.api_server",
             "--host", host, "--port", str(port),
-            "--model", model.path, "--served-model-name", model.name,
+            "--model", model.path, *revision_args(model, config), "--served-model-name", model.name,
             *tp, *defaults, *config.flags,
         ]
         env = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
