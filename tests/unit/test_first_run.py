@@ -229,3 +229,23 @@ def test_a_pinned_model_is_served_and_checked_at_its_revision(tmp_path, monkeypa
     other = check_model(ModelSpec("qwen", None, pinned.path, revision=rev), tmp_path)  # another snapshot only
     assert other.severity == "block" and "pinned revision 7ae557604adf" in other.message
     assert check_model(ModelSpec("qwen", None, pinned.path, revision="1" * 40), tmp_path).severity == "ok"
+
+
+def test_with_history_on_the_first_strict_night_passes_and_the_second_compares_with_it(tmp_path, perf_project):
+    import subprocess
+    import sys
+
+    scenario = "name: one\nnum_requests: 3\nprompt_tokens: 4\nmax_tokens: 4\nconcurrency: 1\ntrials: 1\n"
+    project = perf_project(tmp_path, E2E_MATRIX.replace("[one, two]", "[one]"), {"one": scenario})
+    env = {**os.environ, "PERFGATE_MACHINE": "new-box", "PERFGATE_HISTORY": str(tmp_path / "history.sqlite")}
+
+    def night():
+        return subprocess.run([sys.executable, "-m", "pytest", "perf", "-q", "-p", "no:cacheprovider",
+                               "--perf-strict"], cwd=project, capture_output=True, text=True, env=env, timeout=300)
+
+    first = night()
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "first run on machine 'new-box': recorded, nothing to compare" in first.stdout
+    second = night()  # no stored baseline still; the history's previous run is the reference
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert "judged on history: run 1" in second.stdout and "1 compared" in second.stdout, second.stdout[-3000:]
