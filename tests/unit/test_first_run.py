@@ -239,13 +239,15 @@ def test_with_history_on_the_first_strict_night_passes_and_the_second_compares_w
     project = perf_project(tmp_path, E2E_MATRIX.replace("[one, two]", "[one]"), {"one": scenario})
     env = {**os.environ, "PERFGATE_MACHINE": "new-box", "PERFGATE_HISTORY": str(tmp_path / "history.sqlite")}
 
-    def night():
-        return subprocess.run([sys.executable, "-m", "pytest", "perf", "-q", "-p", "no:cacheprovider",
-                               "--perf-strict"], cwd=project, capture_output=True, text=True, env=env, timeout=300)
+    def night(*args):
+        return subprocess.run([sys.executable, "-m", "pytest", "perf", "-q", "-p", "no:cacheprovider", *args],
+                              cwd=project, capture_output=True, text=True, env=env, timeout=300)
 
-    first = night()
+    first = night("--perf-strict")
     assert first.returncode == 0, first.stdout[-3000:]
     assert "first run on machine 'new-box': recorded, nothing to compare" in first.stdout
-    second = night()  # no stored baseline still; the history's previous run is the reference
+    # no stored baseline still: the history's previous run is the reference (one trial against one decides
+    # nothing, which --perf-strict fails as inconclusive: not this test's question)
+    second = night()
     assert second.returncode == 0, second.stdout[-3000:]
-    assert "judged on history: run 1" in second.stdout and "1 compared" in second.stdout, second.stdout[-3000:]
+    assert "judged on history: run 1" in second.stdout and "0 NOT COMPARED" in second.stdout, second.stdout[-3000:]
