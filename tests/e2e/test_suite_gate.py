@@ -69,12 +69,17 @@ def test_update_pass_regress_corrupt(project):
     assert same.returncode == 0, same.stdout[-3000:]
     assert "1 compared (0 regressed), 0 inconclusive, 0 NOT COMPARED" in same.stdout  # exit 0 because it compared, not skipped
 
-    other = _pytest(project, "--perf-machine", "fresh-box")
+    other = _pytest(project, "--perf-machine", "fresh-box")  # a machine with no baseline at all: its first run
     assert other.returncode == 0, other.stdout[-3000:]
-    assert "NOT COMPARED" in other.stdout and "machine 'fresh-box' has no baseline" in other.stdout
-    assert "'e2e-box'" in other.stdout and "0 compared" in other.stdout
-    strict = _pytest(project, "--perf-machine", "fresh-box", "--perf-strict", slowdown=1.25)
-    assert strict.returncode == 1 and "NOT COMPARED under --perf-strict" in strict.stdout
+    assert "NOT COMPARED" in other.stdout and "first run on machine 'fresh-box'" in other.stdout
+    assert "'e2e-box'" in other.stdout and "0 compared" in other.stdout  # where baselines are, named
+    first_strict = _pytest(project, "--perf-machine", "fresh-box", "--perf-strict", slowdown=1.25)
+    assert first_strict.returncode == 0, first_strict.stdout[-3000:]  # a first run is not red, even strict
+    assert "first run on machine 'fresh-box'" in first_strict.stdout and "(0 regressed)" in first_strict.stdout
+    assert "REGRESSION" not in first_strict.stdout  # the 25% slowdown has nothing to be compared with
+    # a machine that has baselines, asked for a version it has none of: strict fails it, never a regression
+    strict = _pytest(project, "--perf-baseline-version", "9.9.9", "--perf-strict", slowdown=1.25)
+    assert strict.returncode == 1 and "NOT COMPARED under --perf-strict" in strict.stdout, strict.stdout[-3000:]
     assert "regress" not in strict.stdout.split("NOT COMPARED under")[0].lower()  # never called a regression
 
     slow = _pytest(project, slowdown=1.25)
