@@ -27,14 +27,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from perfgate.history.location import ENV_VAR, HistoryError, redact, resolve_url
-from perfgate.judge.changepoint import ChangePoint, HistoryPolicy, change_points, judge_history
+from perfgate.judge.changepoint import (
+    ChangePoint,
+    HistoryPolicy,
+    change_points,
+    judge_history,
+)
 from perfgate.judge.history_run import HistoryRun
-from perfgate.judge.verdict import JudgePolicy
 from perfgate.schema.files import write_text_atomic
 from perfgate.schema.result import Result
 from perfgate.schema.status import UNUSABLE
 from perfgate.schema.verdict import BaselineRef, Judgement, MetricVerdict
 from perfgate.session.outcome import CaseOutcome
+from perfgate.session.stored import case_policy, judge_confirmed
 
 OFF = frozenset({"off", "none", "no", "false", "0"})
 """``--perf-history off`` (or ``PERFGATE_HISTORY=off``): the session keeps no history."""
@@ -52,12 +57,6 @@ def history_url(option: str | None, environ: dict[str, str] | None = None) -> st
     if value is not None and value.strip().lower() in OFF:
         return None
     return resolve_url(value, env)
-
-
-def _judge_policy(outcome: CaseOutcome, allow_env_mismatch: bool = False) -> JudgePolicy:
-    spec = outcome.case.scenario.spec
-    return JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only),
-                       allow_env_mismatch=allow_env_mismatch)
 
 
 def reference_runs(runs: list[HistoryRun], resets: dict[str | None, int], n: int = REFERENCE_RUNS) -> list[HistoryRun]:
@@ -190,7 +189,7 @@ class SessionHistory:
                                model_entry=case.model.name)
         self.recorded += rec.new
         series = store.series(rec.series_id, last=WINDOW)
-        policy = HistoryPolicy.like(_judge_policy(outcome))
+        policy = HistoryPolicy.like(case_policy(outcome))
         found = judge_history(series.runs, policy, series.resets)
         if outcome.status in ("ok", "regression", "no_baseline", "not_comparable", "env_mismatch"):
             outcome = self._change_points(outcome, series, policy, found, key.machine)
@@ -215,9 +214,13 @@ class SessionHistory:
 
     def _against_previous(self, store, outcome: CaseOutcome, sid: int | None, machine: str, runner, trials: int,
                           allow_env_mismatch: bool) -> CaseOutcome:
-        from perfgate.judge.baselines import Baseline, BaselineKey, Provenance, fingerprint
+        from perfgate.judge.baselines import (
+            Baseline,
+            BaselineKey,
+            Provenance,
+            fingerprint,
+        )
         from perfgate.judge.verdict import judge_against_baseline
-        from perfgate.session.stored import more_trials
 
         stored = outcome.judgement
         assert stored is not None
@@ -244,7 +247,7 @@ class SessionHistory:
         context = _describe(refs)
         ref = BaselineRef(path=f"{store.name} series #{sid} run(s) {', '.join(str(r.run_id) for r in refs)}",
                           engine_version=baseline.key.engine_version, created_at=newest.started_at, machine=machine)
-        policy = _judge_policy(outcome, allow_env_mismatch)
+        policy = case_policy(outcome, allow_env_mismatch=allow_env_mismatch)
 
         def judge(o: CaseOutcome) -> CaseOutcome:
             current = [r.summary.metrics for r in o.results if r.summary is not None]
@@ -252,13 +255,7 @@ class SessionHistory:
             return replace(o, judgement=j.model_copy(update={"context": context, "baseline": ref}))
 
         outcome = replace(outcome, notes=(*outcome.notes, f"stored baselines: {stored.reason}; judged on {context}"))
-        outcome = judge(outcome)
-        assert outcome.judgement is not None
-        if outcome.judgement.status != "regression":
-            return outcome
-        outcome = more_trials(replace(outcome, notes=(*outcome.notes, "regression suspected; confirmation run on "
-                                                                      "a fresh boot ...")), runner, trials)
-        return outcome if outcome.status in UNUSABLE else judge(outcome)
+        return judge_confirmed(outcome, runner, trials, judge)
 
     def _change_points(self, outcome: CaseOutcome, series, policy: HistoryPolicy, found: list[ChangePoint],
                        machine: str) -> CaseOutcome:

@@ -10,6 +10,7 @@ error-free run. Each step takes the case's outcome and returns a new one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +33,29 @@ def more_trials(outcome: CaseOutcome, runner: RunsTrials, count: int) -> CaseOut
                    error=f"{case.id}: {more.error}" if more.error else outcome.error)
 
 
+def case_policy(outcome: CaseOutcome, *, allow_env_mismatch: bool = False, upgrade: bool = False):
+    """The judge policy of ``outcome``'s scenario: one place for the stored-baseline and the history paths."""
+    from perfgate.judge.verdict import JudgePolicy
+
+    spec = outcome.case.scenario.spec
+    return JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only),
+                       allow_env_mismatch=allow_env_mismatch, upgrade=upgrade,
+                       compared_across=spec.policy.compared_across)
+
+
+def judge_confirmed(outcome: CaseOutcome, runner: RunsTrials, trials: int,
+                    judge: Callable[[CaseOutcome], CaseOutcome]) -> CaseOutcome:
+    """``judge(outcome)``; a suspected regression is confirmed on a freshly booted engine (``trials`` more)
+    and judged again before it stands: a bad boot is not a regression."""
+    outcome = judge(outcome)
+    assert outcome.judgement is not None
+    if outcome.judgement.status != "regression":
+        return outcome
+    outcome = more_trials(replace(outcome, notes=(*outcome.notes, "regression suspected; confirmation run on a "
+                                                                   "fresh boot ...")), runner, trials)
+    return outcome if outcome.status in UNUSABLE else judge(outcome)
+
+
 def judge_stored(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Path, trials: int,
                  against_version: str | None, allow_env_mismatch: bool) -> CaseOutcome:
     """Judge the case's trials against this machine's stored baseline (of ``against_version`` when given);
@@ -46,7 +70,7 @@ def judge_stored(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Pat
         machines_with,
         versions_available,
     )
-    from perfgate.judge.verdict import JudgePolicy, judge_against_baseline, not_found
+    from perfgate.judge.verdict import judge_against_baseline, not_found
 
     first = outcome.results[0]
     if outcome.machine is None:
@@ -64,23 +88,13 @@ def judge_stored(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Pat
         baseline = load_baseline(path)
     except BaselineError as exc:
         return replace(outcome, error=f"{outcome.case.id}: {exc}")
-    spec = outcome.case.scenario.spec
-    policy = JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only),
-                         allow_env_mismatch=allow_env_mismatch, upgrade=against_version is not None,
-                         compared_across=spec.policy.compared_across)
+    policy = case_policy(outcome, allow_env_mismatch=allow_env_mismatch, upgrade=against_version is not None)
 
     def judge(o: CaseOutcome) -> CaseOutcome:
         current = [r.summary.metrics for r in o.results if r.summary is not None]
         return replace(o, judgement=judge_against_baseline(current, fingerprint(first), baseline, policy, str(path)))
 
-    outcome = judge(outcome)
-    assert outcome.judgement is not None
-    if outcome.judgement.status != "regression":
-        return outcome
-    # Confirm on a freshly booted engine before failing anyone's build: a bad boot is not a regression.
-    outcome = more_trials(replace(outcome, notes=(*outcome.notes, "regression suspected; confirmation run on a "
-                                                                   "fresh boot ...")), runner, trials)
-    return outcome if outcome.status in UNUSABLE else judge(outcome)
+    return judge_confirmed(outcome, runner, trials, judge)
 
 
 def update_baseline(outcome: CaseOutcome, runner: RunsTrials, *, baselines_dir: Path, trials: int) -> CaseOutcome:
