@@ -16,15 +16,12 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from external_sim import external_sim, free_port
 
 from perfgate.config.matrix import (
     Case,
@@ -54,35 +51,9 @@ RECIPE = ROOT / "fixtures" / "models" / "tiny-llama.yaml"
 SERVED = "org/served-model"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
 def sim(*flags: str, model: str = SERVED):
     """A sim started as a deployed endpoint would be: by someone else, not by perfgate's pool."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "perfgate.sim", "--port", str(port), "--model-name", model,
-                             "--ttft-base-ms", "2", "--itl-ms", "1", *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("sim did not start") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    return external_sim(*flags, model=model, itl_ms="1")
 
 
 def _scenario(api: str = "completions", **kw):
@@ -286,7 +257,7 @@ def test_url_ending_in_v1_and_a_closed_port(tmp_path):
             pool.get(_external(url + "/v1/"), ModelSpec(SERVED, None, None))
         assert str(info.value) == (f"endpoint {url}/v1 ends in /v1: give the server's base URL, {url} "
                                    "(perfgate adds /v1/completions, /tokenize and /metrics itself)")
-    port = _free_port()  # nothing listens on it
+    port = free_port()  # nothing listens on it
     closed = f"http://127.0.0.1:{port}"
     assert diagnose(closed) == (f"cannot connect to {closed}: connection refused (nothing listens on "
                                 f"127.0.0.1:{port}; is the server up?)")

@@ -8,21 +8,23 @@ it with ``perfgate load`` or :func:`run_trial`; nothing of HTTP is mocked.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from external_sim import external_sim, free_port
 
 from perfgate._http import probe_version
 from perfgate.cli import main
 from perfgate.config.matrix import EngineConfig, ScenarioFile, expand_sweep
 from perfgate.engines import ModelRef, get_adapter
-from perfgate.engines.endpoint import EndpointAuth, EndpointError, EndpointOptions, endpoint_auth, metrics_note
+from perfgate.engines.endpoint import (
+    EndpointAuth,
+    EndpointError,
+    EndpointOptions,
+    endpoint_auth,
+    metrics_note,
+)
 from perfgate.engines.pool import Target
 from perfgate.engines.server import EngineServer
 from perfgate.measure.engine_metrics import scrape
@@ -33,36 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = "org/served-model"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
 def sim(*flags: str):
     """A sim started by someone else (not perfgate's pool); its URL."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    proc = subprocess.Popen([sys.executable, "-m", "perfgate.sim", "--port", str(port), "--model-name", MODEL,
-                             "--ttft-base-ms", "2", "--itl-ms", "2", *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**env, "PYTHONPATH": str(ROOT / "src")})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"sim {flags} did not come up") from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    return external_sim(*flags, model=MODEL, itl_ms="2", without_proxy_env=True)
 
 
 def _load(url: str, out: Path, *args: str) -> tuple[int, Result]:
@@ -201,7 +176,7 @@ def test_a_malformed_header_is_refused_in_one_line(capsys):
 
 
 def test_a_dead_proxy_in_the_environment_does_not_stand_between_perfgate_and_loopback(tmp_path, monkeypatch):
-    dead = _free_port()  # nothing listens there
+    dead = free_port()  # nothing listens there
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
         monkeypatch.setenv(var, f"http://127.0.0.1:{dead}")
     for var in ("NO_PROXY", "no_proxy"):
