@@ -12,7 +12,7 @@ from fake_nvml import FakeGpu, FakeNvml
 
 from perfgate.config.matrix import EngineConfig, load_matrix
 from perfgate.engines.candidate import derive_candidate
-from perfgate.engines.preflight import GpuFacts, _fraction_in_use, case_findings, check_ab_sharing
+from perfgate.engines.preflight import GpuFacts, fraction_in_use, case_findings, check_ab_sharing
 from perfgate.engines.sharing import AB_MARGIN, size_for_ab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def test_each_side_gets_its_own_or_half_the_gpu_less_the_margin(monkeypatch):
     assert notes == [f"v: --gpu-memory-utilization 0.85 -> {cap:g} (live A/B: both sides resident on shared GPUs)",
                      f"s: --mem-fraction-static 0.85 -> {cap:g} (live A/B: both sides resident on shared GPUs)"]
     a, c, notes = size_for_ab(vllm, small)
-    assert c == small and _fraction_in_use(a) == cap and len(notes) == 1  # a smaller own fraction is kept
+    assert c == small and fraction_in_use(a) == cap and len(notes) == 1  # a smaller own fraction is kept
     default = EngineConfig(id="d", kind="vllm", spec="vllm==0.32.0")  # the adapter's default (0.9), no flag
     assert "0.9 (default) ->" in size_for_ab(default, small)[2][0]
 

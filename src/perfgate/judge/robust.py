@@ -24,8 +24,6 @@ error of a mean.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 HUBER_K = 1.345
