@@ -41,7 +41,9 @@ ERROR_CLASS: Mapping[str, FaultClass] = MappingProxyType({
     ErrorKind.HTTP_429.value: FaultClass.THROTTLED,  # refused for load: a rate, not a broken engine
     ErrorKind.HTTP_503.value: FaultClass.THROTTLED,
 })
-THROTTLED_KINDS = frozenset({ErrorKind.HTTP_429.value, ErrorKind.HTTP_503.value})
+"""Each request error kind's fault class (:class:`perfgate.schema.status.FaultClass`; the crash, hang and boot
+timeout of the engine process itself are decided from its process state, by the session)."""
+THROTTLED_KINDS = frozenset(kind for kind, cls in ERROR_CLASS.items() if cls is FaultClass.THROTTLED)
 """Request errors that are throttling: counted as ``throttled_rate`` and, under the default policy, not a failed
 trial (docs/faults.md)."""
 
@@ -59,8 +61,6 @@ def status_kind(status: int | None) -> ErrorKind:
     if status >= 500:
         return ErrorKind.HTTP_5XX
     return ErrorKind.PROTOCOL  # 1xx/2xx/3xx other than 200: not a stream we can use
-"""Each request error kind's fault class (:class:`perfgate.schema.status.FaultClass`; the crash, hang and boot
-timeout of the engine process itself are decided from its process state, by the session)."""
 
 
 def retry_after_seconds(value: str) -> float | None:
@@ -70,8 +70,8 @@ def retry_after_seconds(value: str) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    from email.utils import parsedate_to_datetime
     from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
