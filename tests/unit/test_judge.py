@@ -185,14 +185,16 @@ def test_correlated_neighbouring_blocks_widen_the_interval():
     assert _mean_se_df(iid, np.zeros(24, dtype=int))[1] >= iid.std(ddof=1) / np.sqrt(24)
 
 
-def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
-    """session.live_ab.run_live_ab: a block with a client-bound trial is dropped whole and re-run, and counted;
-    more than max(3, blocks/10) such blocks fail the comparison."""
+def test_live_ab_drops_a_client_bound_or_disturbed_block_and_fails_past_the_limit():
+    """session.live_ab.run_live_ab: a block with a client-bound trial, or one that other processes took more than
+    ab.max_disturbance of the engine's core from, is dropped whole and re-run, and counted; more than
+    max(3, blocks/10) such blocks fail the comparison."""
     from types import SimpleNamespace
 
     from perfgate.config.matrix import Case, EngineConfig, ModelSpec, Scenario, ScenarioFile
     from perfgate.session import CaseOutcome
     from perfgate.session.live_ab import LiveSettings, run_live_ab
+    from perfgate.schema.result import Contention
     from perfgate.session.trials import TrialBatch, Trials
 
     spec = ScenarioFile(name="s", num_requests=1, prompt_tokens=1, max_tokens=1, concurrency=1,
@@ -200,8 +202,8 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
     case = Case("cpu", EngineConfig(id="b", kind="sim"), ModelSpec("m", None, "m"), Scenario("s", "s", spec))
 
     class FakeRunner:  # a perfgate.session.trials.RunsTrials
-        def __init__(self, bound_attempts):
-            self.bound, self.plans = bound_attempts, []
+        def __init__(self, bound_attempts, disturbed=()):
+            self.bound, self.disturbed, self.plans = bound_attempts, set(disturbed), []
 
         def boot(self, engine, model):
             assert not self.plans  # both sides up before block 0
@@ -212,10 +214,14 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
             assert plan.count == 1 and plan.quiesce_others
             self.plans.append(plan)
             status = "client_bound" if plan.start in self.bound else "ok"
+            taken = 0.12 if plan.start in self.disturbed and plan.test_id == "a-m-s.reference" else 0.01
+            contention = Contention(window_s=4.0, engine_cores=[0], client_cores=[1], foreign_engine_cores=taken,
+                                    foreign_client_cores=0.0, steal_engine_cores=0.0)
             metrics = {"ttft_ms.p50": 10.0, "itl_per_token_ms.p50": 5.0, "e2e_ms.p50": 100.0,
                        "output_throughput": 50.0, "error_rate": 0.0}
             return Trials((SimpleNamespace(status=status, test_id=plan.test_id, trial=plan.start,
                                            failure_reason="stall", summary=SimpleNamespace(metrics=metrics),
+                                           contention=contention,
                                            environment=SimpleNamespace(engine=SimpleNamespace(version="1"))),))
 
     start = CaseOutcome(case, machine="x")
@@ -229,9 +235,19 @@ def test_live_ab_drops_a_client_bound_block_and_fails_past_the_limit():
     assert start.results == () and start.notes == ()  # the outcome passed in is a value: nothing changed it
 
     bad = run_live_ab(start, FakeRunner({0, 1, 2, 3}), EngineConfig(id="a", kind="sim"), None, settings)
-    assert bad.error and "client-bound in 4 blocks (more than 3)" in bad.error
+    assert bad.error and "client-bound in 4 blocks (4 dropped, more than 3)" in bad.error
     assert any(n.startswith("live A/B vs a: stopped after 0 kept blocks (") for n in bad.notes)
     assert bad.status == "failed"
+
+    # 12% of the engine's core taken by a neighbour in A's trial of attempt 0: over the 5% bound, dropped
+    calm = run_live_ab(start, FakeRunner(set(), disturbed={0}), EngineConfig(id="a", kind="sim"), None, settings)
+    assert calm.error is None and [r.trial for r in calm.results] == [1, 2, 3]
+    assert any("block 0 discarded: a-m-s.reference trial 0 disturbed: other processes took 12% of the engine's "
+               "cores (steal 0%) (bound 5%)" in n for n in calm.notes)
+    assert any("1 block(s) discarded as disturbed and re-run" in n for n in calm.notes)
+    busy = run_live_ab(start, FakeRunner(set(), disturbed={0, 1, 2, 3, 4}), EngineConfig(id="a", kind="sim"),
+                       None, settings)
+    assert busy.error and "disturbed in 4 blocks" in busy.error and "not quiet enough" in busy.error
 
 
 def test_calibration_is_a_positive_rate_measured_once():

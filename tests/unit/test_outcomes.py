@@ -163,7 +163,7 @@ class _Runner:
              "output_throughput": 50.0 / slow, "ttft_ms.p50": 10.0 * slow, "error_rate": 0.0}
         r = SimpleNamespace(status="client_bound" if plan.start in self.bound and plan.engine.id == "b" else "ok",
                             test_id=plan.test_id, trial=plan.start, failure_reason="stall", clock_origin_s=self.clock,
-                            summary=SimpleNamespace(metrics=m, duration_s=4.0),
+                            summary=SimpleNamespace(metrics=m, duration_s=4.0), contention=None,
                             environment=SimpleNamespace(engine=SimpleNamespace(version="1")))
         self.clock += 5.0
         return Trials((r,))

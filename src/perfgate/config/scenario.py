@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from perfgate._suggest import did_you_mean
 from perfgate.config.workload import LengthDist, WorkloadSpec
 from perfgate.config.yamlfile import Frozen, MatrixError, load_yaml, loc_str, validate
-from perfgate.schema.result import PROMPT_TOKENS_TOLERANCE, Workload
+from perfgate.schema.result import DISTURBANCE_BOUND, PROMPT_TOKENS_TOLERANCE, Workload
 
 __all__ = ["ABPlan", "ChecksSpec", "ClientSpec", "LengthDist", "PolicySpec", "SaturationSpec", "Scenario",
            "ScenarioFile", "TrialPlan", "WorkloadSpec", "expand_sweep", "load_scenario_file", "load_scenarios"]
@@ -85,6 +85,14 @@ class ABPlan(Frozen):
     alpha: float = Field(default=0.01, gt=0, lt=1)  # one-sided, per comparison
     look_every: int = Field(default=6, ge=1)
     primary_metric: str | None = None
+    # The A/B's own trial shape (None: the scenario's): shorter trials give more blocks in the same time, which
+    # pays where block-to-block drift, not the sampling within a trial, is most of the noise (docs/statistics.md).
+    # A and B still get the same prompts within a block.
+    trial_requests: int | None = Field(default=None, ge=1)
+    warmup_requests: int | None = Field(default=None, ge=0)  # only as many as the resume transient needs
+    # A block whose trial lost more than this share of its engine's or client's cores to other processes is
+    # dropped and re-run (perfgate.schema.result.DISTURBANCE_BOUND, measured by perfgate.measure.contention).
+    max_disturbance: float = Field(default=DISTURBANCE_BOUND, gt=0, le=1)
 
 
 class ChecksSpec(Frozen):

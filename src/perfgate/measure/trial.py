@@ -7,6 +7,7 @@ SSE parsing and metric computation happen after it.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from perfgate._http import NETWORK_ERRORS, request
 from perfgate.config.matrix import Scenario
 from perfgate.engines.endpoint import diagnose, tokenize_answer
 from perfgate.engines.pool import Target
+from perfgate.measure.contention import ContentionMeter
 from perfgate.measure.cost import choose_price, cost_metrics
 from perfgate.measure.datasets import prepare_shaped
 from perfgate.measure.delivery import check_delivery, coalesced_events
@@ -60,6 +62,7 @@ from perfgate.schema.result import (
     ClientInfo,
     Environment,
     Hardware,
+    Phases,
     Result,
     write_result,
 )
@@ -168,6 +171,13 @@ def reset_prefix_cache(target: Target, waits: tuple[float, ...] = RESET_RETRIES)
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def _project_commit() -> str | None:
+    """The project's git commit, asked of git once per process: a subprocess per trial (~3 ms, more on a busy
+    box) sat between two A/B windows, and the commit does not change within a session."""
+    return git_commit()
+
+
 def _engine_visible_devices(target: Target) -> str | None:
     """The CUDA_VISIBLE_DEVICES the engine was started with (None: unset, every GPU; ours for an endpoint)."""
     if target.server is not None and target.server.plan is not None:
@@ -222,6 +232,7 @@ def run_trial(
 def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, hardware: Hardware | None,
               machine: str | None) -> Result:
     """One load run, measured and summarized; nothing written."""
+    began = time.perf_counter()
     workload = scenario.workload()
     if target.auth is not None:  # re-read per trial: a projected service-account token expires mid-nightly
         target.auth.refresh()
@@ -261,10 +272,14 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     if target.server is not None and target.server.proc is not None:
         samplers.append(HostSampler(target.server.proc.pid))
     recorder = TelemetryRecorder(samplers)
+    contention = ContentionMeter(engine_pid, target.engine_cpus) if engine_pid is not None else None
+    prepared_at = time.perf_counter()
 
     def measure_start() -> None:
         scraped["before"] = scrape(target.server_base, headers=target.headers, prefix=target.capabilities.metrics_prefix)
         recorder.start()
+        if contention is not None:
+            contention.start()
 
     started_at = now_iso()
     restore = _pin_client_away_from(target.engine_cpus)
@@ -286,6 +301,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         raise WorkloadError(f"load client: {exc}") from exc
     finally:
         restore()
+        contended = contention.stop() if contention is not None else None
         telemetry = recorder.stop()
     after = scrape(target.server_base, headers=target.headers, prefix=target.capabilities.metrics_prefix)
     before = scraped.get("before")
@@ -299,6 +315,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
     output_count = _output_count_fn(target)
     parsed = [parse_stream(r.chunks) if r.chunks else None for r in run.requests]
     records = [request_record(r, p, run.start, output_count) for r, p in zip(run.requests, parsed)]
+    warm_records = [request_record(r, parse_stream(r.chunks) if r.chunks else None, run.start) for r in run.warmup]
     for rec, p in zip(records, parsed):  # what each request asked, and its coalesced reads
         rec.coalesced_events = coalesced_events(p)
         if prepared.expected is not None and rec.index in prepared.expected:
@@ -333,7 +350,7 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         hardware=hardware or (detect_hardware(visible) if target.server is not None else endpoint_hardware()),
         machine=machine, calibration=calibrate(),
         perfgate_version=__version__,
-        git_commit=git_commit(), python=info["python"], hostname=info["hostname"], started_at=started_at,
+        git_commit=_project_commit(), python=info["python"], hostname=info["hostname"], started_at=started_at,
         software=target.software,
     )
     plan = scenario.spec.trial
@@ -345,6 +362,10 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
         fault=fault.fault if fault is not None else None, clock_origin_s=run.start,
         environment=env, workload=workload, summary=summary, client_health=health, delivery=delivery,
         client=ClientInfo(**run.client) if run.client else None,
-        server_metrics=delta(before, after), server_metrics_note=_metrics_note(target, before, after), telemetry=telemetry, gpu_telemetry=gpu_record, requests=records,
+        server_metrics=delta(before, after), server_metrics_note=_metrics_note(target, before, after), telemetry=telemetry, gpu_telemetry=gpu_record,
+        contention=contended, requests=records, warmup=warm_records,
     )
+    result.phases = Phases(began_s=round(began, 4), prepare_s=round(prepared_at - began, 4),
+                           warmup_s=round(run.start - prepared_at, 4),
+                           after_s=round(time.perf_counter() - run.end, 4))
     return result

@@ -263,6 +263,45 @@ class GpuTelemetry(_Model):
     notes: list[str] = Field(default_factory=list)  # figures that could not be read, and why
 
 
+DISTURBANCE_BOUND = 0.05
+"""A live A/B block whose trial lost more than this share of its engine's or its client's cores' time to other
+processes (foreign + steal) is dropped and re-run (``ab.max_disturbance`` per scenario). A neighbour taking a
+share f of a saturated engine's core slows it by up to ~f, so 5% is the default minimum effect: a block
+disturbed beyond it could alone carry a change of the size the gate looks for. On a quiet box the share is
+below 1% (docs/statistics.md, benchmarks/ab_noise.py)."""
+
+
+class Contention(_Model):
+    """CPU the window's engine and load client did not get (perfgate.measure.contention): time other processes
+    used on their cores, and time the hypervisor took (steal), as fractions of those cores' time in the window."""
+
+    window_s: float
+    engine_cores: list[int] = Field(default_factory=list)  # the engine's pinned cores (empty: not pinned)
+    client_cores: list[int] = Field(default_factory=list)  # the load client's cores (empty: not pinned)
+    foreign_engine_cores: float | None = None  # used by processes outside perfgate (pinned engine only)
+    foreign_client_cores: float | None = None  # on the client's cores (or, unpinned, on the whole box)
+    steal_engine_cores: float | None = None
+    steal_client_cores: float | None = None
+    pressure_cpu_some: float | None = None  # /proc/pressure/cpu "some": share of the window a task waited
+    engine_cpu: float | None = None  # the engine's processes' CPU time / window (cores)
+    client_cpu: float | None = None  # perfgate's own processes but the engine (the load client, its workers)
+
+    def taken(self) -> float:
+        """The larger share of its cores' time the engine or the client lost to others (foreign + steal)."""
+        engine = (self.foreign_engine_cores or 0.0) + (self.steal_engine_cores or 0.0)
+        client = (self.foreign_client_cores or 0.0) + (self.steal_client_cores or 0.0)
+        return max(engine, client)
+
+
+class Phases(_Model):
+    """Where a trial's own time went, on the ``perf_counter`` clock of ``clock_origin_s`` (seconds)."""
+
+    began_s: float  # the trial began (its engine resumed, the other A/B side paused)
+    prepare_s: float  # prompts built and sized (/tokenize), request bodies serialized
+    warmup_s: float  # warm-up requests and the /metrics scrape, up to the window
+    after_s: float  # after the window: /metrics scrape, parsing, summary, environment (the file write follows)
+
+
 class Result(_Model):
     schema_version: int = SCHEMA_VERSION
     test_id: str
@@ -284,7 +323,12 @@ class Result(_Model):
     server_metrics_note: str | None = None  # why server_metrics is empty: no /metrics, or replicas between scrapes
     telemetry: dict[str, list[list[float]]] = Field(default_factory=dict)  # name -> [[t, value], ...]
     gpu_telemetry: GpuTelemetry | None = None  # None: no GPU used (or an older result)
+    contention: Contention | None = None  # None: not measured (an endpoint, no /proc, or an older result)
+    phases: Phases | None = None
     requests: list[RequestRecord] = Field(default_factory=list)
+    # The warm-up requests before the window (times relative to the window's start: negative), kept so the
+    # transient after an engine is resumed can be measured (benchmarks/ab_noise.py); never in a metric.
+    warmup: list[RequestRecord] = Field(default_factory=list)
 
 
 class ResultError(Exception):

@@ -2,9 +2,12 @@
 
 The statistics are :mod:`perfgate.judge.sequential` (pure); this module runs
 the trials: A is the reference engine (``--perf-compare-to``), B the case's
-own engine. A block with a client-bound trial is dropped whole and re-run
-(counted in the notes; more than a tenth of the blocks and the comparison
-fails). Both stay booted (the pool holds two), each trial has the
+own engine. A block with a client-bound trial, or one whose trial lost more
+than ``ab.max_disturbance`` of its cores to other processes
+(:mod:`perfgate.measure.contention`), is dropped whole and re-run (counted in
+the notes and drawn in the report; more than a tenth of the blocks and the
+comparison fails). The A/B may run its own, shorter trial shape
+(``ab.trial_requests``, ``ab.warmup_requests``). Both stay booted (the pool holds two), each trial has the
 scenario's warm-up requests before its window, the order alternates
 (A B, B A, ...), the side not being measured is paused (SIGSTOP: an idle
 engine that polls would take CPU from the measured one on a small box), and
@@ -23,9 +26,10 @@ import math
 import time
 from dataclasses import dataclass, replace
 
-from perfgate.config.matrix import EngineConfig, ModelSpec, ScenarioFile
+from perfgate.config.matrix import EngineConfig, ModelSpec, Scenario, ScenarioFile
 from perfgate.judge.sequential import SequentialPlan, judge_live, side_order
 from perfgate.judge.verdict import JudgePolicy
+from perfgate.measure.contention import disturbance_line
 from perfgate.schema.result import Result
 from perfgate.schema.verdict import BaselineRef, BlockPoint, Judgement, LiveRecord, LookPoint
 from perfgate.session.outcome import CaseOutcome
@@ -37,6 +41,28 @@ def plan_for(spec: ScenarioFile) -> SequentialPlan:
     ab = spec.ab
     return SequentialPlan(min_blocks=ab.min_blocks, max_blocks=ab.max_blocks, alpha=ab.alpha, look_every=ab.look_every,
                           primary_metric=ab.primary_metric)
+
+
+def ab_scenario(scenario: Scenario) -> Scenario:
+    """The scenario as the A/B runs it: its ``ab.trial_requests`` / ``ab.warmup_requests`` when declared."""
+    ab = scenario.spec.ab
+    update = {k: v for k, v in (("num_requests", ab.trial_requests), ("warmup_requests", ab.warmup_requests))
+              if v is not None}
+    if not update:
+        return scenario
+    return Scenario(scenario.name, scenario.family, scenario.spec.model_copy(update=update), scenario.root)
+
+
+def _why_dropped(results: list[Result], max_disturbance: float) -> str | None:
+    """Why a block's trials measure something other than the engines (None: they do not)."""
+    for r in results:
+        if r.status == "client_bound":
+            return f"{r.test_id} trial {r.trial} client-bound ({r.failure_reason})"
+    for r in results:
+        if r.contention is not None and r.contention.taken() > max_disturbance:
+            return (f"{r.test_id} trial {r.trial} disturbed: {disturbance_line(r.contention)} "
+                    f"(bound {max_disturbance:.0%})")
+    return None
 
 
 def _ratio(a: Result, b: Result, metric: str) -> float | None:
@@ -87,6 +113,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
 
     engine_a, engine_b, sized = size_for_ab(engine_a, case.engine)  # both resident: fractions that fit together
     spec = case.scenario.spec
+    scenario = ab_scenario(case.scenario)
     plan = plan_for(spec)
     policy = JudgePolicy(min_effect=spec.policy.min_effect, observe_only=tuple(spec.policy.observe_only))
     a_id = f"{engine_a.id}-{model_a.name}-{case.scenario.name}.reference"
@@ -97,7 +124,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     sides: dict[str, list[Result]] = {"A": [], "B": []}
     notes: list[str] = list(sized)
     judgement: Judgement | None = None
-    discarded, max_discards = 0, max(3, plan.max_blocks // 10)
+    discarded, max_discards = {"client-bound": 0, "disturbed": 0}, max(3, plan.max_blocks // 10)
     block, attempt = 0, 0
     dropped: list[tuple[int, tuple[Result, ...], str]] = []  # (position, its trials, why)
     looks: list[LookPoint] = []
@@ -126,7 +153,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
         block_results: list[Result] = []
         for side in side_order(block):
             engine, model, test_id = (engine_a, model_a, a_id) if side == "A" else (engine_b, case.model, case.id)
-            ran = runner.run(TrialBatch(engine, model, case.scenario, test_id, start=attempt, fresh_first=fresh,
+            ran = runner.run(TrialBatch(engine, model, scenario, test_id, start=attempt, fresh_first=fresh,
                                        quiesce_others=True, rerun_client_bound=False))
             sides[side] += ran.results
             measured += ran.results
@@ -142,19 +169,23 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
             if r.status == "client_bound":
                 break
         attempt += 1
-        bound = [r for r in block_results if r.status == "client_bound"]
-        if bound:
-            # A client-bound trial describes the load generator, not the engine: the block is dropped
-            # whole (both sides), counted, and run again; too many and the comparison is client-bound.
-            discarded += 1
-            why = f"{bound[0].test_id} trial {bound[0].trial} client-bound ({bound[0].failure_reason})"
+        why = _why_dropped(block_results, spec.ab.max_disturbance)
+        if why is not None:
+            # A client-bound trial describes the load generator, a disturbed one a neighbour, not the engine:
+            # the block is dropped whole (both sides), counted, and run again; too many and the comparison
+            # ends, saying which.
+            kind = "client-bound" if " client-bound (" in why else "disturbed"
+            discarded[kind] += 1
             notes.append(f"block {block} discarded: {why}")
             dropped.append((block, tuple(block_results), why))
             for side in sides:
                 sides[side] = [r for r in sides[side] if not any(r is b for b in block_results)]
-            if discarded > max_discards:
-                return done(f"{case.id}: client-bound in {discarded} blocks (more than {max_discards}); "
-                            f"latencies would describe the load generator, not the engines")
+            if sum(discarded.values()) > max_discards:
+                cause = ("latencies would describe the load generator, not the engines" if kind == "client-bound"
+                         else "other processes kept taking CPU from the engines: the box is not quiet enough "
+                              "to compare them")
+                return done(f"{case.id}: {kind} in {discarded[kind]} blocks ({sum(discarded.values())} dropped, "
+                            f"more than {max_discards}); {cause}")
             continue
         block += 1
         block_s.append(time.monotonic() - t_block)
@@ -174,8 +205,9 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
             looks.append(point)
         if stop:
             break
-    if discarded:
-        notes.append(f"{discarded} block(s) discarded as client-bound and re-run")
+    if any(discarded.values()):
+        notes.append(" and ".join(f"{n} block(s) discarded as {kind}" for kind, n in discarded.items() if n)
+                     + " and re-run")
     span, windows = _span(measured)
     span = span if span is not None else time.monotonic() - measuring_since
     notes.append(f"live A/B vs {engine_a.id}: {len(sides['B'])} blocks in {span:.0f} s"
