@@ -48,6 +48,9 @@ def main() -> int:
     ap.add_argument("--max-blocks", type=int, default=None, help="override the scenario's ab_max_blocks")
     ap.add_argument("--look-every", type=int, default=None, help="override the scenario's ab_look_every")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds per comparison")
+    ap.add_argument("--trial-requests", type=int, default=None, help="the A/B's own trial length (ab_trial_requests)")
+    ap.add_argument("--warmup-requests", type=int, default=None, help="the A/B's warm-up (ab_warmup_requests)")
+    ap.add_argument("--warmup-max-tokens", type=int, default=None, help="its length (ab_warmup_max_tokens)")
     args = ap.parse_args()
 
     engines = load_engines(Path(args.matrix))
@@ -55,7 +58,9 @@ def main() -> int:
     models = load_models(Path(args.matrix))
     scenario = next(c.scenario for c in cases if c.scenario.name == args.scenario)
     update = {k: v for k, v in (("ab_min_blocks", args.min_blocks), ("ab_max_blocks", args.max_blocks),
-                                ("ab_look_every", args.look_every)) if v is not None}
+                                ("ab_look_every", args.look_every), ("ab_trial_requests", args.trial_requests),
+                                ("ab_warmup_requests", args.warmup_requests),
+                                ("ab_warmup_max_tokens", args.warmup_max_tokens)) if v is not None}
     if args.fixed_blocks:
         update.update(ab_min_blocks=args.fixed_blocks, ab_max_blocks=args.fixed_blocks)
     if update:

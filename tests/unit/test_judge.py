@@ -209,6 +209,9 @@ def test_live_ab_drops_a_client_bound_or_disturbed_block_and_fails_past_the_limi
             assert not self.plans  # both sides up before block 0
             self.booted = [*getattr(self, "booted", []), engine.id]
 
+        def prepare(self, engine, model, scenario, trials):
+            return {}, None  # the trials build their own prompts
+
         def run(self, plan: TrialBatch) -> Trials:
             assert plan.rerun_client_bound is False  # the A/B drops the block; a re-run inside would hide the count
             assert plan.count == 1 and plan.quiesce_others

@@ -153,9 +153,14 @@ class _Runner:
     def boot(self, engine, model):
         self.events.append(("boot", engine.id))
 
+    def prepare(self, engine, model, scenario, trials):
+        self.events.append(("prepare", engine.id, tuple(trials)))
+        return {t: f"prompts of {engine.id} trial {t}" for t in trials}, None
+
     def run(self, plan):
         from perfgate.session.trials import Trials
 
+        assert plan.prepared == {plan.start: f"prompts of {plan.engine.id} trial {plan.start}"}  # built before
         self.events.append(("run", plan.engine.id))
         slow = 1.03 if plan.engine.id == "b" else 1.0
         k = len(self.events)
@@ -176,7 +181,13 @@ def test_a_live_ab_boots_both_sides_before_block_0_and_records_its_blocks_and_lo
     case = _case(ab_min_blocks=4, ab_max_blocks=8, ab_look_every=2)
     out = run_live_ab(CaseOutcome(case, machine=None), runner, EngineConfig(id="a", kind="sim"), None,
                       LiveSettings(machine=None))
-    assert runner.events[:3] == [("boot", "a"), ("boot", "b"), ("run", "a")]  # block 0 is a pair: no boot inside
+    # block 0 is a pair: no boot inside, and both sides' prompts for a look's worth of blocks are built before it
+    assert runner.events[:5] == [("boot", "a"), ("boot", "b"), ("prepare", "a", (0, 1)), ("prepare", "b", (0, 1)),
+                                 ("run", "a")]
+    preparing = [e for e in runner.events if e[0] == "prepare"]
+    assert [e[2] for e in preparing[::2]] == [(k, k + 1) for k in range(0, 2 * len(preparing[::2]), 2)]
+    runs = runner.events.index(("prepare", "a", (2, 3)))
+    assert runner.events[runs - 2:runs] == [("run", "b"), ("run", "a")]  # between blocks, never inside one
     j = out.judgement
     assert j is not None and j.primary_metric == "itl_per_token_ms.p50" and j.live is not None  # the family's primary
     kept = [b for b in j.live.blocks if b.dropped is None]

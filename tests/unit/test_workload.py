@@ -55,3 +55,17 @@ def test_prepare_is_seeded_and_differs_per_trial(count):
     assert [s.body for s in a.specs] == [s.body for s in b.specs]
     assert [s.body for s in a.specs] != [s.body for s in c.specs]
     assert len({s.body for s in a.specs + a.warmup}) == 4  # no two requests share a prompt
+
+
+def test_a_warmup_can_be_shorter_than_the_measured_requests(count):
+    """warmup_max_tokens (an A/B's ab_warmup_max_tokens): the warm-up only has to carry the engine past its
+    resume transient; the measured requests keep max_tokens."""
+    import json
+
+    w = Workload(scenario="s", num_requests=2, prompt_tokens=20, max_tokens=64, concurrency=1, warmup_requests=2,
+                 seed=5, warmup_max_tokens=8)
+    p = prepare(w, "m", count)
+    assert [json.loads(s.body)["max_tokens"] for s in p.warmup] == [8, 8]
+    assert [json.loads(s.body)["max_tokens"] for s in p.specs] == [64, 64]
+    plain = prepare(w.model_copy(update={"warmup_max_tokens": None}), "m", count)
+    assert [json.loads(s.body)["max_tokens"] for s in plain.warmup] == [64, 64]

@@ -90,6 +90,7 @@ class ABPlan(Frozen):
     # A and B still get the same prompts within a block.
     trial_requests: int | None = Field(default=None, ge=1)
     warmup_requests: int | None = Field(default=None, ge=0)  # only as many as the resume transient needs
+    warmup_max_tokens: int | None = Field(default=None, gt=0)  # and only as long
     # A block whose trial lost more than this share of its engine's or client's cores to other processes is
     # dropped and re-run (perfgate.schema.result.DISTURBANCE_BOUND, measured by perfgate.measure.contention).
     max_disturbance: float = Field(default=DISTURBANCE_BOUND, gt=0, le=1)

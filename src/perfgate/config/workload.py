@@ -61,6 +61,7 @@ class WorkloadSpec(Frozen):
     max_concurrency: int | None = Field(default=None, gt=0)  # open loop: cap on requests in flight
     burstiness: float = Field(default=1.0, gt=0)
     warmup_requests: int = Field(default=2, ge=0)
+    warmup_max_tokens: int | None = Field(default=None, gt=0)  # warm-up output length (None: max_tokens)
     seed: int = 0
     slo_ttft_ms: float | None = None
     slo_tpot_ms: float | None = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from perfgate import __version__
@@ -52,6 +53,7 @@ from perfgate.measure.workers import LoadClientError
 from perfgate.measure.workload import (
     CountFn,
     NoTokenizerError,
+    PreparedWorkload,
     WorkloadError,
     prepare,
     tokenize_count_fn,
@@ -64,6 +66,7 @@ from perfgate.schema.result import (
     Hardware,
     Phases,
     Result,
+    Workload,
     write_result,
 )
 
@@ -206,6 +209,7 @@ def run_trial(
     machine: str | None = None,
     client_bound_reruns: int = 0,
     on_result: Callable[[Result], None] | None = None,
+    prepared: PreparedTrial | None = None,
 ) -> Result:
     """Run one complete load run and write its result file; returns the Result.
 
@@ -213,11 +217,13 @@ def run_trial(
     times) and only the last attempt is written, with the earlier attempts' reasons in it.
     A run that failed or was not delivered is never re-run: that is the engine's doing.
     ``on_result`` sees the finished result before it is written (the plugin's result hooks,
-    perfgate.hookspecs): what it adds is in the file.
+    perfgate.hookspecs): what it adds is in the file. ``prepared``: the trial's prompts, built earlier
+    (:func:`prepare_trials`); a client-bound re-run sends the same ones.
     """
     earlier: list[str] = []
     while True:
-        result = _run_once(target, scenario, trial=trial, test_id=test_id, hardware=hardware, machine=machine)
+        result = _run_once(target, scenario, trial=trial, test_id=test_id, hardware=hardware, machine=machine,
+                           ready=prepared)
         if result.status != "client_bound" or len(earlier) >= client_bound_reruns:
             break
         earlier.append(f"client-bound: {result.failure_reason}")
@@ -229,13 +235,19 @@ def run_trial(
     return result
 
 
-def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, hardware: Hardware | None,
-              machine: str | None) -> Result:
-    """One load run, measured and summarized; nothing written."""
-    began = time.perf_counter()
+@dataclass(frozen=True)
+class PreparedTrial:
+    """A trial's request bodies, built and sized before it (the workload records how the prompts were counted)."""
+
+    workload: Workload
+    requests: PreparedWorkload
+
+
+def prepare_trials(target: Target, scenario: Scenario, trials: Iterable[int]) -> dict[int, PreparedTrial]:
+    """Build and size the prompts of ``trials`` on ``target`` (its /tokenize, else the local tokenizer) now: a
+    live A/B prepares a block's prompts for both sides before the block, so only the warm-up sits between
+    its two windows. Raises NoTokenizerError when nothing can count the prompts."""
     workload = scenario.workload()
-    if target.auth is not None:  # re-read per trial: a projected service-account token expires mid-nightly
-        target.auth.refresh()
     # An engine whose /tokenize takes a prompt only (SGLang) cannot size chat messages: the template is applied here.
     engine_counts = not (workload.api == "chat" and target.capabilities.tokenize == "prompt")
     count = (tokenize_count_fn(target.server_base, target.model.name, workload.api, headers=target.headers)
@@ -248,13 +260,23 @@ def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, h
             raise NoTokenizerError(f"{target.base_url}: cannot size {workload.api} prompts locally: {exc}") from None
     if count is None:
         raise NoTokenizerError(_no_tokenizer_reason(target, workload.api, engine_counts))
-    if scenario.shaped:
-        prepared = prepare_shaped(scenario, workload, target.model.name, count,
-                                  return_token_ids=target.capabilities.token_ids_in_stream, trial=trial)
-    else:
-        prepared = prepare(workload, target.model.name, count, return_token_ids=target.capabilities.token_ids_in_stream,
-                           trial=trial)
+    ids = target.capabilities.token_ids_in_stream
     workload = workload.model_copy(update={"prompt_tokens_verified": verified})
+    return {trial: PreparedTrial(workload, prepare_shaped(scenario, workload, target.model.name, count,
+                                                          return_token_ids=ids, trial=trial)
+                                 if scenario.shaped else
+                                 prepare(workload, target.model.name, count, return_token_ids=ids, trial=trial))
+            for trial in trials}
+
+
+def _run_once(target: Target, scenario: Scenario, *, trial: int, test_id: str, hardware: Hardware | None,
+              machine: str | None, ready: PreparedTrial | None = None) -> Result:
+    """One load run, measured and summarized; nothing written. ``ready``: its prompts, prepared earlier."""
+    began = time.perf_counter()
+    if target.auth is not None:  # re-read per trial: a projected service-account token expires mid-nightly
+        target.auth.refresh()
+    ready = ready or prepare_trials(target, scenario, (trial,))[trial]
+    workload, prepared = ready.workload, ready.requests
     if workload.prefix_cache == "reset_between_trials":
         workload = workload.model_copy(update={"prefix_cache_reset": reset_prefix_cache(target)})
 

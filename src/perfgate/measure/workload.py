@@ -197,14 +197,16 @@ def prepare(workload: Workload, model: str, count: CountFn, return_token_ids: bo
     rng = random.Random(f"{workload.seed}:{trial}")
     path = "/v1/chat/completions" if workload.api == "chat" else "/v1/completions"
 
-    def body(prompt: str) -> dict:
-        return request_body(workload, model, workload.max_tokens, return_token_ids, prompt=prompt)
+    def body(prompt: str, max_tokens: int) -> dict:
+        return request_body(workload, model, max_tokens, return_token_ids, prompt=prompt)
 
     sizer = _PromptSizer(count)
 
     def make(i: int) -> RequestSpec:
         prompt = sizer(workload.prompt_tokens, rng)
-        return RequestSpec.build(i, path, body(prompt))
+        # a warm-up only has to carry the engine past its resume transient (warmup_max_tokens), not a whole answer
+        tokens = (workload.warmup_max_tokens or workload.max_tokens) if i < 0 else workload.max_tokens
+        return RequestSpec.build(i, path, body(prompt, tokens))
 
     warmup = [make(-1 - i) for i in range(workload.warmup_requests)]
     specs = [make(i) for i in range(workload.num_requests)]

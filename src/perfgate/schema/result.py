@@ -95,6 +95,7 @@ class Workload(_Model):
     input_len: dict[str, float | str] | None = _added_later()  # {"dist": fixed|uniform|normal|dataset, ...}
     output_len: dict[str, float | str] | None = _added_later()
     shared_prefix_groups: int | None = _added_later()  # groups of requests sharing one prefix
+    warmup_max_tokens: int | None = _added_later()  # warm-up requests' output length (None: max_tokens)
     shared_prefix_tokens: int | None = _added_later()  # tokens of that shared prefix (part of the prompt)
     turns: int | None = _added_later()  # multi-turn conversations: turns per conversation (chat, history included)
     prefix_cache: Literal["reset_between_trials", "keep"] | None = _added_later()

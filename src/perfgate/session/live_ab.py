@@ -15,7 +15,9 @@ with ``boots_per_side`` > 1 both sides are rebooted at evenly spaced blocks
 so boot-to-boot variance is part of the comparison. Both sides are installed
 and booted before block 0, so block 0 is a pair like every other block (its
 two trials used to be a boot apart); the time budget and the printed span
-count from block 0 (installs and boots are shown apart). The primary metric's
+count from block 0 (installs and boots are shown apart). Each look's worth
+of blocks has its prompts built and sized on both sides before its first
+block, so only the warm-up sits between a block's two windows. The primary metric's
 per-block ratios and each look's estimate go with the judgement
 (:class:`~perfgate.schema.verdict.LiveRecord`), for the report's block chart.
 """
@@ -44,10 +46,11 @@ def plan_for(spec: ScenarioFile) -> SequentialPlan:
 
 
 def ab_scenario(scenario: Scenario) -> Scenario:
-    """The scenario as the A/B runs it: its ``ab.trial_requests`` / ``ab.warmup_requests`` when declared."""
+    """The scenario as the A/B runs it: its ``ab.trial_requests`` / ``ab.warmup_requests`` /
+    ``ab.warmup_max_tokens`` when declared."""
     ab = scenario.spec.ab
-    update = {k: v for k, v in (("num_requests", ab.trial_requests), ("warmup_requests", ab.warmup_requests))
-              if v is not None}
+    update = {k: v for k, v in (("num_requests", ab.trial_requests), ("warmup_requests", ab.warmup_requests),
+                                ("warmup_max_tokens", ab.warmup_max_tokens)) if v is not None}
     if not update:
         return scenario
     return Scenario(scenario.name, scenario.family, scenario.spec.model_copy(update=update), scenario.root)
@@ -129,6 +132,8 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     dropped: list[tuple[int, tuple[Result, ...], str]] = []  # (position, its trials, why)
     looks: list[LookPoint] = []
     measured: list[Result] = []  # every trial of the comparison, dropped blocks' too (its span)
+    ready: dict[str, dict] = {"A": {}, "B": {}}  # side -> attempt -> its prompts, built before the block
+    prepare_s = 0.0
 
     def done(error: str | None = None) -> CaseOutcome:
         if error and measured:  # where a comparison that stopped got to
@@ -151,10 +156,23 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
         if first_try:
             clusters.append((clusters[-1] + fresh) if clusters else 0)
         block_results: list[Result] = []
+        if attempt not in ready["A"] or attempt not in ready["B"]:
+            # The next look's worth of blocks' prompts, for both sides, before the block: between a block's two
+            # windows there is then only the warm-up (sizing prompts through /tokenize took ~0.3 s a trial).
+            t_prep = time.monotonic()
+            upcoming = range(attempt, attempt + plan.look_every)
+            for side, engine, model in (("A", engine_a, model_a), ("B", engine_b, case.model)):
+                got, failed = runner.prepare(engine, model, scenario, upcoming)
+                if failed:
+                    return done(f"{case.id}: {failed}")
+                ready[side] = got
+            prepare_s += time.monotonic() - t_prep
+            t_block = time.monotonic()  # a block's time (the budget's step) leaves the preparation out
         for side in side_order(block):
             engine, model, test_id = (engine_a, model_a, a_id) if side == "A" else (engine_b, case.model, case.id)
             ran = runner.run(TrialBatch(engine, model, scenario, test_id, start=attempt, fresh_first=fresh,
-                                       quiesce_others=True, rerun_client_bound=False))
+                                       quiesce_others=True, rerun_client_bound=False,
+                                       prepared={attempt: ready[side][attempt]} if attempt in ready[side] else {}))
             sides[side] += ran.results
             measured += ran.results
             if ran.error:
@@ -212,6 +230,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
     span = span if span is not None else time.monotonic() - measuring_since
     notes.append(f"live A/B vs {engine_a.id}: {len(sides['B'])} blocks in {span:.0f} s"
                  + (f" ({windows / span:.0%} of it in measurement windows)" if windows and span > 0 else "")
+                 + f" (prompts prepared between blocks: {prepare_s:.0f} s)"
                  + f"; installs and boots before block 0: {setup_s:.0f} s; " + (judgement.reason if judgement else ""))
     if judgement is not None and judgement.primary_metric is not None:
         primary = judgement.primary_metric

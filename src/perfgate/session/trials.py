@@ -13,10 +13,10 @@ interrupt.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from perfgate.config.matrix import EngineConfig, ModelSpec, Scenario
 from perfgate.engines.pool import Target, TargetPool
@@ -24,6 +24,9 @@ from perfgate.engines.provision import ProvisionError
 from perfgate.engines.server import ServerError, describe_exit
 from perfgate.schema.result import Result
 from perfgate.schema.status import FaultClass
+
+if TYPE_CHECKING:
+    from perfgate.measure.trial import PreparedTrial
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class TrialBatch:
     fresh_first: bool = False  # boot the engine afresh before the first trial (confirmation, baseline boots)
     quiesce_others: bool = False  # pause the pool's other engine while measuring (live A/B)
     rerun_client_bound: bool = True  # False: the caller handles client-bound trials (the live A/B drops blocks)
+    prepared: Mapping[int, PreparedTrial] = field(default_factory=dict)  # trial -> prompts built before it
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class RunsTrials(Protocol):
 
     def boot(self, engine: EngineConfig, model: ModelSpec) -> str | None:
         """Boot (or reuse) an engine without measuring; the fault line, or None."""
+        ...
+
+    def prepare(self, engine: EngineConfig, model: ModelSpec, scenario: Scenario, trials: Iterable[int]
+                ) -> tuple[dict[int, PreparedTrial], str | None]:
+        """Build the prompts of ``trials`` on the engine now (they go in TrialBatch.prepared): (them, None),
+        or ({}, why not)."""
         ...
 
 
@@ -83,7 +93,7 @@ class TrialRunner:
                 out.append(run_trial(target, plan.scenario, trial=trial, test_id=plan.test_id,
                                      results_dir=self.results_dir, machine=self.machine,
                                      client_bound_reruns=CLIENT_BOUND_RERUNS if plan.rerun_client_bound else 0,
-                                     on_result=self.on_result))
+                                     on_result=self.on_result, prepared=plan.prepared.get(trial)))
                 self._check_engine(target, out[-1])
         except ServerError as exc:
             return Trials(tuple(out), f"{exc.kind}: {exc}")
@@ -101,6 +111,22 @@ class TrialRunner:
         except ProvisionError as exc:
             return str(exc)
         return None
+
+    def prepare(self, engine: EngineConfig, model: ModelSpec, scenario: Scenario, trials: Iterable[int]
+                ) -> tuple[dict[int, PreparedTrial], str | None]:
+        """The prompts of ``trials`` built and sized on ``engine`` (resumed for it, the pool's other engine
+        paused): a live A/B's block then has only the warm-up between its two windows."""
+        from perfgate.measure.trial import prepare_trials
+        from perfgate.measure.workload import WorkloadError
+
+        try:
+            target = self.pool.get(engine, model)
+            self.pool.quiesce_others(target)
+            return prepare_trials(target, scenario, trials), None
+        except ServerError as exc:
+            return {}, f"{exc.kind}: {exc}"
+        except (WorkloadError, ProvisionError) as exc:
+            return {}, str(exc)
 
     def _check_engine(self, target: Target, result: Result) -> None:
         """An engine that died or hung during a trial ends the case: it is stopped (every process of its
