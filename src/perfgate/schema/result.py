@@ -265,11 +265,11 @@ class GpuTelemetry(_Model):
 
 
 DISTURBANCE_BOUND = 0.05
-"""A live A/B block whose trial lost more than this share of its engine's or its client's cores' time to other
-processes (foreign + steal) is dropped and re-run (``ab.max_disturbance`` per scenario). A neighbour taking a
-share f of a saturated engine's core slows it by up to ~f, so 5% is the default minimum effect: a block
-disturbed beyond it could alone carry a change of the size the gate looks for. On a quiet box the share is
-below 1% (docs/statistics.md, benchmarks/ab_noise.py)."""
+"""A live A/B block whose trial lost more than this share of its engine's cores' time to other processes
+(foreign + steal; :meth:`Contention.taken`) is dropped and re-run (``ab.max_disturbance`` per scenario). A
+neighbour taking a share f of a saturated engine's core slows it by up to ~f, so 5%, the default minimum
+effect: a block disturbed beyond it could alone carry a change of the size the gate looks for. On a quiet
+box the share is below 0.5% (docs/statistics.md, benchmarks/ab_noise.py)."""
 
 
 class Contention(_Model):
@@ -288,10 +288,11 @@ class Contention(_Model):
     client_cpu: float | None = None  # perfgate's own processes but the engine (the load client, its workers)
 
     def taken(self) -> float:
-        """The larger share of its cores' time the engine or the client lost to others (foreign + steal)."""
-        engine = (self.foreign_engine_cores or 0.0) + (self.steal_engine_cores or 0.0)
-        client = (self.foreign_client_cores or 0.0) + (self.steal_client_cores or 0.0)
-        return max(engine, client)
+        """The share of its cores' time the engine lost to others (foreign + steal); unpinned, the box's.
+        The client's share is not in it (perfgate.measure.contention says why)."""
+        if self.engine_cores:
+            return (self.foreign_engine_cores or 0.0) + (self.steal_engine_cores or 0.0)
+        return (self.foreign_client_cores or 0.0) + (self.steal_client_cores or 0.0)
 
 
 class Phases(_Model):
