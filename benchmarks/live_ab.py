@@ -100,6 +100,9 @@ def main() -> int:
                         shown.append(f"{v.metric} {(v.ratio - 1) * 100:+.1f}% {lo} {v.verdict}")
             print(f"#{i + 1:2d} {status:12s} {len(outcome.results):2d} blocks {wall:6.1f} s  " + "; ".join(shown),
                   flush=True)
+            for note in outcome.notes:  # the span, the windows' share, preparation, boots, dropped blocks
+                if note.startswith(("live A/B vs", "block ")) or "discarded" in note:
+                    print(f"    {note}", flush=True)
             if status == "failed":
                 print("   ", outcome.error or outcome.gate()[1])
                 break

@@ -75,8 +75,9 @@ class ABPlan(Frozen):
     """Live A/B (--perf-compare-to): paired blocks, first look, last look, false-regression rate over all looks.
 
     Defaults fit GPU-like noise (trial CV ~2%: a 5% change is clear by 12-24 blocks); the CPU scenarios run
-    up to 72 blocks (docs/statistics.md). Not part of the workload fingerprint: how long a comparison runs
-    changes no measurement. ``primary_metric`` None: the family's default
+    up to 144 short blocks (docs/statistics.md). Not part of the scenario's fingerprint: how long a comparison
+    runs changes no measurement, and the A/B's own trial shape (``trial_requests``, ``warmup_*``) is in its
+    trials' recorded workload, so they are a series of their own in the history. ``primary_metric`` None: the family's default
     (:func:`perfgate.judge.sequential.default_primary_metric`).
     """
 
