@@ -203,10 +203,13 @@ def fit_noise(directory: Path, metric: str = "itl_per_token_ms.p50") -> Noise:
         if isinstance(doc, dict) and "test_id" in doc and "summary" in doc:
             by_id.setdefault(doc["test_id"], []).append(doc)
     ds, others, spans = [], [], []
-    for tid, a_side in by_id.items():
-        if not tid.endswith(".reference") or tid[: -len(".reference")] not in by_id:
-            continue
-        b_side = by_id[tid[: -len(".reference")]]
+    refs = [t for t in by_id if t.endswith(".reference")]
+    plain = [t for t in by_id if not t.endswith(".reference")]
+    pairs = [(t, t[: -len(".reference")]) for t in refs if t[: -len(".reference")] in by_id]
+    if not pairs and len(refs) == len(plain) == 1:  # an A/A: A's engine id is B's with "~A"
+        pairs = [(refs[0], plain[0])]
+    for tid, b_tid in pairs:
+        a_side, b_side = by_id[tid], by_id[b_tid]
         a_side, b_side = (sorted(x, key=lambda r: r.get("trial", 0)) for x in (a_side, b_side))
         rows = []
         for ra, rb in zip(a_side, b_side):
