@@ -235,7 +235,7 @@ def test_the_report_draws_the_blocks_gives_one_answer_and_prints_no_none(live_di
     html = html_path.read_text()
     text = re.sub(r"<svg.*?</svg>", "", html, flags=re.S)
     assert "None" not in re.sub(r"<[^>]+>", " ", text)  # e.g. "baseline: None (engine 0.31.0, None)"
-    assert 'data-chart="ab_blocks"' in html and "1 dropped and re-run" in html
+    assert 'data-chart="ab_blocks"' in html and "1 dropped and re-run: 1 client-bound" in html
     assert "reference: live engine <code>vllm-0.31.0</code> 0.31.0, booted in the same session" in html
     assert 'data-testid="ab"' not in html  # no table of medians beside the paired estimate
     assert "(paired estimate)" in html and "(descriptive)" in html

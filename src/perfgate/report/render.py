@@ -59,8 +59,12 @@ def _case_charts(case: CaseView) -> list[tuple[str, str, str]]:
     if live is not None:
         dropped = sum(1 for b in live.blocks if b.dropped)
         kept = len(live.blocks) - dropped
+        why = {kind: sum(1 for b in live.blocks if b.dropped and kind in b.dropped)
+               for kind in ("client-bound", "disturbed")}
+        why_text = ", ".join(f"{n} {kind}" for kind, n in why.items() if n)
         out.append(("ab_blocks", f"{live.primary_metric}, B vs A per block ({kept} blocks"
-                    + (f", {dropped} dropped and re-run" if dropped else "") + "), the paired estimate and its "
+                    + (f", {dropped} dropped and re-run" + (f": {why_text}" if why_text else "") if dropped else "")
+                    + "), the paired estimate and its "
                     "interval at each look, the look's regression boundary",
                     charts.ab_blocks([(b.block, b.ratio, b.dropped is not None) for b in live.blocks if b.ratio],
                                      [(lk.blocks, lk.ratio, lk.ci_low, lk.ci_high, lk.boundary) for lk in live.looks],
