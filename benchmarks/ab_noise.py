@@ -55,7 +55,17 @@ def load(directory: Path) -> tuple[list[Result], list[Result]]:
             continue
         (a if r.test_id.endswith(".reference") else b)[r.trial] = r
     trials = sorted(set(a) & set(b))
-    return [a[t] for t in trials], [b[t] for t in trials]
+    kept = [t for t in trials if not any(_dropped(r) for r in (a[t], b[t]))]
+    if len(kept) < len(trials):
+        print(f"({len(trials) - len(kept)} block(s) the A/B dropped - client-bound or disturbed - left out)")
+    return [a[t] for t in kept], [b[t] for t in kept]
+
+
+def _dropped(r: Result) -> bool:
+    """The live A/B's rule (perfgate.session.live_ab): a client-bound or disturbed trial's block is dropped."""
+    from perfgate.schema.result import DISTURBANCE_BOUND
+
+    return r.status == "client_bound" or (r.contention is not None and r.contention.taken() > DISTURBANCE_BOUND)
 
 
 def _metric(r: Result, metric: str) -> float | None:
@@ -250,26 +260,33 @@ def score(a: list[Result], b: list[Result], scenario_name: str, budget_s: float,
     ma, mb = [r.summary.metrics for r in a], [r.summary.metrics for r in b]
     outcomes: Counter[str] = Counter()
     took: list[int] = []
+    censored = 0  # windows whose data ended before the plan stopped or its budget was spent
     ref = BaselineRef(live_engine="A")
+    window = min(budget_blocks, plan.max_blocks)
     starts = range(0, max(1, len(a) - plan.min_blocks + 1), 2)  # even starts: each window begins A B
     for s in starts:
-        end = min(len(a), s + min(budget_blocks, plan.max_blocks))
-        outcome = "inconclusive"
+        end = min(len(a), s + window)
         for k in range(s + 2, end + 1):
-            final = k == end and (end - s) >= budget_blocks
+            final = k == s + window  # the budget (or max_blocks) is spent: the last look
             j, stop = judge_live(ma[s:k], mb[s:k], policy, plan, context="score", reference=ref, final=final,
                                  scenario=scenario_name)
-            if stop or k == end:
-                outcome = j.outcome or "inconclusive"
+            if stop:
+                outcomes[j.outcome or "inconclusive"] += 1
                 took.append(k - s)
                 break
-        outcomes[outcome] += 1
+        else:
+            censored += 1
     n = sum(outcomes.values())
+    if not n:
+        print(f"7. the shipped plan: every window ran out of blocks before it stopped ({censored} windows of up to "
+              f"{window} blocks; the run has {len(a)})")
+        return
     print(f"7. the shipped plan ({plan.min_blocks}..{plan.max_blocks} blocks, look every {plan.look_every}, alpha "
           f"{plan.alpha:g}) on {n} sliding windows of a {budget_s:.0f} s budget ({budget_blocks} blocks of "
           f"{block_s:.1f} s; windows overlap, so these are not independent trials):")
     print("   " + ", ".join(f"{k} {v} ({v / n:.0%})" for k, v in sorted(outcomes.items()))
-          + f"; blocks to stop: median {statistics.median(took):.0f}, max {max(took)}")
+          + f"; blocks to stop: median {statistics.median(took):.0f}, max {max(took)}"
+          + (f"; {censored} later windows ran out of blocks before the plan stopped (left out)" if censored else ""))
     d = _ratios(a, b, metric)
     full = location_scalar(d, plan.estimator, min_correlation=plan.block_correlation)
     print(f"   all {len(d)} blocks: {metric} {math.expm1(full[0]):+.1%} ± {1.96 * full[1] * 100:.1f}% (95%)")
