@@ -158,7 +158,7 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
         block_results: list[Result] = []
         if attempt not in ready["A"] or attempt not in ready["B"]:
             # The next look's worth of blocks' prompts, for both sides, before the block: between a block's two
-            # windows there is then only the warm-up (sizing a trial's prompts through /tokenize: ~0.12 s).
+            # windows there is then only the warm-up (sizing a trial's prompts through /tokenize: ~0.1 s).
             t_prep = time.monotonic()
             upcoming = range(attempt, attempt + plan.look_every)
             for side, engine, model in (("A", engine_a, model_a), ("B", engine_b, case.model)):
