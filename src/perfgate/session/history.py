@@ -84,6 +84,30 @@ def _describe(runs: list[HistoryRun]) -> str:
     return f"history: runs {named} ({days}, engine {', '.join(versions)})"
 
 
+def _within_run_spread(j: Judgement, runs: list[list[dict]], current: list[dict]) -> Judgement:
+    """A regression against previous runs stands only where it clears the spread between those runs
+    (:func:`perfgate.judge.stats.beyond_run_spread`): each previous run is one boot, and boots differ by more
+    than one boot's trials. One that does not is inconclusive, saying why (a nightly's first runs, a slow boot)."""
+    if j.status != "regression":
+        return j
+    from perfgate.judge.stats import beyond_run_spread
+
+    verdicts, notes = [], []
+    for v in j.verdicts:
+        if v.verdict == "regression" and v.level is not None:
+            ref = [[t[v.metric] for t in run if isinstance(t.get(v.metric), int | float)] for run in runs]
+            cur = [t[v.metric] for t in current if isinstance(t.get(v.metric), int | float)]
+            clears, why = beyond_run_spread(ref, cur, v.direction, v.level)
+            if not clears:
+                v = v.model_copy(update={"verdict": "inconclusive"})
+                notes.append(f"{v.metric} {v.change_pct:+.1f}% vs previous runs is not beyond the spread between "
+                             f"runs: {why}")
+        verdicts.append(v)
+    still = any(v.verdict == "regression" and v.judged for v in verdicts)
+    return j.model_copy(update={"verdicts": verdicts, "status": "regression" if still else "ok",
+                                "notes": [*j.notes, *notes]})
+
+
 def _verdict(cp: ChangePoint) -> MetricVerdict:
     return MetricVerdict(
         metric=cp.metric, verdict="regression", ratio=cp.ratio, ci_low=cp.ci_low, ci_high=cp.ci_high,
@@ -249,9 +273,12 @@ class SessionHistory:
                           engine_version=baseline.key.engine_version, created_at=newest.started_at, machine=machine)
         policy = case_policy(outcome, allow_env_mismatch=allow_env_mismatch)
 
+        runs = [held.get(r.run_id, (None, []))[1] for r in refs]
+
         def judge(o: CaseOutcome) -> CaseOutcome:
             current = [r.summary.metrics for r in o.results if r.summary is not None]
             j = judge_against_baseline(current, fingerprint(first), baseline, policy)
+            j = _within_run_spread(j, runs, current)
             return replace(o, judgement=j.model_copy(update={"context": context, "baseline": ref}))
 
         outcome = replace(outcome, notes=(*outcome.notes, f"stored baselines: {stored.reason}; judged on {context}"))
