@@ -61,3 +61,22 @@ def test_history_off_writes_no_history_json_and_a_bad_one_is_listed_unreadable(t
     (tmp_path / "history.json").write_text("{ not json")
     html, _ = render_report([tmp_path], tmp_path)
     assert "not a readable history.json" in html.read_text()
+
+
+def test_a_regression_against_previous_runs_must_clear_the_spread_between_them():
+    """session.history._within_run_spread: with one earlier run (one boot) the between-boot variance is unknown,
+    so a trial-level regression is inconclusive and says why; against tight earlier boots it stands."""
+    from perfgate.schema.verdict import Judgement, MetricVerdict
+    from perfgate.session.history import _within_run_spread
+
+    v = MetricVerdict(metric="itl_per_token_ms.p50", verdict="regression", direction="lower", ratio=1.72,
+                      change_pct=72.0, level=0.99, n_baseline=3, n_current=3)
+    j = Judgement(status="regression", verdicts=[v], context="history")
+    current = [{"itl_per_token_ms.p50": x} for x in (7.6, 7.7, 7.8)]
+    one = _within_run_spread(j, [[{"itl_per_token_ms.p50": x} for x in (4.1, 4.2, 4.2)]], current)
+    assert one.status == "ok" and one.verdicts[0].verdict == "inconclusive"
+    assert one.notes == ["not beyond the spread between previous runs, so inconclusive: itl_per_token_ms.p50 "
+                         "+72.0% (1 earlier run(s): the variance between engine boots is unknown below 3, so a "
+                         "run-level regression cannot be told from a slow boot)"]
+    tight = [[{"itl_per_token_ms.p50": x} for x in run] for run in ((4.4, 4.5), (4.45, 4.4), (4.42, 4.46))]
+    assert _within_run_spread(j, tight, current).status == "regression"

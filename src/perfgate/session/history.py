@@ -92,17 +92,18 @@ def _within_run_spread(j: Judgement, runs: list[list[dict]], current: list[dict]
         return j
     from perfgate.judge.stats import beyond_run_spread
 
-    verdicts, notes = [], []
+    verdicts, held_back = [], {}  # why -> the metrics it holds back, in one line each
     for v in j.verdicts:
         if v.verdict == "regression" and v.level is not None:
             ref = [[t[v.metric] for t in run if isinstance(t.get(v.metric), int | float)] for run in runs]
             cur = [t[v.metric] for t in current if isinstance(t.get(v.metric), int | float)]
             clears, why = beyond_run_spread(ref, cur, v.direction, v.level)
             if not clears:
+                held_back.setdefault(why, []).append(f"{v.metric} {v.change_pct or 0.0:+.1f}%")
                 v = v.model_copy(update={"verdict": "inconclusive"})
-                notes.append(f"{v.metric} {v.change_pct:+.1f}% vs previous runs is not beyond the spread between "
-                             f"runs: {why}")
         verdicts.append(v)
+    notes = [f"not beyond the spread between previous runs, so inconclusive: {', '.join(m)} ({why})"
+             for why, m in held_back.items()]
     still = any(v.verdict == "regression" and v.judged for v in verdicts)
     return j.model_copy(update={"verdicts": verdicts, "status": "regression" if still else "ok",
                                 "notes": [*j.notes, *notes]})
