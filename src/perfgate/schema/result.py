@@ -288,11 +288,12 @@ class Contention(_Model):
     client_cpu: float | None = None  # perfgate's own processes but the engine (the load client, its workers)
 
     def taken(self) -> float:
-        """The share of its cores' time the engine lost to others (foreign + steal); unpinned, the box's.
-        The client's share is not in it (perfgate.measure.contention says why)."""
+        """The share of its pinned cores' time the engine lost to others (foreign + steal). Unpinned, 0: the
+        box's share is recorded but cannot tell whose time was taken (a neighbour on an idle core takes nothing
+        from the engine), so nothing is judged on it; the client's share never is (perfgate.measure.contention)."""
         if self.engine_cores:
             return (self.foreign_engine_cores or 0.0) + (self.steal_engine_cores or 0.0)
-        return (self.foreign_client_cores or 0.0) + (self.steal_client_cores or 0.0)
+        return 0.0
 
 
 class Phases(_Model):
