@@ -77,8 +77,8 @@ class ABPlan(Frozen):
     Defaults fit GPU-like noise (trial CV ~2%: a 5% change is clear by 12-24 blocks); the CPU scenarios run
     up to 144 short blocks (docs/statistics.md). Not part of the scenario's fingerprint: how long a comparison
     runs changes no measurement, and the A/B's own trial shape (``trial_requests``, ``warmup_*``) is in its
-    trials' recorded workload, so they are a series of their own in the history. ``primary_metric`` None: the family's default
-    (:func:`perfgate.judge.sequential.default_primary_metric`).
+    trials' recorded workload, so they are a series of their own in the history. ``primary_metric`` None:
+    the family's default (:func:`perfgate.judge.sequential.default_primary_metric`).
     """
 
     min_blocks: int = Field(default=12, ge=2)
