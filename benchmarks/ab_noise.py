@@ -62,10 +62,11 @@ def load(directory: Path) -> tuple[list[Result], list[Result]]:
 
 
 def _dropped(r: Result) -> bool:
-    """The live A/B's rule (perfgate.session.live_ab): a client-bound or disturbed trial's block is dropped."""
+    """The live A/B's own rule (perfgate.session.live_ab.why_dropped) at the default bound."""
     from perfgate.schema.result import DISTURBANCE_BOUND
+    from perfgate.session.live_ab import why_dropped
 
-    return r.status == "client_bound" or (r.contention is not None and r.contention.taken() > DISTURBANCE_BOUND)
+    return why_dropped([r], DISTURBANCE_BOUND) is not None
 
 
 def _metric(r: Result, metric: str) -> float | None:

@@ -56,15 +56,16 @@ def ab_scenario(scenario: Scenario) -> Scenario:
     return Scenario(scenario.name, scenario.family, scenario.spec.model_copy(update=update), scenario.root)
 
 
-def _why_dropped(results: list[Result], max_disturbance: float) -> str | None:
-    """Why a block's trials measure something other than the engines (None: they do not)."""
+def why_dropped(results: list[Result], max_disturbance: float) -> tuple[str, str] | None:
+    """(kind, why) when a block's trials measure something other than the engines - kind "client-bound" or
+    "disturbed" - else None. The rule benchmarks/ab_noise.py applies to result files too."""
     for r in results:
         if r.status == "client_bound":
-            return f"{r.test_id} trial {r.trial} client-bound ({r.failure_reason})"
+            return "client-bound", f"{r.test_id} trial {r.trial} client-bound ({r.failure_reason})"
     for r in results:
         if r.contention is not None and r.contention.taken() > max_disturbance:
-            return (f"{r.test_id} trial {r.trial} disturbed: {disturbance_line(r.contention)} "
-                    f"(bound {max_disturbance:.0%})")
+            return "disturbed", (f"{r.test_id} trial {r.trial} disturbed: {disturbance_line(r.contention)} "
+                                 f"(bound {max_disturbance:.0%})")
     return None
 
 
@@ -187,12 +188,12 @@ def run_live_ab(outcome: CaseOutcome, runner: RunsTrials, engine_a: EngineConfig
             if r.status == "client_bound":
                 break
         attempt += 1
-        why = _why_dropped(block_results, spec.ab.max_disturbance)
-        if why is not None:
+        drop = why_dropped(block_results, spec.ab.max_disturbance)
+        if drop is not None:
+            kind, why = drop
             # A client-bound trial describes the load generator, a disturbed one a neighbour, not the engine:
             # the block is dropped whole (both sides), counted, and run again; too many and the comparison
             # ends, saying which.
-            kind = "client-bound" if " client-bound (" in why else "disturbed"
             discarded[kind] += 1
             notes.append(f"block {block} discarded: {why}")
             dropped.append((block, tuple(block_results), why))
